@@ -1,0 +1,254 @@
+"""The ``keel`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from keel import __version__
+from keel.config import Settings, load_config
+from keel.errors import ConfigError, KeelError
+
+T = TypeVar("T")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings(**overrides: Any) -> Settings:
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)
+
+
+def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(coro_fn())  # type: ignore[arg-type]
+    except KeelError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(2)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="keel")
+def main() -> None:
+    """keel: an LLMOps control plane. An OpenAI-compatible gateway that records, governs
+    and costs every LLM request.
+
+    Settings come from KEEL_* environment variables (KEEL_DATABASE_URL, KEEL_MASTER_KEY,
+    KEEL_CONFIG, ...); providers and models from the YAML config file (keel.yaml).
+    """
+
+
+@main.command()
+@click.option("--config", "config_path", envvar="KEEL_CONFIG", default=None,
+              help="YAML config file [default: keel.yaml if present, else the built-in mock].")
+@click.option("--host", default=None, help="Interface to bind [default: 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to bind [default: 4000].")
+def serve(config_path: str | None, host: str | None, port: int | None) -> None:
+    """Start the gateway (and admin API) on HOST:PORT."""
+    from keel.server.serve import run_server
+
+    settings = _settings(config=config_path, host=host, port=port)
+    try:
+        config = load_config(settings.config, required=config_path is not None)
+    except ConfigError as exc:
+        err_console.print(f"[red]config error:[/red] {exc.message}")
+        err_console.print("keel did not start.")
+        sys.exit(2)
+    run_server(settings, config, console=console)
+
+
+@main.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all pending migrations to KEEL_DATABASE_URL (default: the SQLite file)."""
+    from keel.store import Store
+
+    settings = _settings()
+
+    async def go() -> str | None:
+        store = Store(settings.resolved_database_url())
+        try:
+            await store.upgrade()
+            return await store.current_revision()
+        finally:
+            await store.aclose()
+
+    rev = _run(go)
+    console.print(f"database at revision [bold]{rev}[/bold] ({_safe_url(settings)})")
+
+
+def _safe_url(settings: Settings) -> str:
+    url = settings.resolved_database_url()
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+@main.group()
+def keys() -> None:
+    """Virtual API keys: each attributes spend to a team (and optionally a feature)."""
+
+
+@keys.command("create")
+@click.option("--team", required=True, help="Team the key's requests are attributed to.")
+@click.option("--feature", default=None, help="Bind the key to one feature (use case).")
+@click.option("--models", default=None, help="Comma-separated models the key may use [all].")
+@click.option("--name", default=None, help="A label to recognise the key by.")
+@click.option("--allow-feature-override", is_flag=True,
+              help="Let callers report another feature via X-Keel-Feature / metadata.feature.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def keys_create(team: str, feature: str | None, models: str | None, name: str | None,
+                allow_feature_override: bool, as_json: bool) -> None:
+    """Create a key. It is shown once; only a salted hash is stored."""
+    from keel.keys.service import create_key
+    from keel.store import Store
+
+    settings = _settings()
+    model_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
+
+    async def go() -> tuple[str, dict[str, Any]]:
+        store = Store(settings.resolved_database_url())
+        try:
+            await store.upgrade()
+            return await create_key(store, team=team, feature=feature, models=model_list,
+                                    name=name, feature_override=allow_feature_override)
+        finally:
+            await store.aclose()
+
+    key, record = _run(go)
+    if as_json:
+        click.echo(orjson.dumps({**record, "key": key}).decode())
+        return
+    console.print(f"created key [bold]{record['id']}[/bold] for team {team}"
+                  + (f", feature {feature}" if feature else ""))
+    console.print("key (shown once, store it now):")
+    click.echo(key)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def keys_list(as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    from keel.keys.service import public_record
+    from keel.store import Store
+    from keel.store import keys as q
+
+    settings = _settings()
+
+    async def go() -> list[dict[str, Any]]:
+        store = Store(settings.resolved_database_url())
+        try:
+            await store.upgrade()
+            return [public_record(r) for r in await q.list_keys(store)]
+        finally:
+            await store.aclose()
+
+    rows = _run(go)
+    if as_json:
+        click.echo(orjson.dumps(rows).decode())
+        return
+    table = Table("id", "name", "team", "feature", "models", "created", "last used", "state")
+    for r in rows:
+        table.add_row(r["id"], r["name"] or "-", r["team"], r["feature"] or "-",
+                      ",".join(r["models"] or []) or "all", _when(r["created_at"]),
+                      _when(r["last_used_at"]), "revoked" if r["revoked_at"] else "active")
+    console.print(table)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by id; running servers stop accepting it within seconds."""
+    from keel.store import Store
+    from keel.store import keys as q
+
+    settings = _settings()
+
+    async def go() -> bool:
+        store = Store(settings.resolved_database_url())
+        try:
+            await store.upgrade()
+            return await q.revoke_key(store, key_id)
+        finally:
+            await store.aclose()
+
+    if not _run(go):
+        err_console.print(f"[red]error:[/red] no active key with id '{key_id}'; "
+                          "see `keel keys list`")
+        sys.exit(1)
+    console.print(f"revoked {key_id}")
+
+
+@main.command("traces")
+@click.option("--feature", default=None)
+@click.option("--team", default=None)
+@click.option("--model", default=None)
+@click.option("--status", default=None, help="ok, error, or an HTTP status code.")
+@click.option("--since", default=None, help="Only traces newer than this: 15m, 2h, 7d.")
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def traces_cmd(feature: str | None, team: str | None, model: str | None, status: str | None,
+               since: str | None, limit: int, as_json: bool) -> None:
+    """Show recent traces, newest first."""
+    import time
+
+    from keel.store import Store
+    from keel.store.traces import TraceFilter, list_traces
+
+    settings = _settings()
+    if status and status not in ("ok", "error") and not status.isdigit():
+        raise click.BadParameter("use ok, error or an HTTP status code", param_hint="--status")
+    since_ts = time.time() - _duration(since) if since else None
+
+    async def go() -> list[dict[str, Any]]:
+        store = Store(settings.resolved_database_url())
+        try:
+            await store.upgrade()
+            rows, _ = await list_traces(store, TraceFilter(
+                feature=feature, team=team, model=model, status=status, since=since_ts),
+                limit=limit)
+            return rows
+        finally:
+            await store.aclose()
+
+    rows = _run(go)
+    if as_json:
+        for r in rows:
+            click.echo(orjson.dumps(r).decode())
+        return
+    table = Table("time", "id", "feature", "team", "model", "status", "ms", "tokens in/out",
+                  "cost $")
+    for r in rows:
+        table.add_row(_when(r["start_time"]), r["id"], r["feature"] or "-", r["team"] or "-",
+                      r["model_requested"] or "-",
+                      str(r["status"]) + (f" {r['error_type']}" if r["error_type"] else ""),
+                      f"{r['latency_ms']:.1f}", f"{r['input_tokens']}/{r['output_tokens']}",
+                      f"{r['cost_usd']:.6f}")
+    console.print(table)
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise click.BadParameter("use a number and a unit: 30s, 15m, 2h, 7d",
+                                 param_hint="--since")
+    return int(text[:-1]) * units[text[-1]]

@@ -1,0 +1,240 @@
+"""Settings (environment, ``KEEL_*``) and the YAML config file (providers, models).
+
+The YAML file is parsed once into typed models. Any problem raises ``ConfigError``
+with a message naming the file, the key path, what is wrong and how to fix it; keel
+refuses to start rather than run half-configured.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from keel.errors import ConfigError
+from keel.types import Price
+
+DEFAULT_CONFIG_FILE = "keel.yaml"
+
+
+class Settings(BaseSettings):
+    """Process settings, read from ``KEEL_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="KEEL_", extra="ignore")
+
+    config: str = Field(DEFAULT_CONFIG_FILE, description="Path of the YAML config file.")
+    data_dir: str = Field(".keel", description="Directory for the SQLite file and spill files.")
+    database_url: str | None = Field(None, description="sqlite:///path or postgresql://...")
+    redis_url: str | None = Field(None, description="redis://host:port/db (optional)")
+    master_key: str | None = Field(None, description="Admin key; generated on first start if unset.")
+    host: str = "127.0.0.1"
+    port: int = 4000
+    max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest accepted request body.")
+    capture_content: bool = Field(True, description="Store request messages and outputs.")
+    trace_queue_size: int = 20_000
+    trace_batch_size: int = 500
+    trace_flush_interval_s: float = 0.25
+    refresh_interval_s: float = Field(2.0, description="How often keys are re-read from the store.")
+    log_level: str = "warning"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.data_dir) / 'keel.db'}"
+
+
+# --- YAML config ---------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LatencySpec(_Strict):
+    """Mock latency: a log-normal distribution described by its median and p99, in ms."""
+
+    p50_ms: float = Field(0.0, ge=0)
+    p99_ms: float | None = Field(None, ge=0)
+    ttft_ms: float | None = Field(None, ge=0, description="Delay before the first streamed chunk.")
+
+
+class ErrorRates(_Strict):
+    """Mock failure rates, each a probability in [0, 1]."""
+
+    rate_limit: float = Field(0.0, ge=0, le=1)
+    server_error: float = Field(0.0, ge=0, le=1)
+    timeout: float = Field(0.0, ge=0, le=1)
+
+
+class ProviderConfig(_Strict):
+    name: str
+    kind: Literal["openai", "anthropic", "gemini", "mock"]
+    base_url: str | None = None
+    api_key: str | None = None
+    api_version: str | None = Field(
+        None, description="Azure OpenAI api-version; when set, base_url is the Azure endpoint."
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(60.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    max_connections: int = Field(256, gt=0)
+    # mock only
+    latency: LatencySpec = Field(default_factory=LatencySpec)
+    errors: ErrorRates = Field(default_factory=ErrorRates)
+    output_tokens: int = Field(48, gt=0, description="Mock: typical answer length in tokens.")
+    seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not v or not v.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise ValueError("use letters, digits, '-', '_' or '.'")
+        return v
+
+
+class PriceSpec(_Strict):
+    """USD per million tokens. Cached input defaults to the input price when unset."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+    cache_write_per_mtok: float | None = Field(None, ge=0)
+
+    def to_price(self) -> Price:
+        return Price(**self.model_dump())
+
+
+class ModelConfig(_Strict):
+    name: str = Field(description="The name clients send as 'model'.")
+    provider: str
+    upstream: str | None = Field(None, description="The name the provider expects.")
+    kind: Literal["chat", "embedding"] = "chat"
+    price: PriceSpec = Field(default_factory=PriceSpec)
+
+    @property
+    def upstream_name(self) -> str:
+        return self.upstream or self.name
+
+
+class KeelConfig(_Strict):
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> KeelConfig:
+        seen: set[str] = set()
+        for i, p in enumerate(self.providers):
+            if p.name in seen:
+                raise _KeyProblem(f"providers[{i}].name", f"provider '{p.name}' is declared twice",
+                                  "give each provider a unique name")
+            seen.add(p.name)
+            if p.kind == "openai" and not p.base_url:
+                raise _KeyProblem(f"providers[{i}].base_url", "an openai provider needs base_url",
+                                  "set it, e.g. https://api.openai.com/v1")
+        names: set[str] = set()
+        for i, m in enumerate(self.models):
+            if m.provider not in seen:
+                known = ", ".join(sorted(seen)) or "none declared"
+                raise _KeyProblem(f"models[{i}].provider", f"unknown provider '{m.provider}'",
+                                  f"use one of the names under providers: ({known})")
+            if m.name in names:
+                raise _KeyProblem(f"models[{i}].name", f"model '{m.name}' is declared twice",
+                                  "give each model a unique name")
+            names.add(m.name)
+        return self
+
+    def provider(self, name: str) -> ProviderConfig:
+        for p in self.providers:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+class _KeyProblem(ValueError):
+    def __init__(self, key: str, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}; {fix}")
+        self.key, self.problem, self.fix = key, problem, fix
+
+
+def default_config() -> KeelConfig:
+    """What runs with no config file: the offline mock provider and two models."""
+    return KeelConfig(
+        providers=[ProviderConfig(name="mock", kind="mock", latency=LatencySpec(p50_ms=0.0))],
+        models=[
+            ModelConfig(name="mock", provider="mock",
+                        price=PriceSpec(input_per_mtok=0.15, output_per_mtok=0.60,
+                                        cached_input_per_mtok=0.075)),
+            ModelConfig(name="mock-embedding", provider="mock", kind="embedding",
+                        price=PriceSpec(input_per_mtok=0.02)),
+        ],
+    )
+
+
+def _resolve_env(value: Any, where: str, path: str) -> Any:
+    """Replace ``env:NAME`` strings with the variable's value, recursively."""
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ConfigError(
+                f"{path}: {where}: environment variable {name} is not set; "
+                f"export {name}=... before starting keel, or change the value"
+            )
+        return os.environ[name]
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, f"{where}.{k}" if where else k, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, f"{where}[{i}]", path) for i, v in enumerate(value)]
+    return value
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def parse_config(data: Any, path: str) -> KeelConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the file must be a mapping with keys providers: and models:")
+    data = _resolve_env(data, "", path) if data else data
+    try:
+        return KeelConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        ctx_err = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, _KeyProblem):
+            raise ConfigError(f"{path}: {ctx_err.key}: {ctx_err.problem}; {ctx_err.fix}") from None
+        key = _loc(tuple(err["loc"])) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; check the spelling against the config reference in the README"
+        elif err["type"] == "literal_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+        elif err["type"] == "missing":
+            msg = "required key is missing; add it"
+        raise ConfigError(f"{path}: {key}: {msg}") from None
+
+
+def load_config(path: str | os.PathLike[str] | None, *, required: bool = False) -> KeelConfig:
+    """Load and validate the YAML config; with no file (and not required), the mock default."""
+    if path is None:
+        path = DEFAULT_CONFIG_FILE
+    p = Path(path)
+    if not p.exists():
+        if required:
+            raise ConfigError(f"{p}: config file not found; create it or pass --config PATH")
+        return default_config()
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(data, str(p))

@@ -1,0 +1,137 @@
+"""Every failure keel reports, with the HTTP status and OpenAI-style body it maps to.
+
+::
+
+    KeelError                          500 api_error
+    +-- ConfigError                    (startup only: names the file, key and fix)
+    +-- InvalidRequest                 400 invalid_request_error
+    |   +-- BodyTooLarge               413
+    |   +-- UnknownModel               404 model_not_found
+    |   +-- UnsupportedOperation       400 (model cannot serve this endpoint)
+    +-- AuthenticationFailed           401 authentication_error
+    +-- PermissionDenied               403 permission_error
+    +-- NotFound                       404 not_found_error
+    +-- UpstreamError                  502 upstream_error   (provider failed)
+        +-- UpstreamRateLimited        429 rate_limit_error
+        +-- UpstreamTimeout            504 upstream_timeout
+        +-- UpstreamUnavailable        503 upstream_unavailable (connection refused/reset)
+        +-- UpstreamRejected           400 invalid_request_error (upstream says the
+                                            request itself is bad: the client's fault)
+
+One handler in ``keel.server`` turns any of these into a response; the trace records
+``error_type``. Subclasses set ``status``, ``type`` and ``code`` as class attributes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class KeelError(Exception):
+    status: int = 500
+    type: str = "api_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.headers = headers or {}
+
+    @property
+    def error_type(self) -> str:
+        """The short name stored on traces and used as a metrics label."""
+        return self.code or self.type
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class ConfigError(KeelError):
+    """The configuration cannot be used; keel refuses to start."""
+
+    type = "config_error"
+
+
+class InvalidRequest(KeelError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class BodyTooLarge(InvalidRequest):
+    status = 413
+    code = "body_too_large"
+
+
+class UnknownModel(InvalidRequest):
+    status = 404
+    code = "model_not_found"
+
+
+class UnsupportedOperation(InvalidRequest):
+    code = "unsupported_operation"
+
+
+class AuthenticationFailed(KeelError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(KeelError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class NotFound(KeelError):
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class UpstreamError(KeelError):
+    status = 502
+    type = "api_error"
+    code = "upstream_error"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status = 429
+    type = "rate_limit_error"
+    code = "upstream_rate_limited"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    code = "upstream_unavailable"
+
+
+class UpstreamRejected(UpstreamError):
+    status = 400
+    type = "invalid_request_error"
+    code = "upstream_rejected"

@@ -1,0 +1,1 @@
+"""The hot path: authenticate, validate, resolve, call the provider, respond, trace."""

@@ -1,0 +1,186 @@
+"""The OpenAI-compatible inbound API: chat completions (incl. SSE), embeddings, models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from keel.errors import BodyTooLarge, KeelError, NotFound, UpstreamError
+from keel.gateway.validate import check_chat, check_embeddings, parse_body
+from keel.types import JSON, Principal, Trace, new_trace_id
+
+if TYPE_CHECKING:
+    from keel.server.state import AppState
+
+TRACE_HEADER = "x-keel-trace-id"
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def openai_error(exc: KeelError, trace_id: str | None = None) -> Response:
+    headers = dict(exc.headers)
+    if trace_id:
+        headers[TRACE_HEADER] = trace_id
+    return json_response(exc.to_openai(), exc.status, headers)
+
+
+def api_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else auth.strip()
+    return request.headers.get("x-api-key") or request.headers.get("api-key")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(
+            f"request body is {declared} bytes, over the {limit}-byte limit; "
+            "send less, or raise KEEL_MAX_BODY_BYTES")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(
+                f"request body is over the {limit}-byte limit; send less, or raise "
+                "KEEL_MAX_BODY_BYTES")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def state_of(request: Request) -> AppState:
+    return request.app.state.keel  # type: ignore[no-any-return]
+
+
+def unexpected(exc: Exception) -> KeelError:
+    return KeelError(f"internal error in keel: {type(exc).__name__}: {exc}",
+                     code="internal_error")
+
+
+class Exchange:
+    """One inbound request: authenticates, parses, and owns the trace until it is recorded."""
+
+    def __init__(self, request: Request, endpoint: str) -> None:
+        self.request = request
+        self.state = state_of(request)
+        self.trace = Trace(id=new_trace_id(), start_time=time.time(), endpoint=endpoint)
+        self.principal: Principal | None = None
+
+    async def open(self, check: Callable[[JSON], str]) -> JSON:
+        """Authenticate, read and validate the body, attribute the trace."""
+        st = self.state
+        self.principal = st.keys.authenticate(api_key(self.request))
+        self.trace.key_id = self.principal.key_id
+        self.trace.team = self.principal.team
+        raw = await read_body(self.request, st.settings.max_body_bytes)
+        body = parse_body(raw, st.settings.max_body_bytes)
+        if isinstance(body.get("model"), str):
+            self.trace.model_requested = body["model"]
+        check(body)
+        self.trace.stream = bool(body.get("stream"))
+        st.gateway.attribute(self.trace, self.principal, self.request.headers, body)
+        self.trace.request_body = body
+        return body
+
+    def fail(self, exc: Exception, render: Callable[[KeelError, str], Response] = openai_error,
+             ) -> Response:
+        err = exc if isinstance(exc, KeelError) else unexpected(exc)
+        self.state.gateway.complete(self.trace, err.status, error=err)
+        return render(err, self.trace.id)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {TRACE_HEADER: self.trace.id}
+
+
+async def chat_completions(request: Request) -> Response:
+    ex = Exchange(request, "chat")
+    gw = ex.state.gateway
+    try:
+        body = await ex.open(check_chat)
+        assert ex.principal is not None
+        entry = gw.resolve(ex.principal, body["model"], "chat")
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            rest = gw.chat_stream(entry, body, ex.trace)
+            first = await anext(rest, None)
+            if first is None:
+                raise UpstreamError(f"provider '{entry.provider.name}' closed the stream "
+                                    "without sending anything", code="upstream_bad_response")
+            chunks = gw.traced_stream(ex.trace, entry, first, rest)
+            return StreamingResponse(openai_sse(chunks, include_usage), headers={
+                **SSE_HEADERS, **ex.headers}, media_type="text/event-stream")
+        result = await gw.chat(entry, body, ex.trace)
+    except Exception as exc:
+        return ex.fail(exc)
+    ex.trace.response_body = result.body
+    gw.complete(ex.trace, 200, price=entry.price)
+    return json_response(result.body, headers=ex.headers)
+
+
+async def openai_sse(chunks: AsyncIterator[JSON], include_usage: bool) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            if not include_usage and "usage" in chunk:
+                if not chunk.get("choices"):
+                    continue  # the usage-only chunk keel asked for on the client's behalf
+                chunk = {k: v for k, v in chunk.items() if k != "usage"}
+            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+    except KeelError as exc:
+        yield b"data: " + orjson.dumps(exc.to_openai()) + b"\n\n"
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def embeddings(request: Request) -> Response:
+    ex = Exchange(request, "embeddings")
+    gw = ex.state.gateway
+    try:
+        body = await ex.open(check_embeddings)
+        assert ex.principal is not None
+        entry = gw.resolve(ex.principal, body["model"], "embedding")
+        result = await gw.embed(entry, body, ex.trace)
+    except Exception as exc:
+        return ex.fail(exc)
+    gw.complete(ex.trace, 200, price=entry.price)
+    return json_response(result.body, headers=ex.headers)
+
+
+def _model_card(entry: Any) -> JSON:
+    return {"id": entry.name, "object": "model", "created": 0, "owned_by": entry.provider.name}
+
+
+async def list_models(request: Request) -> Response:
+    st = state_of(request)
+    try:
+        principal = st.keys.authenticate(api_key(request))
+    except KeelError as exc:
+        return openai_error(exc)
+    data = [_model_card(m) for m in st.gateway.visible_models(principal)]
+    return json_response({"object": "list", "data": data})
+
+
+async def get_model(request: Request) -> Response:
+    st = state_of(request)
+    name = request.path_params["model"]
+    try:
+        principal = st.keys.authenticate(api_key(request))
+        entry = st.gateway.models.get(name)
+        if entry is None or not principal.may_use(name):
+            raise NotFound(f"model '{name}' does not exist or this key may not use it",
+                           param="model", code="model_not_found")
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response(_model_card(entry))

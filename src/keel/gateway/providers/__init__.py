@@ -1,0 +1,5 @@
+"""Provider adapters, one module per wire protocol. Importing this registers the built-ins."""
+
+from keel.gateway.providers import mock, openai  # noqa: F401
+
+__all__: list[str] = []

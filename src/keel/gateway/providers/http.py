@@ -1,0 +1,209 @@
+"""One pooled HTTP client per provider, and the mapping of upstream failures to errors.
+
+Adapters call ``post_json`` and ``stream_sse``; both raise ``UpstreamError`` subclasses
+with a message that names the provider and says what came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from keel.errors import (
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from keel.types import JSON
+
+_SNIPPET = 300
+
+
+def upstream_message(raw: bytes) -> str:
+    """Pull a human message out of an upstream error body of any common shape."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        text = raw.decode("utf-8", "replace").strip()
+        return text[:_SNIPPET] or "(empty body)"
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]  # gemini sometimes wraps the error in a list
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("detail")
+            if isinstance(msg, str) and msg:
+                return msg[:_SNIPPET]
+        elif isinstance(err, str):
+            return err[:_SNIPPET]
+    return raw.decode("utf-8", "replace")[:_SNIPPET]
+
+
+def status_error(provider: str, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
+    msg = upstream_message(raw)
+    if status == 429:
+        hdrs = {"retry-after": headers["retry-after"]} if "retry-after" in headers else None
+        return UpstreamRateLimited(f"provider '{provider}' is rate limiting (429): {msg}", headers=hdrs)
+    if status in (401, 403):
+        return UpstreamError(
+            f"provider '{provider}' rejected keel's credentials ({status}): {msg}; "
+            "check the provider's api_key in the keel config",
+            code="upstream_auth_failed",
+        )
+    if status == 408 or status == 504:
+        return UpstreamTimeout(f"provider '{provider}' timed out ({status}): {msg}")
+    if 400 <= status < 500:
+        return UpstreamRejected(f"provider '{provider}' rejected the request ({status}): {msg}")
+    return UpstreamError(f"provider '{provider}' failed ({status}): {msg}")
+
+
+class Upstream:
+    """A keep-alive connection pool to one provider's base URL."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 5.0,
+        max_connections: int = 256,
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self.headers = dict(headers or {})
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout_s, sock_read=timeout_s
+        )
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, keepalive_timeout=30, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"content-type": "application/json", **self.headers},
+                skip_auto_headers=("User-Agent",),
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+            )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError(f"upstream '{self.provider}' used before start()")
+        return self._session
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+
+    async def post_json(
+        self, path: str, body: JSON, *, params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        try:
+            async with self.session.post(
+                self.url(path), data=orjson.dumps(body), params=params, headers=headers,
+                timeout=self.timeout,
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise status_error(self.provider, resp.status, raw, resp.headers)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise UpstreamTimeout(
+                f"provider '{self.provider}' did not answer within "
+                f"{self.timeout.total:g}s; raise timeout_s in its config if this is expected"
+            ) from None
+        except aiohttp.ClientConnectionError as exc:
+            raise UpstreamUnavailable(
+                f"provider '{self.provider}' is unreachable at {self.base_url}: {exc}"
+            ) from None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"provider '{self.provider}' returned a body that is not JSON: "
+                f"{raw[:120].decode('utf-8', 'replace')!r}",
+                code="upstream_bad_response",
+            ) from None
+
+    async def stream_sse(
+        self, path: str, body: JSON, *, params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[tuple[str | None, bytes]]:
+        """Yield ``(event, data)`` for each server-sent event of the response."""
+        try:
+            async with self.session.post(
+                self.url(path), data=orjson.dumps(body), params=params, headers=headers,
+                timeout=self.stream_timeout,
+            ) as resp:
+                if resp.status >= 400:
+                    raw = await resp.read()
+                    raise status_error(self.provider, resp.status, raw, resp.headers)
+                ctype = resp.headers.get("content-type", "")
+                if "text/event-stream" not in ctype and "json" in ctype:
+                    # Some upstreams answer a stream request with a JSON error body and 200.
+                    raw = await resp.read()
+                    raise UpstreamError(
+                        f"provider '{self.provider}' answered a stream request with JSON: "
+                        f"{upstream_message(raw)}", code="upstream_bad_response",
+                    )
+                event: str | None = None
+                data: list[bytes] = []
+                async for line in resp.content:
+                    line = line.rstrip(b"\r\n")
+                    if not line:
+                        if data:
+                            yield event, b"\n".join(data)
+                        event, data = None, []
+                    elif line.startswith(b"data:"):
+                        data.append(line[5:].lstrip(b" "))
+                    elif line.startswith(b"event:"):
+                        event = line[6:].strip().decode()
+                    # comments (":...") and other fields are ignored
+                if data:
+                    yield event, b"\n".join(data)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise UpstreamTimeout(
+                f"provider '{self.provider}' stopped sending for "
+                f"{self.stream_timeout.sock_read:g}s mid-stream; raise timeout_s if expected"
+            ) from None
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamError(
+                f"provider '{self.provider}' broke off the stream: {exc}",
+                code="upstream_stream_broken",
+            ) from None
+        except aiohttp.ClientConnectionError as exc:
+            raise UpstreamUnavailable(
+                f"provider '{self.provider}' is unreachable at {self.base_url}: {exc}"
+            ) from None
+
+
+def parse_json_event(provider: str, data: bytes) -> JSON:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(
+            f"provider '{provider}' sent a stream event that is not JSON: "
+            f"{data[:120].decode('utf-8', 'replace')!r}",
+            code="upstream_bad_response",
+        ) from None
+    if not isinstance(obj, dict):
+        raise UpstreamError(f"provider '{provider}' sent a stream event that is not an object",
+                            code="upstream_bad_response")
+    return obj

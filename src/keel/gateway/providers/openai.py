@@ -1,0 +1,86 @@
+"""Any OpenAI-compatible upstream: OpenAI, Azure OpenAI, vLLM, Ollama, Groq, Together, ...
+
+Azure OpenAI is selected by setting ``api_version``: ``base_url`` is then the resource
+endpoint (``https://NAME.openai.azure.com``), the model's ``upstream`` is the deployment
+name, and the key travels in the ``api-key`` header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from keel.config import ProviderConfig
+from keel.errors import UpstreamError
+from keel.gateway.providers.base import Provider, register_provider
+from keel.gateway.providers.http import Upstream, parse_json_event, upstream_message
+from keel.types import JSON, ChatResult, EmbeddingResult, Usage
+
+
+@register_provider("openai")
+class OpenAIProvider(Provider):
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        self.azure = config.api_version is not None
+        headers = dict(config.headers)
+        if config.api_key:
+            if self.azure:
+                headers["api-key"] = config.api_key
+            else:
+                headers["authorization"] = f"Bearer {config.api_key}"
+        self.params = {"api-version": config.api_version} if config.api_version else None
+        self.http = Upstream(
+            config.name, config.base_url or "", headers=headers, timeout_s=config.timeout_s,
+            connect_timeout_s=config.connect_timeout_s, max_connections=config.max_connections,
+        )
+
+    async def start(self) -> None:
+        await self.http.start()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def _path(self, body: JSON, endpoint: str) -> str:
+        if self.azure:
+            return f"/openai/deployments/{body['model']}/{endpoint}"
+        return f"/{endpoint}"
+
+    async def chat(self, body: JSON) -> ChatResult:
+        data = await self.http.post_json(self._path(body, "chat/completions"), body,
+                                         params=self.params)
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise UpstreamError(
+                f"provider '{self.name}' returned JSON that is not a chat completion "
+                "(no 'choices' list)", code="upstream_bad_response",
+            )
+        return ChatResult(body=data, usage=Usage.from_openai(data.get("usage")),
+                          served_model=str(data.get("model") or body["model"]))
+
+    async def chat_stream(self, body: JSON) -> AsyncIterator[JSON]:
+        body = dict(body)
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        async for _event, data in self.http.stream_sse(
+            self._path(body, "chat/completions"), body, params=self.params
+        ):
+            if data == b"[DONE]":
+                return
+            chunk = parse_json_event(self.name, data)
+            if "error" in chunk and "choices" not in chunk:
+                raise UpstreamError(
+                    f"provider '{self.name}' reported an error mid-stream: "
+                    f"{upstream_message(data)}", code="upstream_stream_error",
+                )
+            yield chunk
+
+    async def embed(self, body: JSON) -> EmbeddingResult:
+        data = await self.http.post_json(self._path(body, "embeddings"), body, params=self.params)
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise UpstreamError(
+                f"provider '{self.name}' returned JSON that is not an embedding list",
+                code="upstream_bad_response",
+            )
+        usage = data.get("usage") or {}
+        return EmbeddingResult(
+            body=data,
+            usage=Usage(input_tokens=int(usage.get("prompt_tokens") or 0)),
+            served_model=str(data.get("model") or body["model"]),
+        )

@@ -1,0 +1,192 @@
+"""Keys are shown once and stored as a salted SHA-256 of their secret part.
+
+A virtual key looks like ``sk-keel-<12 hex id><43 url-safe secret chars>``. The id
+locates the record; the secret is checked against its salted hash. The key ring holds
+every active key in memory, so verifying a request costs one hash and no database
+round trip; it re-reads the store when the keys version in the store changes (polled),
+and at once after a change made in this process. Last-used times are collected in
+memory and written in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from keel.errors import AuthenticationFailed, InvalidRequest
+from keel.store import Store
+from keel.store import keys as q
+from keel.types import Principal
+
+log = logging.getLogger("keel.keys")
+
+PREFIX = "sk-keel-"
+ID_LEN = 12
+MASTER_HASH = "master_key_hash"
+ADMIN_PREFIX = "sk-keel-admin-"
+
+
+def _hash(salt: str, secret: str) -> str:
+    return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    id: str
+    name: str | None
+    team: str
+    feature: str | None
+    feature_override: bool
+    models: tuple[str, ...] | None
+    salt: str
+    secret_hash: str
+
+    def principal(self) -> Principal:
+        return Principal(key_id=self.id, team=self.team, feature=self.feature,
+                         models=self.models, feature_override=self.feature_override)
+
+
+def _record(row: dict[str, Any]) -> KeyRecord:
+    models = row.get("models")
+    return KeyRecord(
+        id=row["id"], name=row.get("name"), team=row["team"], feature=row.get("feature"),
+        feature_override=bool(row.get("feature_override")),
+        models=tuple(models) if models else None, salt=row["salt"],
+        secret_hash=row["secret_hash"],
+    )
+
+
+def _check_name(value: str | None, what: str) -> None:
+    if value is not None and (not value or len(value) > 128 or not value.isprintable()):
+        raise InvalidRequest(f"{what} must be 1-128 printable characters", param=what)
+
+
+async def create_key(
+    store: Store, *, team: str, feature: str | None = None, models: list[str] | None = None,
+    name: str | None = None, feature_override: bool = False,
+) -> tuple[str, dict[str, Any]]:
+    """Create a key; returns (the full key, shown once; its public record)."""
+    _check_name(team, "team")
+    _check_name(feature, "feature")
+    _check_name(name, "name")
+    key_id = secrets.token_hex(ID_LEN // 2)
+    secret = secrets.token_urlsafe(32)
+    salt = secrets.token_hex(16)
+    row = {
+        "id": key_id, "name": name, "team": team, "feature": feature,
+        "feature_override": feature_override, "models": list(models) if models else None,
+        "salt": salt, "secret_hash": _hash(salt, secret), "created_at": time.time(),
+        "revoked_at": None, "last_used_at": None,
+    }
+    await q.insert_key(store, row)
+    return f"{PREFIX}{key_id}{secret}", public_record(row)
+
+
+def public_record(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k) for k in ("id", "name", "team", "feature", "feature_override", "models",
+                                    "created_at", "revoked_at", "last_used_at")}
+
+
+async def ensure_master_key(store: Store, configured: str | None) -> str | None:
+    """Returns a newly generated master key (to print once), or None.
+
+    With ``KEEL_MASTER_KEY`` set, that key is the admin key. Otherwise the first start
+    generates one and stores only its hash; later starts use the stored hash.
+    """
+    if configured:
+        return None
+    if await q.get_meta(store, MASTER_HASH):
+        return None
+    key = ADMIN_PREFIX + secrets.token_urlsafe(32)
+    salt = secrets.token_hex(16)
+    await q.set_meta(store, MASTER_HASH, f"{salt}${_hash(salt, key)}")
+    return key
+
+
+class KeyRing:
+    def __init__(self, store: Store, *, master_key: str | None) -> None:
+        self.store = store
+        self._master_plain = master_key
+        self._master_hash: tuple[str, str] | None = None
+        self._keys: dict[str, KeyRecord] = {}
+        self._version: str | None = None
+        self._last_used: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def load(self) -> None:
+        if self._master_plain is None:
+            stored = await q.get_meta(self.store, MASTER_HASH)
+            if stored:
+                salt, digest = stored.split("$", 1)
+                self._master_hash = (salt, digest)
+        await self.refresh(force=True)
+
+    async def refresh(self, *, force: bool = False) -> None:
+        version = await q.keys_version(self.store)
+        if not force and version == self._version:
+            return
+        rows = await q.list_keys(self.store, include_revoked=False)
+        self._keys = {r["id"]: _record(r) for r in rows}
+        self._version = version
+
+    async def start(self, interval_s: float) -> None:
+        await self.load()
+        self._task = asyncio.create_task(self._poll(interval_s), name="keel-key-refresh")
+
+    async def _poll(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.refresh()
+                await self.flush_last_used()
+            except Exception:
+                log.exception("refreshing keys failed; keeping the keys in memory")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.flush_last_used()
+
+    async def flush_last_used(self) -> None:
+        pending, self._last_used = self._last_used, {}
+        await q.touch_keys(self.store, pending)
+
+    def is_master(self, key: str) -> bool:
+        if self._master_plain is not None:
+            return hmac.compare_digest(key.encode(), self._master_plain.encode())
+        if self._master_hash is not None:
+            salt, digest = self._master_hash
+            return hmac.compare_digest(_hash(salt, key), digest)
+        return False
+
+    def authenticate(self, key: str | None) -> Principal:
+        if not key:
+            raise AuthenticationFailed(
+                "no API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>'); "
+                "create one with `keel keys create --team TEAM`"
+            )
+        if key.startswith(PREFIX) and len(key) > len(PREFIX) + ID_LEN:
+            record = self._keys.get(key[len(PREFIX):len(PREFIX) + ID_LEN])
+            if record is not None and hmac.compare_digest(
+                _hash(record.salt, key[len(PREFIX) + ID_LEN:]), record.secret_hash
+            ):
+                self._last_used[record.id] = time.time()
+                return record.principal()
+        if self.is_master(key):
+            return Principal(key_id=None, team="admin", feature=None, models=None,
+                             feature_override=True, is_admin=True)
+        raise AuthenticationFailed(
+            "invalid API key: it is unknown or revoked; check the key, or create one with "
+            "`keel keys create --team TEAM`"
+        )

@@ -1,0 +1,54 @@
+"""``keel serve``: prepare the store and admin key, print where to connect, run uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+from rich.console import Console
+
+from keel.config import KeelConfig, Settings
+from keel.keys.service import ensure_master_key
+from keel.server.app import create_app
+from keel.store import Store
+
+
+async def prepare(settings: Settings) -> str | None:
+    """Migrate the store; returns a newly generated master key to print once, if any."""
+    store = Store(settings.resolved_database_url())
+    try:
+        await store.upgrade()
+        return await ensure_master_key(store, settings.master_key)
+    finally:
+        await store.aclose()
+
+
+def run_server(settings: Settings, config: KeelConfig, *, console: Console) -> None:
+    new_key = asyncio.run(prepare(settings))
+    url = f"http://{settings.host}:{settings.port}"
+    console.print(f"keel listening on [bold]{url}[/bold]  (OpenAI base URL: {url}/v1)")
+    console.print(f"store: {_describe(settings)}; models: {', '.join(m.name for m in config.models)}")
+    if new_key:
+        console.print("admin key (generated now, shown once; only its hash is stored):")
+        console.print(f"  [bold]{new_key}[/bold]")
+    elif settings.master_key:
+        console.print("admin key: the value of KEEL_MASTER_KEY")
+    else:
+        console.print("admin key: the one printed when this store was first started "
+                      "(set KEEL_MASTER_KEY to use your own)")
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    app = create_app(settings, config, migrate=False)
+    uv = uvicorn.Config(
+        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        lifespan="on", access_log=False, log_level=settings.log_level,
+        timeout_graceful_shutdown=30, server_header=False, date_header=False,
+    )
+    uvicorn.Server(uv).run()
+
+
+def _describe(settings: Settings) -> str:
+    url = settings.resolved_database_url()
+    if url.startswith("sqlite"):
+        return f"SQLite {url.split(':///', 1)[1]}"
+    return "PostgreSQL " + url.rsplit("@", 1)[-1]

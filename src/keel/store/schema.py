@@ -1,0 +1,76 @@
+"""Tables (SQLAlchemy Core). One schema for SQLite and PostgreSQL; alembic owns changes.
+
+Traces keep numbers and labels in ``traces``; large texts (request and response
+bodies) live in ``trace_payloads`` so aggregates never scan them. Times are stored as
+UTC epoch seconds (float): sortable, dialect-neutral and cheap to bucket.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+traces = sa.Table(
+    "traces",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("start_time", sa.Float, nullable=False),
+    sa.Column("end_time", sa.Float, nullable=False),
+    sa.Column("endpoint", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("team", sa.String(128)),
+    sa.Column("feature", sa.String(128)),
+    sa.Column("user", sa.String(256)),
+    sa.Column("session", sa.String(256)),
+    sa.Column("tags", sa.JSON),
+    sa.Column("model_requested", sa.String(256)),
+    sa.Column("model_served", sa.String(256)),
+    sa.Column("provider", sa.String(128)),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error_type", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("ttft_ms", sa.Float),
+    sa.Column("stream", sa.Boolean, nullable=False, default=False),
+    sa.Column("input_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cached_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cache_write_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("reasoning_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cost_usd", sa.Float, nullable=False, default=0.0),
+    sa.Index("ix_traces_start_time", "start_time"),
+    sa.Index("ix_traces_feature_time", "feature", "start_time"),
+)
+
+trace_payloads = sa.Table(
+    "trace_payloads",
+    metadata,
+    sa.Column("trace_id", sa.String(32), primary_key=True),
+    sa.Column("request", sa.Text),
+    sa.Column("response", sa.Text),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(128)),
+    sa.Column("team", sa.String(128), nullable=False),
+    sa.Column("feature", sa.String(128)),
+    sa.Column("feature_override", sa.Boolean, nullable=False, default=False),
+    sa.Column("models", sa.JSON),
+    sa.Column("salt", sa.String(64), nullable=False),
+    sa.Column("secret_hash", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+    sa.Column("last_used_at", sa.Float),
+)
+
+meta = sa.Table(
+    "keel_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Trace capture (background writer) and metrics."""

@@ -1,0 +1,194 @@
+"""The background trace writer: a non-blocking enqueue on the hot path, batched inserts.
+
+``submit`` never blocks and never drops. The in-memory queue is bounded; when it is
+full, the trace is appended to a spill file on local disk (one JSON line per trace),
+which the writer replays once the queue has drained. Spill files left behind by a crash
+are replayed on start. Inserts are idempotent (``ON CONFLICT DO NOTHING``), so a
+replay that overlaps an earlier partial write stores each trace once.
+
+``close`` drains the queue and the spill file: after it returns, every submitted trace
+is in the store (or, if the store is down, still in the spill file for the next start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from keel.store import Store
+from keel.store.traces import insert_rows, payload_row, trace_row
+from keel.types import Trace
+
+log = logging.getLogger("keel.telemetry")
+
+Row = tuple[dict[str, Any], dict[str, Any] | None]
+
+
+class TraceWriter:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        spill_dir: str | os.PathLike[str],
+        max_queue: int = 20_000,
+        batch_size: int = 500,
+        flush_interval_s: float = 0.25,
+    ) -> None:
+        self.store = store
+        self.spill_dir = Path(spill_dir)
+        self.spill_path = self.spill_dir / f"traces-spill-{os.getpid()}.jsonl"
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self._queue: asyncio.Queue[Row] = asyncio.Queue(maxsize=max_queue)
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._spill_file: Any = None
+        self.submitted = 0
+        self.written = 0
+        self.spilled = 0
+        self.failed_batches = 0
+
+    # --- hot path ----------------------------------------------------------------------------
+
+    def submit(self, trace: Trace) -> None:
+        row = (trace_row(trace), payload_row(trace))
+        self.submitted += 1
+        try:
+            self._queue.put_nowait(row)
+        except asyncio.QueueFull:
+            self._spill([row])
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        await self._replay_spills(include_own=True)
+        self._task = asyncio.create_task(self._run(), name="keel-trace-writer")
+
+    async def close(self) -> None:
+        """Drain everything, then stop."""
+        self._closing = True
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self._drain_queue()
+        self._close_spill_file()
+        await self._replay_spills(include_own=True)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def flush(self) -> None:
+        """Write everything queued so far (used by tests and the admin API)."""
+        await self._drain_queue()
+        self._close_spill_file()
+        await self._replay_spills(include_own=True)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._closing:
+            try:
+                first = await asyncio.wait_for(self._queue.get(), timeout=self.flush_interval_s)
+            except TimeoutError:
+                if self.spilled and self._queue.empty():
+                    self._close_spill_file()
+                    await self._replay_spills(include_own=True)
+                continue
+            batch = [first]
+            deadline = asyncio.get_running_loop().time() + self.flush_interval_s
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    if asyncio.get_running_loop().time() >= deadline or self._closing:
+                        break
+                    await asyncio.sleep(0.005)
+            await self._write(batch)
+
+    async def _drain_queue(self) -> None:
+        while not self._queue.empty():
+            batch: list[Row] = []
+            while len(batch) < self.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write(batch)
+
+    async def _write(self, batch: list[Row]) -> None:
+        rows = [r for r, _ in batch]
+        payloads = [p for _, p in batch if p is not None]
+        try:
+            await insert_rows(self.store, rows, payloads)
+            self.written += len(batch)
+        except Exception:
+            # The store is unavailable or rejected the batch: keep the traces on disk and
+            # replay them later rather than lose them.
+            self.failed_batches += 1
+            log.exception("trace batch of %d failed; spilled to %s", len(batch), self.spill_path)
+            self._spill(batch)
+
+    def _spill(self, rows: list[Row]) -> None:
+        if self._spill_file is None:
+            self.spill_dir.mkdir(parents=True, exist_ok=True)
+            self._spill_file = open(self.spill_path, "ab")  # noqa: SIM115
+        for row, payload in rows:
+            self._spill_file.write(orjson.dumps({"row": row, "payload": payload}) + b"\n")
+        self._spill_file.flush()
+        self.spilled += len(rows)
+
+    def _close_spill_file(self) -> None:
+        if self._spill_file is not None:
+            self._spill_file.close()
+            self._spill_file = None
+
+    async def _replay_spills(self, *, include_own: bool) -> None:
+        for path in sorted(self.spill_dir.glob("traces-spill-*.jsonl")):
+            if path == self.spill_path and (not include_own or self._spill_file is not None):
+                continue
+            replaying = path.with_suffix(".replaying")
+            try:
+                path.rename(replaying)
+            except FileNotFoundError:
+                continue  # another process took it
+            await self._replay_file(replaying)
+        for path in sorted(self.spill_dir.glob("traces-spill-*.replaying")):
+            if path.exists():
+                await self._replay_file(path)
+
+    async def _replay_file(self, path: Path) -> None:
+        batch: list[Row] = []
+        ok = True
+        with open(path, "rb") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    item = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    log.warning("skipping a torn line in %s", path)
+                    continue
+                batch.append((item["row"], item["payload"]))
+                if len(batch) >= self.batch_size:
+                    ok = await self._replay_batch(batch) and ok
+                    batch = []
+        if batch:
+            ok = await self._replay_batch(batch) and ok
+        if ok:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    async def _replay_batch(self, batch: list[Row]) -> bool:
+        try:
+            await insert_rows(self.store, [r for r, _ in batch],
+                              [p for _, p in batch if p is not None])
+            self.written += len(batch)
+            return True
+        except Exception:
+            log.exception("replaying spilled traces failed; they stay on disk")
+            return False

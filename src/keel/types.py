@@ -1,0 +1,164 @@
+"""Shared value types. A leaf module: it imports nothing from keel.
+
+The gateway speaks the OpenAI chat format internally: every inbound protocol is
+translated to it, and every provider adapter translates from it. Bodies stay plain
+``dict`` objects (parsed by orjson) on the hot path; these dataclasses carry the
+handful of facts keel itself needs to act on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+def new_trace_id() -> str:
+    """A 32-hex-char id that sorts by creation time (48-bit ms clock + 80 random bits)."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts for one call, in the provider-neutral form keel prices and stores.
+
+    ``input_tokens`` includes ``cached_tokens`` and ``cache_write_tokens``;
+    ``output_tokens`` includes ``reasoning_tokens`` (the OpenAI convention).
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def from_openai(cls, usage: JSON | None) -> Usage:
+        if not usage:
+            return cls()
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        return cls(
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+            cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),
+            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        )
+
+    def to_openai(self) -> JSON:
+        out: JSON = {
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.input_tokens + self.output_tokens,
+        }
+        if self.cached_tokens or self.cache_write_tokens:
+            details: JSON = {"cached_tokens": self.cached_tokens}
+            if self.cache_write_tokens:
+                details["cache_write_tokens"] = self.cache_write_tokens
+            out["prompt_tokens_details"] = details
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return out
+
+
+@dataclass(slots=True, frozen=True)
+class Price:
+    """USD per million tokens."""
+
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+    cached_input_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+
+    def cost(self, usage: Usage) -> float:
+        cached_rate = (
+            self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
+        )
+        write_rate = (
+            self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok
+        )
+        fresh = max(usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
+        total = (
+            fresh * self.input_per_mtok
+            + usage.cached_tokens * cached_rate
+            + usage.cache_write_tokens * write_rate
+            + usage.output_tokens * self.output_per_mtok
+        )
+        return total / 1_000_000
+
+
+@dataclass(slots=True)
+class Principal:
+    """Who is calling: an admin (master key) or a virtual key."""
+
+    key_id: str | None
+    team: str
+    feature: str | None
+    models: tuple[str, ...] | None  # None: every model
+    feature_override: bool
+    is_admin: bool = False
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """A finished non-streaming chat call, already in OpenAI ``chat.completion`` form."""
+
+    body: JSON
+    usage: Usage
+    served_model: str
+
+
+@dataclass(slots=True)
+class EmbeddingResult:
+    body: JSON  # OpenAI ``list`` of ``embedding`` objects
+    usage: Usage
+    served_model: str
+
+
+@dataclass(slots=True)
+class Trace:
+    """One request, as stored. Built on the hot path, written by the background writer."""
+
+    id: str
+    start_time: float
+    endpoint: str
+    key_id: str | None = None
+    team: str | None = None
+    feature: str | None = None
+    user: str | None = None
+    session: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    model_requested: str | None = None
+    model_served: str | None = None
+    provider: str | None = None
+    attempts: int = 0
+    status: int = 200
+    error_type: str | None = None
+    error_message: str | None = None
+    end_time: float = 0.0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    stream: bool = False
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    request_body: JSON | None = None
+    response_body: JSON | None = None
+    mono_start: float = field(default_factory=time.perf_counter)
+
+    def mark_first_token(self) -> None:
+        if self.ttft_ms is None:
+            self.ttft_ms = (time.perf_counter() - self.mono_start) * 1000.0
+
+    def finish(self, status: int, error_type: str | None = None, message: str | None = None) -> None:
+        self.status = status
+        self.error_type = error_type
+        self.error_message = message
+        self.latency_ms = (time.perf_counter() - self.mono_start) * 1000.0
+        self.end_time = self.start_time + self.latency_ms / 1000.0
