@@ -49,6 +49,8 @@ class TraceWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._spill_file: Any = None
+        self._busy = asyncio.Lock()  # held while a batch is taken and written
+        self._wakeup = asyncio.Event()
         self.submitted = 0
         self.written = 0
         self.spilled = 0
@@ -63,6 +65,9 @@ class TraceWriter:
             self._queue.put_nowait(row)
         except asyncio.QueueFull:
             self._spill([row])
+            return
+        if not self._wakeup.is_set():
+            self._wakeup.set()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -74,6 +79,7 @@ class TraceWriter:
     async def close(self) -> None:
         """Drain everything, then stop."""
         self._closing = True
+        self._wakeup.set()
         if self._task is not None:
             await self._task
             self._task = None
@@ -86,32 +92,42 @@ class TraceWriter:
         return self._queue.qsize()
 
     async def flush(self) -> None:
-        """Write everything queued so far (used by tests and the admin API)."""
-        await self._drain_queue()
+        """Write everything submitted so far (used by tests and the admin API)."""
+        async with self._busy:
+            await self._drain_queue()
         self._close_spill_file()
         await self._replay_spills(include_own=True)
 
     # --- internals ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._closing:
-            try:
-                first = await asyncio.wait_for(self._queue.get(), timeout=self.flush_interval_s)
-            except TimeoutError:
-                if self.spilled and self._queue.empty():
-                    self._close_spill_file()
-                    await self._replay_spills(include_own=True)
-                continue
-            batch = [first]
-            deadline = asyncio.get_running_loop().time() + self.flush_interval_s
-            while len(batch) < self.batch_size:
+            if self._queue.empty():
+                self._wakeup.clear()
                 try:
-                    batch.append(self._queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    if asyncio.get_running_loop().time() >= deadline or self._closing:
-                        break
-                    await asyncio.sleep(0.005)
-            await self._write(batch)
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self.flush_interval_s)
+                except TimeoutError:
+                    if self.spilled and self._queue.empty():
+                        async with self._busy:
+                            self._close_spill_file()
+                            await self._replay_spills(include_own=True)
+                    continue
+            # Items leave the queue only while _busy is held, so flush() sees them all.
+            async with self._busy:
+                batch: list[Row] = []
+                deadline = loop.time() + self.flush_interval_s
+                while len(batch) < self.batch_size:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except asyncio.QueueEmpty:
+                        if batch and (loop.time() >= deadline or self._closing):
+                            break
+                        if not batch:
+                            break
+                        await asyncio.sleep(0.005)
+                if batch:
+                    await self._write(batch)
 
     async def _drain_queue(self) -> None:
         while not self._queue.empty():

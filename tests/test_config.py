@@ -1,0 +1,90 @@
+"""The YAML config: valid files load; every mistake names the file, key and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from keel.config import Settings, default_config, load_config, parse_config
+from keel.errors import ConfigError
+
+GOOD = """
+providers:
+  - name: local
+    kind: openai
+    base_url: http://127.0.0.1:9001/v1
+    api_key: env:LOCAL_API_KEY
+models:
+  - name: gpt-4o-mini
+    provider: local
+    upstream: gpt-4o-mini-2024-07-18
+    price: {input_per_mtok: 0.15, output_per_mtok: 0.60, cached_input_per_mtok: 0.075}
+"""
+
+
+def test_valid_file_loads_with_env_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCAL_API_KEY", "sk-upstream")
+    path = tmp_path / "keel.yaml"
+    path.write_text(GOOD)
+    cfg = load_config(path)
+    assert cfg.providers[0].api_key == "sk-upstream"
+    assert cfg.models[0].upstream_name == "gpt-4o-mini-2024-07-18"
+    assert cfg.models[0].price.to_price().cached_input_per_mtok == 0.075
+
+
+def test_missing_default_file_falls_back_to_mock(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path / "keel.yaml")
+    assert [m.name for m in cfg.models] == [m.name for m in default_config().models]
+    assert cfg.providers[0].kind == "mock"
+
+
+def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml", required=True)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("providers: [", r"not valid YAML at line"),
+    ("- just a list", r"must be a mapping"),
+    ("providers:\n  - {name: a, kind: openai}\n", r"providers\[0\]\.base_url: an openai provider needs base_url"),
+    ("providers:\n  - {name: a, kind: foo}\n", r"providers\[0\]\.kind: .*got 'foo'"),
+    ("providers:\n  - {name: a, kind: mock}\nmodels:\n  - {name: m, provider: b}\n",
+     r"models\[0\]\.provider: unknown provider 'b'; use one of the names under providers: \(a\)"),
+    ("providers:\n  - {name: a, kind: mock}\nmodels:\n  - {name: m, provider: a, price: {inptu_per_mtok: 1}}\n",
+     r"models\[0\]\.price\.inptu_per_mtok: unknown key"),
+    ("providers:\n  - {name: a, kind: mock}\n  - {name: a, kind: mock}\n",
+     r"providers\[1\]\.name: provider 'a' is declared twice"),
+    ("providers:\n  - {name: a, kind: mock}\nmodels:\n  - {name: m, provider: a}\n  - {name: m, provider: a}\n",
+     r"models\[1\]\.name: model 'm' is declared twice"),
+    ("providers:\n  - {name: a, kind: openai, base_url: 'http://x', api_key: 'env:KEEL_TEST_UNSET_VAR'}\n",
+     r"providers\[0\]\.api_key: environment variable KEEL_TEST_UNSET_VAR is not set; export"),
+    ("models:\n  - {provider: a}\n", r"models\[0\]\.name: required key is missing"),
+    ("providers:\n  - {name: a, kind: mock, timeout_s: -1}\n", r"providers\[0\]\.timeout_s: "),
+])
+def test_config_errors_name_file_key_and_fix(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "keel.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in info.value.message
+    import re
+
+    assert re.search(expected, info.value.message), info.value.message
+
+
+def test_settings_read_keel_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEEL_PORT", "4555")
+    monkeypatch.setenv("KEEL_DATABASE_URL", "postgresql://u@h/db")
+    s = Settings()
+    assert s.port == 4555
+    assert s.resolved_database_url() == "postgresql://u@h/db"
+
+
+def test_default_database_is_sqlite_in_data_dir() -> None:
+    assert Settings(data_dir="/tmp/x").resolved_database_url() == "sqlite:////tmp/x/keel.db"
+
+
+def test_parse_config_accepts_empty_document() -> None:
+    cfg = parse_config(None, "keel.yaml")
+    assert cfg.models == [] and cfg.providers == []
