@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from keel.config import KeelConfig, Settings
 from keel.errors import InvalidRequest, KeelError, NotFound
-from keel.gateway import openai_api
+from keel.gateway import anthropic_api, openai_api
 from keel.gateway.openai_api import json_response, openai_error
 from keel.server import admin
 from keel.server.state import AppState
@@ -72,6 +72,7 @@ def routes() -> list[Route]:
         Route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"]),
         Route("/chat/completions", openai_api.chat_completions, methods=["POST"]),
         Route("/v1/embeddings", openai_api.embeddings, methods=["POST"]),
+        Route("/v1/messages", anthropic_api.messages, methods=["POST"]),
         Route("/v1/models", openai_api.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", openai_api.get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),

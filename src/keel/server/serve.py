@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import FrameType
 
 import uvicorn
 from rich.console import Console
@@ -22,6 +23,14 @@ async def prepare(settings: Settings) -> str | None:
         return await ensure_master_key(store, settings.master_key)
     finally:
         await store.aclose()
+
+
+class _Server(uvicorn.Server):
+    """Exits 0 after a graceful stop on SIGTERM/SIGINT (uvicorn would re-raise the signal)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 def run_server(settings: Settings, config: KeelConfig, *, console: Console) -> None:
@@ -44,7 +53,7 @@ def run_server(settings: Settings, config: KeelConfig, *, console: Console) -> N
         lifespan="on", access_log=False, log_level=settings.log_level,
         timeout_graceful_shutdown=30, server_header=False, date_header=False,
     )
-    uvicorn.Server(uv).run()
+    _Server(uv).run()
 
 
 def _describe(settings: Settings) -> str:

@@ -56,6 +56,9 @@ def status_error(provider: str, status: int, raw: bytes, headers: Mapping[str, s
             "check the provider's api_key in the keel config",
             code="upstream_auth_failed",
         )
+    if status == 529:  # Anthropic: overloaded; temporary, so retryable like a 503
+        return UpstreamUnavailable(f"provider '{provider}' is overloaded ({status}): {msg}",
+                                   code="upstream_overloaded")
     if status == 408 or status == 504:
         return UpstreamTimeout(f"provider '{provider}' timed out ({status}): {msg}")
     if 400 <= status < 500:

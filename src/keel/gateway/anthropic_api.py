@@ -1,0 +1,102 @@
+"""The Anthropic-compatible inbound API: ``POST /v1/messages`` (JSON and SSE).
+
+Any configured chat model answers, whatever its provider: the Anthropic body is
+validated and translated to the OpenAI chat body keel speaks (``anthropic_inbound_format``),
+goes through the same ``Exchange`` and ``Gateway`` calls as ``/v1/chat/completions`` (so
+auth, attribution and traces are identical; the endpoint is recorded as ``messages`` and
+the stored request is the translated OpenAI body), and the answer is translated back.
+Errors use Anthropic's shape, ``{"type": "error", "error": {"type", "message"}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from keel.errors import KeelError, UpstreamError
+from keel.gateway.anthropic_inbound_format import (
+    AnthropicEventStream,
+    anthropic_message_from_openai,
+    openai_body_from_anthropic,
+)
+from keel.gateway.openai_api import SSE_HEADERS, TRACE_HEADER, Exchange, json_response
+from keel.gateway.validate import check_chat
+from keel.types import JSON
+
+OVERLOADED_STATUS = 529
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+          OVERLOADED_STATUS: "overloaded_error"}
+
+
+def error_status_and_body(exc: KeelError, request_id: str | None = None) -> tuple[int, JSON]:
+    """A keel error -> (HTTP status, Anthropic error body)."""
+    status = OVERLOADED_STATUS if exc.code == "upstream_overloaded" else exc.status
+    kind = _TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    body: JSON = {"type": "error", "error": {"type": kind, "message": exc.message}}
+    if request_id:
+        body["request_id"] = request_id
+    return status, body
+
+
+def anthropic_error(exc: KeelError, trace_id: str | None = None) -> Response:
+    status, body = error_status_and_body(exc, trace_id)
+    headers = dict(exc.headers)
+    if trace_id:
+        headers[TRACE_HEADER] = trace_id
+    return json_response(body, status, headers)
+
+
+def _translate_in_place(body: JSON) -> str:
+    """``Exchange.open``'s check hook: validate the Anthropic body and replace it, in place,
+    with the equivalent OpenAI chat body, so attribution and the stored trace use that."""
+    translated = openai_body_from_anthropic(body)
+    body.clear()
+    body.update(translated)
+    return check_chat(body)
+
+
+def _sse(event: str, data: JSON) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+async def anthropic_sse(chunks: AsyncIterator[JSON], model: str) -> AsyncIterator[bytes]:
+    events = AnthropicEventStream(model)
+    try:
+        async for chunk in chunks:
+            for name, data in events.feed(chunk):
+                yield _sse(name, data)
+        for name, data in events.finish():
+            yield _sse(name, data)
+    except KeelError as exc:
+        yield _sse("error", error_status_and_body(exc)[1])
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def messages(request: Request) -> Response:
+    ex = Exchange(request, "messages")
+    gw = ex.state.gateway
+    try:
+        body = await ex.open(_translate_in_place)
+        assert ex.principal is not None
+        entry = gw.resolve(ex.principal, body["model"], "chat")
+        if body.get("stream"):
+            rest = gw.chat_stream(entry, body, ex.trace)
+            first = await anext(rest, None)
+            if first is None:
+                raise UpstreamError(f"provider '{entry.provider.name}' closed the stream "
+                                    "without sending anything", code="upstream_bad_response")
+            chunks = gw.traced_stream(ex.trace, entry, first, rest)
+            return StreamingResponse(anthropic_sse(chunks, body["model"]), headers={
+                **SSE_HEADERS, **ex.headers}, media_type="text/event-stream")
+        result = await gw.chat(entry, body, ex.trace)
+    except Exception as exc:
+        return ex.fail(exc, anthropic_error)
+    ex.trace.response_body = result.body
+    gw.complete(ex.trace, 200, price=entry.price)
+    return json_response(anthropic_message_from_openai(result.body, result.usage, body["model"]),
+                         headers=ex.headers)
