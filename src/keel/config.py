@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     data_dir: str = Field(".keel", description="Directory for the SQLite file and spill files.")
     database_url: str | None = Field(None, description="sqlite:///path or postgresql://...")
     redis_url: str | None = Field(None, description="redis://host:port/db (optional)")
-    master_key: str | None = Field(None, description="Admin key; generated on first start if unset.")
+    master_key: str | None = Field(None, description="Admin key; generated if unset.")
     host: str = "127.0.0.1"
     port: int = 4000
     max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest accepted request body.")

@@ -75,9 +75,9 @@ class Price:
     cache_write_per_mtok: float | None = None
 
     def cost(self, usage: Usage) -> float:
-        cached_rate = (
-            self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
-        )
+        cached_rate = self.input_per_mtok
+        if self.cached_input_per_mtok is not None:
+            cached_rate = self.cached_input_per_mtok
         write_rate = (
             self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok
         )
@@ -156,7 +156,9 @@ class Trace:
         if self.ttft_ms is None:
             self.ttft_ms = (time.perf_counter() - self.mono_start) * 1000.0
 
-    def finish(self, status: int, error_type: str | None = None, message: str | None = None) -> None:
+    def finish(
+        self, status: int, error_type: str | None = None, message: str | None = None
+    ) -> None:
         self.status = status
         self.error_type = error_type
         self.error_message = message

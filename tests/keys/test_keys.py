@@ -66,7 +66,7 @@ async def test_configured_master_key_wins(store: Store) -> None:
 
 
 async def test_last_used_is_recorded_in_batches(store: Store) -> None:
-    key, record = await create_key(store, team="cx")
+    key, _record = await create_key(store, team="cx")
     ring = KeyRing(store, master_key=None)
     await ring.load()
     ring.authenticate(key)

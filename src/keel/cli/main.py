@@ -18,8 +18,7 @@ from keel.config import Settings, load_config
 from keel.errors import ConfigError, KeelError
 
 T = TypeVar("T")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -31,7 +30,7 @@ def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(coro_fn())  # type: ignore[arg-type]
     except KeelError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}")
+        click.echo(f"error: {exc.message}", err=True)
         sys.exit(2)
 
 
@@ -65,8 +64,8 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     try:
         config = load_config(settings.config, required=config_path is not None)
     except ConfigError as exc:
-        err_console.print(f"[red]config error:[/red] {exc.message}")
-        err_console.print("keel did not start.")
+        click.echo(f"config error: {exc.message}", err=True)
+        click.echo("keel did not start.", err=True)
         sys.exit(2)
     run_server(settings, config, console=console)
 
@@ -192,8 +191,7 @@ def keys_revoke(key_id: str) -> None:
             await store.aclose()
 
     if not _run(go):
-        err_console.print(f"[red]error:[/red] no active key with id '{key_id}'; "
-                          "see `keel keys list`")
+        click.echo(f"error: no active key with id '{key_id}'; see `keel keys list`", err=True)
         sys.exit(1)
     console.print(f"revoked {key_id}")
 

@@ -14,6 +14,12 @@ Pure functions (plus one small stateful stream translator); the HTTP side lives 
 * Consecutive messages that map to the same Gemini role are merged into one turn, so
   parallel tool results arrive together as Gemini requires.
 * Gemini's ``thought`` parts (reasoning summaries) are left out of the answer's content.
+* Gemini 3 models attach an opaque ``thoughtSignature`` to function calls and reject a
+  replayed call without it. OpenAI's format has no place for it, so the provider keeps
+  the signatures it has seen, keyed by tool call id (``signatures`` below), and puts them
+  back on replay. A call it has no signature for (another keel process made it, or the
+  memory was full) gets Google's documented sentinel ``skip_thought_signature_validator``
+  on Gemini 3 and later, which the API accepts in place of a real signature.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ import base64
 import hashlib
 import mimetypes
 import os
+import re
 import struct
 import time
+from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -38,14 +46,26 @@ FILTER_REASONS = frozenset({
     "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT",
 })
 _TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+_MAJOR_VERSION = re.compile(r"gemini-(\d+)")
+
+# tool call id -> Gemini ``thoughtSignature`` of the functionCall that produced it
+Signatures = MutableMapping[str, str]
+
+
+def needs_signatures(model: str) -> bool:
+    """Whether the model rejects replayed function calls without a thought signature."""
+    found = _MAJOR_VERSION.search(model)
+    return found is not None and int(found.group(1)) >= 3
 
 
 # --- OpenAI request -> Gemini request -----------------------------------------------------
 
 
-def to_gemini_request(body: JSON) -> JSON:
+def to_gemini_request(body: JSON, signatures: Signatures | None = None) -> JSON:
     """The ``generateContent`` body for an OpenAI chat completions body."""
-    system, contents = convert_messages(body.get("messages") or [])
+    system, contents = convert_messages(body.get("messages") or [], signatures,
+                                        needs_signatures(str(body.get("model") or "")))
     out: JSON = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": system}
@@ -61,7 +81,8 @@ def to_gemini_request(body: JSON) -> JSON:
     return out
 
 
-def convert_messages(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
+def convert_messages(messages: list[JSON], signatures: Signatures | None = None,
+                     sentinel: bool = False) -> tuple[list[JSON], list[JSON]]:
     """Split OpenAI messages into Gemini ``systemInstruction`` parts and ``contents``."""
     system: list[JSON] = []
     contents: list[JSON] = []
@@ -75,6 +96,7 @@ def convert_messages(messages: list[JSON]) -> tuple[list[JSON], list[JSON]]:
             continue
         if role == "assistant":
             gemini_role, parts = "model", _assistant_parts(m, i, call_names)
+            _sign(m, parts, signatures or {}, sentinel)
         elif role == "tool":
             gemini_role, parts = "user", [_tool_result(m, i, call_names)]
         elif role == "function":  # the legacy single-function form
@@ -158,6 +180,18 @@ def _assistant_parts(m: JSON, i: int, call_names: dict[str, str]) -> list[JSON]:
     return parts
 
 
+def _sign(m: JSON, parts: list[JSON], signatures: Signatures, sentinel: bool) -> None:
+    """Put thought signatures back on replayed calls (see the module docstring)."""
+    calls = [p for p in parts if "functionCall" in p]
+    ids = [str(c.get("id") or "") for c in m.get("tool_calls") or ()]
+    for part, call_id in zip(calls, ids, strict=False):
+        if call_id in signatures:
+            part["thoughtSignature"] = signatures[call_id]
+    # Gemini signs only the first of parallel calls; an unsigned step fails on Gemini 3.
+    if sentinel and calls and not any("thoughtSignature" in p for p in calls):
+        calls[0]["thoughtSignature"] = SKIP_SIGNATURE
+
+
 def _arguments(raw: Any, where: str) -> JSON:
     if isinstance(raw, dict):
         return raw
@@ -225,7 +259,11 @@ def function_declarations(body: JSON) -> list[JSON]:
             raise InvalidRequest(f"tool type {tool.get('type')!r} is not supported for Gemini "
                                  "models; only 'function' tools are", param=f"tools[{i}].type")
         fns.append(tool["function"])
-    fns.extend(body.get("functions") or ())
+    for i, fn in enumerate(body.get("functions") or ()):
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise InvalidRequest("each of 'functions' must be an object with a 'name'",
+                                 param=f"functions[{i}]")
+        fns.append(fn)
     out = []
     for fn in fns:
         decl: JSON = {"name": fn["name"]}
@@ -289,8 +327,9 @@ def tool_call_id(seed: str, candidate: int, position: int, name: str) -> str:
 
 
 def candidate_output(cand: JSON, seed: str, index: int, first_call: int = 0,
-                     ) -> tuple[str, list[JSON]]:
-    """The answer text (thoughts left out) and OpenAI tool calls of one candidate."""
+                     signatures: Signatures | None = None) -> tuple[str, list[JSON]]:
+    """The answer text (thoughts left out) and OpenAI tool calls of one candidate.
+    Thought signatures of the calls are recorded in ``signatures``."""
     texts: list[str] = []
     calls: list[JSON] = []
     for part in (cand.get("content") or {}).get("parts") or ():
@@ -302,8 +341,11 @@ def candidate_output(cand: JSON, seed: str, index: int, first_call: int = 0,
         if isinstance(fc, dict):
             name = str(fc.get("name") or "")
             position = first_call + len(calls)
+            call_id = str(fc.get("id") or tool_call_id(seed, index, position, name))
+            if signatures is not None and part.get("thoughtSignature"):
+                signatures[call_id] = str(part["thoughtSignature"])
             calls.append({
-                "id": fc.get("id") or tool_call_id(seed, index, position, name),
+                "id": call_id,
                 "type": "function",
                 "function": {"name": name,
                              "arguments": orjson.dumps(fc.get("args") or {}).decode()},
@@ -317,13 +359,14 @@ def _blocked_choice(reason: str) -> JSON:
         "refusal": f"Gemini blocked the prompt (blockReason {reason})"}}
 
 
-def to_openai_completion(data: JSON, model: str, provider: str) -> tuple[JSON, Usage]:
+def to_openai_completion(data: JSON, model: str, provider: str,
+                         signatures: Signatures | None = None) -> tuple[JSON, Usage]:
     """A ``GenerateContentResponse`` as an OpenAI ``chat.completion`` and its usage."""
     cid = completion_id(data)
     choices: list[JSON] = []
     for i, cand in enumerate(data.get("candidates") or ()):
         index = int(cand.get("index", i))
-        text, calls = candidate_output(cand, cid, index)
+        text, calls = candidate_output(cand, cid, index, signatures=signatures)
         message: JSON = {"role": "assistant", "content": text or None}
         if calls:
             message["tool_calls"] = calls
@@ -345,8 +388,9 @@ def to_openai_completion(data: JSON, model: str, provider: str) -> tuple[JSON, U
 class StreamTranslator:
     """Turns the events of ``streamGenerateContent?alt=sse`` into OpenAI chunks."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, signatures: Signatures | None = None) -> None:
         self.model = model
+        self.signatures = signatures
         self.id: str | None = None
         self.created = int(time.time())
         self.usage: Usage | None = None
@@ -383,7 +427,7 @@ class StreamTranslator:
             index = int(cand.get("index", i))
             started = index in self._calls
             sent = self._calls.get(index, 0)
-            text, calls = candidate_output(cand, self.id, index, sent)
+            text, calls = candidate_output(cand, self.id, index, sent, self.signatures)
             finish = finish_reason(cand.get("finishReason"), bool(sent or calls))
             if not text and not calls and finish is None:
                 continue  # e.g. a thought-only event: nothing to tell the client yet

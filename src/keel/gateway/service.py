@@ -86,7 +86,8 @@ class Gateway:
         """Fill who/what on the trace: team, feature, user, session, tags."""
         trace.key_id = principal.key_id
         trace.team = principal.team
-        md = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        raw_md = body.get("metadata")
+        md: dict[str, Any] = raw_md if isinstance(raw_md, dict) else {}
         requested = headers.get("x-keel-feature") or md.get("feature")
         if requested and principal.feature and requested != principal.feature \
                 and not principal.feature_override:

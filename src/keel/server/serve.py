@@ -37,7 +37,8 @@ def run_server(settings: Settings, config: KeelConfig, *, console: Console) -> N
     new_key = asyncio.run(prepare(settings))
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"keel listening on [bold]{url}[/bold]  (OpenAI base URL: {url}/v1)")
-    console.print(f"store: {_describe(settings)}; models: {', '.join(m.name for m in config.models)}")
+    models = ", ".join(m.name for m in config.models)
+    console.print(f"store: {_describe(settings)}; models: {models}")
     if new_key:
         console.print("admin key (generated now, shown once; only its hash is stored):")
         console.print(f"  [bold]{new_key}[/bold]")
@@ -46,7 +47,8 @@ def run_server(settings: Settings, config: KeelConfig, *, console: Console) -> N
     else:
         console.print("admin key: the one printed when this store was first started "
                       "(set KEEL_MASTER_KEY to use your own)")
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(levelname)s %(name)s: %(message)s")
     app = create_app(settings, config, migrate=False)
     uv = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",

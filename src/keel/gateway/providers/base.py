@@ -31,10 +31,10 @@ class Provider(ABC):
         self.config = config
         self.name = config.name
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027  (optional hook)
         """Open pooled connections; called once inside the running event loop."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027  (optional hook)
         """Close pooled connections."""
 
     @abstractmethod

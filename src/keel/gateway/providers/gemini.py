@@ -7,6 +7,7 @@ translation itself lives in ``keel.gateway.gemini_format``.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 from keel.config import ProviderConfig
@@ -23,6 +24,21 @@ from keel.gateway.providers.http import Upstream, parse_json_event, upstream_mes
 from keel.types import JSON, ChatResult, EmbeddingResult
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
+MAX_SIGNATURES = 4096
+
+
+class SignatureMemory(OrderedDict[str, str]):
+    """The thought signatures of recent function calls, oldest forgotten first."""
+
+    def __init__(self, limit: int = MAX_SIGNATURES) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
 
 
 def resource_name(model: str) -> str:
@@ -41,6 +57,7 @@ class GeminiProvider(Provider):
             timeout_s=config.timeout_s, connect_timeout_s=config.connect_timeout_s,
             max_connections=config.max_connections,
         )
+        self.signatures = SignatureMemory()
 
     async def start(self) -> None:
         await self.http.start()
@@ -58,7 +75,7 @@ class GeminiProvider(Provider):
 
     async def chat(self, body: JSON) -> ChatResult:
         model = str(body["model"])
-        payload = to_gemini_request(body)
+        payload = to_gemini_request(body, self.signatures)
         try:
             data = await self.http.post_json(f"/{resource_name(model)}:generateContent", payload)
         except UpstreamRejected as exc:
@@ -66,13 +83,13 @@ class GeminiProvider(Provider):
         if not isinstance(data, dict):
             raise UpstreamError(f"provider '{self.name}' returned JSON that is not a "
                                 "GenerateContentResponse object", code="upstream_bad_response")
-        out, usage = to_openai_completion(data, model, self.name)
+        out, usage = to_openai_completion(data, model, self.name, self.signatures)
         return ChatResult(body=out, usage=usage, served_model=str(out["model"]))
 
     async def chat_stream(self, body: JSON) -> AsyncIterator[JSON]:
         model = str(body["model"])
-        payload = to_gemini_request(body)
-        translator = StreamTranslator(model)
+        payload = to_gemini_request(body, self.signatures)
+        translator = StreamTranslator(model, self.signatures)
         events = self.http.stream_sse(f"/{resource_name(model)}:streamGenerateContent", payload,
                                       params={"alt": "sse"})
         try:

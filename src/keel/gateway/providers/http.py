@@ -6,7 +6,6 @@ with a message that names the provider and says what came back.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -45,11 +44,14 @@ def upstream_message(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")[:_SNIPPET]
 
 
-def status_error(provider: str, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamError:
+def status_error(
+    provider: str, status: int, raw: bytes, headers: Mapping[str, str]
+) -> UpstreamError:
     msg = upstream_message(raw)
     if status == 429:
         hdrs = {"retry-after": headers["retry-after"]} if "retry-after" in headers else None
-        return UpstreamRateLimited(f"provider '{provider}' is rate limiting (429): {msg}", headers=hdrs)
+        return UpstreamRateLimited(f"provider '{provider}' is rate limiting (429): {msg}",
+                                   headers=hdrs)
     if status in (401, 403):
         return UpstreamError(
             f"provider '{provider}' rejected keel's credentials ({status}): {msg}; "
@@ -127,7 +129,7 @@ class Upstream:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise status_error(self.provider, resp.status, raw, resp.headers)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise UpstreamTimeout(
                 f"provider '{self.provider}' did not answer within "
                 f"{self.timeout.total:g}s; raise timeout_s in its config if this is expected"
@@ -181,7 +183,7 @@ class Upstream:
                     # comments (":...") and other fields are ignored
                 if data:
                     yield event, b"\n".join(data)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise UpstreamTimeout(
                 f"provider '{self.provider}' stopped sending for "
                 f"{self.stream_timeout.sock_read:g}s mid-stream; raise timeout_s if expected"

@@ -27,11 +27,26 @@ from keel.gateway.providers.base import Provider, register_provider
 from keel.gateway.tokens import content_text, estimate_messages, estimate_text
 from keel.types import JSON, ChatResult, EmbeddingResult, Usage
 
-_WORDS = (
-    "the answer depends on context and the details you shared point to a clear next step "
-    "we can check the settings review the recent changes confirm the account state and then "
-    "apply the fix carefully while keeping a record of what changed for later review"
-).split()
+_OPENERS = (
+    "Thanks for asking about {topic}.",
+    "Here is what usually helps with {topic}.",
+    "Good question about {topic}.",
+)
+_SENTENCES = (
+    "First, check the settings that relate to {kw}.",
+    "Then confirm that the {kw} details on the account are up to date.",
+    "If the problem continues, review the most recent changes and try again.",
+    "Most {kw} issues are resolved within a few minutes this way.",
+    "It also helps to note when the issue started and what changed just before.",
+    "In short, {topic} depends on the account state and the options chosen.",
+    "The logs usually show whether {kw} was applied as expected.",
+    "Let me know if you would like more detail on any of these steps.",
+)
+_STOPWORDS = frozenset((
+    "what", "when", "where", "which", "with", "that", "this", "have", "does", "from", "your",
+    "about", "could", "would", "should", "there", "their", "they", "them", "into", "please",
+    "tell",
+))
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9'-]{3,}")
 
 
@@ -87,15 +102,15 @@ class MockProvider(Provider):
                 break
         seed = _digest(messages, body.get("seed"), index)
         rng = random.Random(seed)
-        keywords = list(dict.fromkeys(w.lower() for w in _WORD_RE.findall(last_user)))[:4]
+        keywords = [w for w in dict.fromkeys(w.lower() for w in _WORD_RE.findall(last_user))
+                    if w not in _STOPWORDS][:3] or ["your request"]
+        topic = " and ".join(keywords[:2])
         target = max(4, int(self.config.output_tokens * (0.6 + 0.8 * rng.random())))
-        words: list[str] = []
-        if keywords:
-            words += ["About", ", ".join(keywords) + ":"]
-        while estimate_text(" ".join(words)) < target:
-            words.append(rng.choice(_WORDS))
-        text = " ".join(words)
-        return text[0].upper() + text[1:] + "."
+        parts = [rng.choice(_OPENERS).format(topic=topic)]
+        while estimate_text(" ".join(parts)) < target:
+            parts.append(rng.choice(_SENTENCES).format(topic=topic, kw=rng.choice(keywords)))
+        text = " ".join(parts)
+        return text[0].upper() + text[1:]
 
     def _tool_call(self, body: JSON, index: int) -> JSON | None:
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("function")]
@@ -260,7 +275,7 @@ def _example_for_schema(schema: Any, body: JSON, text: str = "") -> Any:
     """A value that satisfies a (simple) JSON schema, for mock tool calls and JSON output."""
     if not isinstance(schema, dict):
         return None
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if "const" in schema:
         return schema["const"]

@@ -1,0 +1,120 @@
+"""The keel command: keys, traces, db upgrade, help texts, and refusing a bad config."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from keel.cli.main import main
+from keel.store import Store
+from keel.store.traces import insert_rows, trace_row
+from tests.store.test_store import make_trace
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    return {"KEEL_DATA_DIR": str(tmp_path / "data"), "KEEL_DATABASE_URL": database_url}
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_db_upgrade_reports_revision(env: dict[str, str]) -> None:
+    code, out = run(env, "db", "upgrade")
+    assert code == 0 and "revision 0001" in out
+
+
+def test_keys_create_list_revoke(env: dict[str, str]) -> None:
+    code, out = run(env, "keys", "create", "--team", "cx", "--feature", "support",
+                    "--models", "mock,mock-embedding", "--json")
+    assert code == 0
+    created = orjson.loads(out)
+    assert created["key"].startswith("sk-keel-") and created["models"] == ["mock",
+                                                                            "mock-embedding"]
+    code, out = run(env, "keys", "list", "--json")
+    listed = orjson.loads(out)
+    assert [k["id"] for k in listed] == [created["id"]] and "key" not in listed[0]
+    code, out = run(env, "keys", "revoke", created["id"])
+    assert code == 0 and f"revoked {created['id']}" in out
+    code, out = run(env, "keys", "revoke", created["id"])
+    assert code == 1 and "no active key" in out
+    code, out = run(env, "keys", "list")
+    assert "revoked" in out
+
+
+def test_traces_lists_newest_first_with_filters(env: dict[str, str]) -> None:
+    async def seed() -> None:
+        store = Store(env["KEEL_DATABASE_URL"])
+        await store.upgrade()
+        await insert_rows(store, [trace_row(make_trace(i, feature="support" if i < 3 else "qa",
+                                                       status=200 if i else 502))
+                                  for i in range(5)], [])
+        await store.aclose()
+
+    asyncio.run(seed())
+    code, out = run(env, "traces", "--json")
+    rows = [orjson.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 5
+    # ids start with a millisecond clock, so id order is creation order
+    assert [r["id"] for r in rows] == sorted((r["id"] for r in rows), reverse=True)
+    code, out = run(env, "traces", "--json", "--feature", "support", "--status", "error")
+    rows = [orjson.loads(line) for line in out.splitlines()]
+    assert [(r["feature"], r["status"]) for r in rows] == [("support", 502)]
+    code, out = run(env, "traces", "--feature", "qa")
+    assert code == 0 and "qa" in out
+    code, out = run(env, "traces", "--since", "yesterday")
+    assert code == 2 and "30s, 15m, 2h, 7d" in out
+
+
+def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("providers:\n  - {name: a, kind: openai}\n")
+    result = CliRunner().invoke(main, ["serve", "--config", str(cfg)],
+                                env={"KEEL_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 2
+    assert "bad.yaml: providers[0].base_url" in result.output
+    assert "did not start" in result.output
+    result = CliRunner().invoke(main, ["serve", "--config", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "config file not found" in result.output
+
+
+@pytest.mark.parametrize("args", [[], ["serve"], ["keys"], ["keys", "create"], ["traces"],
+                                  ["db", "upgrade"]])
+def test_help_texts(args: list[str]) -> None:
+    result = CliRunner().invoke(main, [*args, "--help"])
+    assert result.exit_code == 0 and "Usage: " in result.output
+
+
+def test_readme_config_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from keel.config import parse_config
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    assert blocks, "the README has a YAML config example"
+    for name in ("OPENAI_API_KEY", "AZURE_OPENAI_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.setenv(name, "x")
+    for block in blocks:
+        cfg = parse_config(yaml.safe_load(block), "README.md")
+        assert cfg.models
+
+
+def test_readme_settings_table_matches_settings() -> None:
+    from keel.config import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"`KEEL_([A-Z_]+)`", readme)) - {"TEST_POSTGRES_URL",
+                                                                 "TEST_REDIS_URL",
+                                                                 "TEST_REQUIRE_SERVICES"}
+    fields = {name.upper() for name in Settings.model_fields}
+    assert documented == fields, (documented ^ fields)
