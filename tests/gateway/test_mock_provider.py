@@ -50,7 +50,7 @@ async def test_configured_timeout_waits_then_fails() -> None:
     p = provider(errors={"timeout": 1.0}, timeout_s=0.05)
     loop = asyncio.get_running_loop()
     start = loop.time()
-    with pytest.raises(UpstreamTimeout, match="0.05s"):
+    with pytest.raises(UpstreamTimeout, match=r"0\.05s"):
         await p.chat(BODY)
     assert loop.time() - start >= 0.05
 

@@ -9,7 +9,9 @@ Where the protocols differ: ``tool_result`` blocks become ``tool`` messages plac
 the rest of their user turn (an ``is_error`` result is prefixed with ``Error: ``);
 ``thinking`` blocks in the history are dropped; ``top_k``, ``thinking`` and
 ``service_tier`` are dropped; ``metadata.user_id`` becomes ``user`` and any other string
-``metadata`` keys are kept for keel's attribution (feature, session, tags). Streamed
+``metadata`` keys are kept for keel's attribution (feature, session, tags);
+``output_config.format`` (structured output) becomes ``response_format`` ``json_schema``
+and ``output_config.effort`` is dropped. Streamed
 ``message_start`` reports ``input_tokens: 0`` because OpenAI upstreams report usage only at
 the end; the true counts arrive in ``message_delta``, which the SDKs apply.
 """
@@ -224,6 +226,14 @@ def openai_body_from_anthropic(body: JSON) -> JSON:
         out["tools"] = _tools(body["tools"])
     if body.get("tool_choice") is not None:
         _tool_choice(body["tool_choice"], out)
+    fmt = (body.get("output_config") or {}).get("format") \
+        if isinstance(body.get("output_config"), dict) else None
+    if fmt is not None:
+        if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" \
+                or not isinstance(fmt.get("schema"), dict):
+            raise _bad("output_config.format", "must be {type: json_schema, schema: {...}}")
+        out["response_format"] = {"type": "json_schema",
+                                  "json_schema": {"name": "output", "schema": fmt["schema"]}}
     md = body.get("metadata")
     if md is not None:
         if not isinstance(md, dict):
