@@ -16,7 +16,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from keel.errors import KeelError, UpstreamError
+from keel.errors import KeelError
 from keel.gateway.anthropic_inbound_format import (
     AnthropicEventStream,
     anthropic_message_from_openai,
@@ -85,12 +85,7 @@ async def messages(request: Request) -> Response:
         assert ex.principal is not None
         entry = gw.resolve(ex.principal, body["model"], "chat")
         if body.get("stream"):
-            rest = gw.chat_stream(entry, body, ex.trace)
-            first = await anext(rest, None)
-            if first is None:
-                raise UpstreamError(f"provider '{entry.provider.name}' closed the stream "
-                                    "without sending anything", code="upstream_bad_response")
-            chunks = gw.traced_stream(ex.trace, entry, first, rest)
+            chunks = await gw.open_stream(entry, body, ex.trace)
             return StreamingResponse(anthropic_sse(chunks, body["model"]), headers={
                 **SSE_HEADERS, **ex.headers}, media_type="text/event-stream")
         result = await gw.chat(entry, body, ex.trace)

@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from keel.errors import BodyTooLarge, KeelError, NotFound, UpstreamError
+from keel.errors import BodyTooLarge, KeelError, NotFound
 from keel.gateway.validate import check_chat, check_embeddings, parse_body
 from keel.types import JSON, Principal, Trace, new_trace_id
 
@@ -113,12 +113,7 @@ async def chat_completions(request: Request) -> Response:
         entry = gw.resolve(ex.principal, body["model"], "chat")
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            rest = gw.chat_stream(entry, body, ex.trace)
-            first = await anext(rest, None)
-            if first is None:
-                raise UpstreamError(f"provider '{entry.provider.name}' closed the stream "
-                                    "without sending anything", code="upstream_bad_response")
-            chunks = gw.traced_stream(ex.trace, entry, first, rest)
+            chunks = await gw.open_stream(entry, body, ex.trace)
             return StreamingResponse(openai_sse(chunks, include_usage), headers={
                 **SSE_HEADERS, **ex.headers}, media_type="text/event-stream")
         result = await gw.chat(entry, body, ex.trace)

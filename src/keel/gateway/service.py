@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from keel.config import KeelConfig, ModelConfig, Settings
-from keel.errors import KeelError, PermissionDenied, UnknownModel, UnsupportedOperation
+from keel.errors import (
+    KeelError,
+    PermissionDenied,
+    UnknownModel,
+    UnsupportedOperation,
+    UpstreamError,
+)
 from keel.gateway.providers.base import Provider, build_provider
 from keel.telemetry.metrics import Metrics
 from keel.telemetry.writer import TraceWriter
@@ -124,11 +130,20 @@ class Gateway:
         trace.usage = result.usage
         return result
 
-    def chat_stream(self, entry: ModelEntry, body: JSON, trace: Trace) -> AsyncIterator[JSON]:
+    async def open_stream(
+        self, entry: ModelEntry, body: JSON, trace: Trace
+    ) -> AsyncIterator[JSON]:
+        """Start a streamed chat and pull its first chunk before anything reaches the client,
+        so failures up to that point are ordinary errors. Returns the traced chunk stream."""
         trace.provider = entry.provider.name
         trace.attempts += 1
         trace.model_served = entry.config.upstream_name
-        return entry.provider.chat_stream(self.upstream_body(entry, body))
+        rest = entry.provider.chat_stream(self.upstream_body(entry, body))
+        first = await anext(rest, None)
+        if first is None:
+            raise UpstreamError(f"provider '{entry.provider.name}' closed the stream without "
+                                "sending anything", code="upstream_bad_response")
+        return self.traced_stream(trace, entry, first, rest)
 
     async def embed(self, entry: ModelEntry, body: JSON, trace: Trace) -> EmbeddingResult:
         trace.provider = entry.provider.name
