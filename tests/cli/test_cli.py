@@ -118,3 +118,33 @@ def test_readme_settings_table_matches_settings() -> None:
                                                                  "TEST_REQUIRE_SERVICES"}
     fields = {name.upper() for name in Settings.model_fields}
     assert documented == fields, (documented ^ fields)
+
+
+def test_admin_key_reset_replaces_the_generated_key(env: dict[str, str]) -> None:
+    from keel.keys.service import KeyRing, ensure_master_key
+
+    async def first_key() -> str | None:
+        store = Store(env["KEEL_DATABASE_URL"])
+        await store.upgrade()
+        key = await ensure_master_key(store, None)
+        await store.aclose()
+        return key
+
+    old = asyncio.run(first_key())
+    assert old
+    code, out = run(env, "admin-key", "reset", "--yes")
+    assert code == 0
+    new = out.strip().splitlines()[-1]
+    assert new.startswith("sk-keel-admin-") and new != old
+
+    async def check() -> tuple[bool, bool]:
+        store = Store(env["KEEL_DATABASE_URL"])
+        ring = KeyRing(store, master_key=None)
+        await ring.load()
+        result = ring.is_master(new), ring.is_master(old)
+        await store.aclose()
+        return result
+
+    assert asyncio.run(check()) == (True, False)
+    code, out = run({**env, "KEEL_MASTER_KEY": "x"}, "admin-key", "reset", "--yes")
+    assert code == 2 and "KEEL_MASTER_KEY is set" in out

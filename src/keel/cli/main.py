@@ -196,6 +196,37 @@ def keys_revoke(key_id: str) -> None:
     console.print(f"revoked {key_id}")
 
 
+@main.group("admin-key")
+def admin_key() -> None:
+    """The admin (master) key used for the admin API and `keel` administration."""
+
+
+@admin_key.command("reset")
+@click.confirmation_option(prompt="Replace the admin key? The current one stops working.")
+def admin_key_reset() -> None:
+    """Generate a new admin key (for a lost generated key; not used with KEEL_MASTER_KEY)."""
+    from keel.keys.service import reset_master_key
+    from keel.store import Store
+
+    settings = _settings()
+    if settings.master_key:
+        click.echo("error: KEEL_MASTER_KEY is set, so it is the admin key; change it there",
+                   err=True)
+        sys.exit(2)
+
+    async def go() -> str:
+        store = Store(settings.resolved_database_url())
+        try:
+            await store.upgrade()
+            return await reset_master_key(store)
+        finally:
+            await store.aclose()
+
+    key = _run(go)
+    console.print("new admin key (shown once; running servers switch to it within seconds):")
+    click.echo(key)
+
+
 @main.command("traces")
 @click.option("--feature", default=None)
 @click.option("--team", default=None)

@@ -104,9 +104,14 @@ async def ensure_master_key(store: Store, configured: str | None) -> str | None:
         return None
     if await q.get_meta(store, MASTER_HASH):
         return None
+    return await reset_master_key(store)
+
+
+async def reset_master_key(store: Store) -> str:
+    """Generate a new admin key, store its hash (the old one stops working), return it."""
     key = ADMIN_PREFIX + secrets.token_urlsafe(32)
     salt = secrets.token_hex(16)
-    await q.set_meta(store, MASTER_HASH, f"{salt}${_hash(salt, key)}")
+    await q.set_master_hash(store, MASTER_HASH, f"{salt}${_hash(salt, key)}")
     return key
 
 
@@ -121,17 +126,17 @@ class KeyRing:
         self._task: asyncio.Task[None] | None = None
 
     async def load(self) -> None:
-        if self._master_plain is None:
-            stored = await q.get_meta(self.store, MASTER_HASH)
-            if stored:
-                salt, digest = stored.split("$", 1)
-                self._master_hash = (salt, digest)
         await self.refresh(force=True)
 
     async def refresh(self, *, force: bool = False) -> None:
         version = await q.keys_version(self.store)
         if not force and version == self._version:
             return
+        if self._master_plain is None:
+            stored = await q.get_meta(self.store, MASTER_HASH)
+            if stored:
+                salt, digest = stored.split("$", 1)
+                self._master_hash = (salt, digest)
         rows = await q.list_keys(self.store, include_revoked=False)
         self._keys = {r["id"]: _record(r) for r in rows}
         self._version = version

@@ -32,6 +32,13 @@ async def set_meta(store: Store, key: str, value: str, conn: Any = None) -> None
         await _do(c)
 
 
+async def set_master_hash(store: Store, key: str, value: str) -> None:
+    """Store the admin key hash and bump the keys version, so servers reload it."""
+    async with store.begin() as conn:
+        await set_meta(store, key, value, conn)
+        await _bump_keys_version(conn)
+
+
 async def _bump_keys_version(conn: Any) -> None:
     updated = await conn.execute(
         meta.update().where(meta.c.key == KEYS_VERSION)
