@@ -16,9 +16,32 @@ from typing import Any
 JSON = dict[str, Any]
 
 
+class _RandomPool:
+    """Cryptographic random bytes read 16 KiB at a time: one syscall per 1,638 ids."""
+
+    __slots__ = ("buf", "pos")
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.buf):
+            self.buf, self.pos = os.urandom(16384), 0
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+
+_POOL = _RandomPool()
+if hasattr(os, "register_at_fork"):
+    # A forked child must not hand out the parent's remaining bytes again.
+    os.register_at_fork(after_in_child=lambda: setattr(_POOL, "buf", b""))
+
+
 def new_trace_id() -> str:
     """A 32-hex-char id that sorts by creation time (48-bit ms clock + 80 random bits)."""
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return f"{time.time_ns() // 1_000_000:012x}{_POOL.take(10).hex()}"
 
 
 @dataclass(slots=True)

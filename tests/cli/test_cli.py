@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from keel.cli.main import main
 from keel.store import Store
-from keel.store.traces import insert_rows, trace_row
+from keel.store.traces import insert_rows, trace_values
 from tests.store.test_store import make_trace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def test_traces_lists_newest_first_with_filters(env: dict[str, str]) -> None:
     async def seed() -> None:
         store = Store(env["KEEL_DATABASE_URL"])
         await store.upgrade()
-        await insert_rows(store, [trace_row(make_trace(i, feature="support" if i < 3 else "qa",
+        await insert_rows(store, [trace_values(make_trace(i, feature="support" if i < 3 else "qa",
                                                        status=200 if i else 502))
                                   for i in range(5)], [])
         await store.aclose()

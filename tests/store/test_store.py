@@ -14,8 +14,8 @@ from keel.store.traces import (
     get_trace,
     insert_rows,
     list_traces,
-    payload_row,
-    trace_row,
+    payload_values,
+    trace_values,
 )
 from keel.types import Trace, Usage, new_trace_id
 
@@ -42,7 +42,7 @@ async def test_trace_round_trip_keeps_numbers_and_payloads(store: Store) -> None
     t = make_trace(3)
     t.tags = {"env": "prod"}
     t.ttft_ms = 12.5
-    await insert_rows(store, [trace_row(t)], [payload_row(t)])  # type: ignore[list-item]
+    await insert_rows(store, [trace_values(t)], [payload_values(t)])
     got = await get_trace(store, t.id)
     assert got is not None
     assert got["feature"] == "support" and got["input_tokens"] == 13
@@ -55,17 +55,17 @@ async def test_trace_round_trip_keeps_numbers_and_payloads(store: Store) -> None
 
 async def test_insert_is_idempotent_for_replayed_batches(store: Store) -> None:
     traces = [make_trace(i) for i in range(5)]
-    rows = [trace_row(t) for t in traces]
-    payloads = [payload_row(t) for t in traces]
-    await insert_rows(store, rows, payloads)  # type: ignore[arg-type]
-    await insert_rows(store, rows, payloads)  # type: ignore[arg-type]
+    rows = [trace_values(t) for t in traces]
+    payloads = [payload_values(t) for t in traces]
+    await insert_rows(store, rows, payloads)
+    await insert_rows(store, rows, payloads)
     assert await count_traces(store) == 5
 
 
 async def test_filters_and_cursor_pagination(store: Store) -> None:
     traces = [make_trace(i, feature="support" if i % 2 else "search",
                          status=200 if i % 3 else 502) for i in range(12)]
-    await insert_rows(store, [trace_row(t) for t in traces], [])
+    await insert_rows(store, [trace_values(t) for t in traces], [])
     support, _ = await list_traces(store, TraceFilter(feature="support"), limit=100)
     assert len(support) == 6 and all(r["feature"] == "support" for r in support)
     errors, _ = await list_traces(store, TraceFilter(status="error"), limit=100)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -33,16 +33,23 @@ def openai_error(exc: KeelError, trace_id: str | None = None) -> Response:
     return json_response(exc.to_openai(), exc.status, headers)
 
 
-def api_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
+def api_key(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
         return token.strip() if scheme.lower() == "bearer" else auth.strip()
-    return request.headers.get("x-api-key") or request.headers.get("api-key")
+    return headers.get("x-api-key") or headers.get("api-key")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+def header_map(request: Request) -> dict[str, str]:
+    """All request headers in one dict (ASGI names are lower-case); later duplicates win."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+
+
+async def read_body(request: Request, limit: int, declared: str | None = None) -> bytes:
+    """The whole body, refused early (by Content-Length) or as soon as it passes ``limit``."""
+    if declared is None:
+        declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(
             f"request body is {declared} bytes, over the {limit}-byte limit; "
@@ -76,20 +83,22 @@ class Exchange:
         self.state = state_of(request)
         self.trace = Trace(id=new_trace_id(), start_time=time.time(), endpoint=endpoint)
         self.principal: Principal | None = None
+        self.headers_in = header_map(request)
 
     async def open(self, check: Callable[[JSON], str]) -> JSON:
         """Authenticate, read and validate the body, attribute the trace."""
         st = self.state
-        self.principal = st.keys.authenticate(api_key(self.request))
+        self.principal = st.keys.authenticate(api_key(self.headers_in))
         self.trace.key_id = self.principal.key_id
         self.trace.team = self.principal.team
-        raw = await read_body(self.request, st.settings.max_body_bytes)
+        raw = await read_body(self.request, st.settings.max_body_bytes,
+                              self.headers_in.get("content-length", ""))
         body = parse_body(raw, st.settings.max_body_bytes)
         if isinstance(body.get("model"), str):
             self.trace.model_requested = body["model"]
         check(body)
         self.trace.stream = bool(body.get("stream"))
-        st.gateway.attribute(self.trace, self.principal, self.request.headers, body)
+        st.gateway.attribute(self.trace, self.principal, self.headers_in, body)
         self.trace.request_body = body
         return body
 
@@ -160,7 +169,7 @@ def _model_card(entry: Any) -> JSON:
 async def list_models(request: Request) -> Response:
     st = state_of(request)
     try:
-        principal = st.keys.authenticate(api_key(request))
+        principal = st.keys.authenticate(api_key(request.headers))
     except KeelError as exc:
         return openai_error(exc)
     data = [_model_card(m) for m in st.gateway.visible_models(principal)]
@@ -171,7 +180,7 @@ async def get_model(request: Request) -> Response:
     st = state_of(request)
     name = request.path_params["model"]
     try:
-        principal = st.keys.authenticate(api_key(request))
+        principal = st.keys.authenticate(api_key(request.headers))
         entry = st.gateway.models.get(name)
         if entry is None or not principal.may_use(name):
             raise NotFound(f"model '{name}' does not exist or this key may not use it",

@@ -21,7 +21,7 @@ MAX_PAGE = 500
 
 def _admin(request: Request) -> AppState:
     st = state_of(request)
-    principal = st.keys.authenticate(api_key(request))
+    principal = st.keys.authenticate(api_key(request.headers))
     if not principal.is_admin:
         raise PermissionDenied("the admin API needs the master key (KEEL_MASTER_KEY)",
                                code="admin_required")

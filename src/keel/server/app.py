@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import gc
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from keel.config import KeelConfig, Settings
 from keel.errors import InvalidRequest, KeelError, NotFound
@@ -17,6 +20,8 @@ from keel.gateway import anthropic_api, openai_api
 from keel.gateway.openai_api import json_response, openai_error
 from keel.server import admin
 from keel.server.state import AppState
+
+log = logging.getLogger("keel.server")
 
 
 async def health(_request: Request) -> Response:
@@ -67,12 +72,21 @@ async def _unhandled(_request: Request, exc: Exception) -> Response:
                                   code="internal_error"))
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+# The gateway's hot routes. Their handlers turn every failure into a response themselves,
+# so they are dispatched directly (see KeelApp) rather than through the middleware stack.
+HOT_ROUTES: dict[tuple[str, str], Handler] = {
+    ("POST", "/v1/chat/completions"): openai_api.chat_completions,
+    ("POST", "/chat/completions"): openai_api.chat_completions,
+    ("POST", "/v1/embeddings"): openai_api.embeddings,
+    ("POST", "/v1/messages"): anthropic_api.messages,
+}
+
+
 def routes() -> list[Route]:
     return [
-        Route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"]),
-        Route("/chat/completions", openai_api.chat_completions, methods=["POST"]),
-        Route("/v1/embeddings", openai_api.embeddings, methods=["POST"]),
-        Route("/v1/messages", anthropic_api.messages, methods=["POST"]),
+        *(Route(path, handler, methods=[method]) for (method, path), handler in HOT_ROUTES.items()),
         Route("/v1/models", openai_api.list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", openai_api.get_model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
@@ -82,15 +96,55 @@ def routes() -> list[Route]:
     ]
 
 
+def tune_garbage_collector() -> None:
+    """Keep the cyclic garbage collector off the request path (for a server process).
+
+    After start-up the heap holds hundreds of thousands of long-lived objects (SQLAlchemy,
+    pydantic, the config). ``gc.freeze`` moves them out of the collector's sight, and a
+    larger generation-0 threshold makes collections rarer: request handling allocates many
+    short-lived containers that reference counting frees anyway. Measured in bench/: this
+    is worth about +50% throughput and removes ~100 ms latency spikes.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+class KeelApp:
+    """The ASGI entry point: the hot gateway routes go straight to their handlers (one dict
+    lookup); everything else, and the lifespan, goes through the Starlette app."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = HOT_ROUTES.get((scope["method"], scope["path"]))
+            if handler is not None:
+                scope["app"] = self.app
+                request = Request(scope, receive)
+                try:
+                    response = await handler(request)
+                except Exception as exc:  # a bug: still answer in the OpenAI shape
+                    log.exception("unhandled error on %s", scope["path"])
+                    response = await _unhandled(request, exc)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings, config: KeelConfig, *, state: AppState | None = None,
-    migrate: bool = True,
-) -> Starlette:
+    migrate: bool = True, tune_gc: bool = False,
+) -> KeelApp:
     st = state or AppState.build(settings, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await st.start(migrate=migrate)
+        if tune_gc:
+            tune_garbage_collector()
         try:
             yield
         finally:
@@ -102,4 +156,4 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _unhandled},
     )
     app.state.keel = st
-    return app
+    return KeelApp(app)

@@ -49,7 +49,7 @@ def run_server(settings: Settings, config: KeelConfig, *, console: Console) -> N
                       "(set KEEL_MASTER_KEY to use your own)")
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, config, migrate=False)
+    app = create_app(settings, config, migrate=False, tune_gc=True)
     uv = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
         lifespan="on", access_log=False, log_level=settings.log_level,

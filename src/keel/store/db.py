@@ -66,6 +66,7 @@ class Store:
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self.sql_cache: dict[str, str] = {}  # driver-level SQL built once (see traces.py)
 
     async def upgrade(self, revision: str = "head") -> None:
         async with self.engine.begin() as conn:

@@ -7,57 +7,78 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from keel.store.db import Store, row_dict
 from keel.store.schema import trace_payloads, traces
 from keel.types import Trace
 
-TRACE_COLUMNS = [c.name for c in traces.columns]
+TRACE_COLUMNS = tuple(str(c.name) for c in traces.columns)
+PAYLOAD_COLUMNS = tuple(str(c.name) for c in trace_payloads.columns)
 
 
-def trace_row(t: Trace) -> dict[str, Any]:
+def trace_values(t: Trace) -> tuple[Any, ...]:
+    """The trace's row, in ``TRACE_COLUMNS`` order (JSON columns already serialized)."""
     u = t.usage
-    return {
-        "id": t.id, "start_time": t.start_time, "end_time": t.end_time or t.start_time,
-        "endpoint": t.endpoint, "key_id": t.key_id, "team": t.team, "feature": t.feature,
-        "user": t.user, "session": t.session, "tags": t.tags or None,
-        "model_requested": t.model_requested, "model_served": t.model_served,
-        "provider": t.provider, "attempts": t.attempts, "status": t.status,
-        "error_type": t.error_type, "error_message": t.error_message,
-        "latency_ms": t.latency_ms, "ttft_ms": t.ttft_ms, "stream": t.stream,
-        "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-        "cached_tokens": u.cached_tokens, "cache_write_tokens": u.cache_write_tokens,
-        "reasoning_tokens": u.reasoning_tokens, "cost_usd": t.cost_usd,
-    }
+    return (
+        t.id, t.start_time, t.end_time or t.start_time, t.endpoint, t.key_id, t.team,
+        t.feature, t.user, t.session, orjson.dumps(t.tags).decode() if t.tags else None,
+        t.model_requested, t.model_served, t.provider, t.attempts, t.status, t.error_type,
+        t.error_message, t.latency_ms, t.ttft_ms, t.stream, u.input_tokens, u.output_tokens,
+        u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, t.cost_usd,
+    )
 
 
-def payload_row(t: Trace) -> dict[str, Any] | None:
+def payload_values(t: Trace) -> tuple[Any, ...] | None:
     if t.request_body is None and t.response_body is None:
         return None
-    return {
-        "trace_id": t.id,
-        "request": orjson.dumps(t.request_body).decode() if t.request_body is not None else None,
-        "response": orjson.dumps(t.response_body).decode() if t.response_body is not None else None,
-    }
+    return (
+        t.id,
+        orjson.dumps(t.request_body).decode() if t.request_body is not None else None,
+        orjson.dumps(t.response_body).decode() if t.response_body is not None else None,
+    )
 
 
-def _insert(store: Store, table: sa.Table) -> Any:
-    ins = pg_insert(table) if store.dialect == "postgresql" else sqlite_insert(table)
-    return ins.on_conflict_do_nothing()
+def _placeholders(paramstyle: str, n: int) -> str:
+    if paramstyle == "qmark":
+        return ", ".join("?" * n)
+    if paramstyle == "numeric_dollar":
+        return ", ".join(f"${i}" for i in range(1, n + 1))
+    if paramstyle in ("format", "pyformat"):
+        return ", ".join(["%s"] * n)
+    if paramstyle == "numeric":
+        return ", ".join(f":{i}" for i in range(1, n + 1))
+    raise RuntimeError(f"unsupported DBAPI paramstyle {paramstyle}")
+
+
+def _insert_sql(store: Store, table: sa.Table, columns: tuple[str, ...]) -> str:
+    """An idempotent positional INSERT for the driver, built once per store and table."""
+    cache = store.sql_cache
+    sql = cache.get(table.name)
+    if sql is None:
+        dialect = store.engine.dialect
+        quote = dialect.identifier_preparer.quote
+        cols = ", ".join(quote(c) for c in columns)
+        sql = (f"INSERT INTO {quote(table.name)} ({cols}) VALUES "
+               f"({_placeholders(dialect.paramstyle, len(columns))}) ON CONFLICT DO NOTHING")
+        cache[table.name] = sql
+    return sql
 
 
 async def insert_rows(
-    store: Store, rows: list[dict[str, Any]], payloads: list[dict[str, Any]]
+    store: Store, rows: list[tuple[Any, ...]], payloads: list[tuple[Any, ...]]
 ) -> None:
-    """Insert a batch in one transaction; rows already stored (a replay) are skipped."""
+    """Insert a batch in one transaction; rows already stored (a replay) are skipped.
+
+    Positional tuples go straight to the driver's executemany: on the hot write path the
+    per-row parameter processing of a Core ``insert()`` costs more than the insert itself.
+    """
     if not rows:
         return
     async with store.begin() as conn:
-        await conn.execute(_insert(store, traces), rows)
+        await conn.exec_driver_sql(_insert_sql(store, traces, TRACE_COLUMNS), rows)
         if payloads:
-            await conn.execute(_insert(store, trace_payloads), payloads)
+            await conn.exec_driver_sql(
+                _insert_sql(store, trace_payloads, PAYLOAD_COLUMNS), payloads)
 
 
 @dataclass(slots=True)

@@ -26,27 +26,48 @@ class Metrics:
                               registry=self.registry)
         self.cost = Counter("keel_cost_usd", "Cost in USD at configured prices.", labels,
                             registry=self.registry)
+        # Labelled children, looked up once per label set: .labels() is costly per request.
+        self._children: dict[tuple[str, str, str, int], _Children] = {}
         self.trace_queue = Gauge("keel_trace_queue_depth", "Traces waiting to be written.",
                                  registry=self.registry)
 
     def observe(self, t: Trace) -> None:
         model = t.model_requested or ""
         feature = t.feature or ""
-        self.requests.labels(model, feature, t.endpoint, str(t.status)).inc()
+        key = (model, feature, t.endpoint, t.status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = _Children(self, model, feature, t.endpoint,
+                                                       t.status)
+        children.requests.inc()
         if t.error_type:
             self.errors.labels(model, feature, t.error_type).inc()
-        self.latency.labels(model, feature).observe(t.latency_ms / 1000.0)
+        children.latency.observe(t.latency_ms / 1000.0)
         if t.ttft_ms is not None:
-            self.ttft.labels(model, feature).observe(t.ttft_ms / 1000.0)
+            children.ttft.observe(t.ttft_ms / 1000.0)
         u = t.usage
         if u.input_tokens:
-            self.tokens.labels(model, feature, "input").inc(u.input_tokens)
+            children.tokens_in.inc(u.input_tokens)
         if u.output_tokens:
-            self.tokens.labels(model, feature, "output").inc(u.output_tokens)
+            children.tokens_out.inc(u.output_tokens)
         if u.cached_tokens:
-            self.tokens.labels(model, feature, "cached").inc(u.cached_tokens)
+            children.tokens_cached.inc(u.cached_tokens)
         if t.cost_usd:
-            self.cost.labels(model, feature).inc(t.cost_usd)
+            children.cost.inc(t.cost_usd)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Children:
+    __slots__ = ("cost", "latency", "requests", "tokens_cached", "tokens_in", "tokens_out",
+                 "ttft")
+
+    def __init__(self, m: Metrics, model: str, feature: str, endpoint: str, status: int) -> None:
+        self.requests = m.requests.labels(model, feature, endpoint, str(status))
+        self.latency = m.latency.labels(model, feature)
+        self.ttft = m.ttft.labels(model, feature)
+        self.tokens_in = m.tokens.labels(model, feature, "input")
+        self.tokens_out = m.tokens.labels(model, feature, "output")
+        self.tokens_cached = m.tokens.labels(model, feature, "cached")
+        self.cost = m.cost.labels(model, feature)

@@ -22,12 +22,17 @@ from typing import Any
 import orjson
 
 from keel.store import Store
-from keel.store.traces import insert_rows, payload_row, trace_row
+from keel.store.traces import (
+    TRACE_COLUMNS,
+    insert_rows,
+    payload_values,
+    trace_values,
+)
 from keel.types import Trace
 
 log = logging.getLogger("keel.telemetry")
 
-Row = tuple[dict[str, Any], dict[str, Any] | None]
+Row = tuple[tuple[Any, ...], tuple[Any, ...] | None]  # (trace values, payload values)
 
 
 class TraceWriter:
@@ -45,7 +50,7 @@ class TraceWriter:
         self.spill_path = self.spill_dir / f"traces-spill-{os.getpid()}.jsonl"
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
-        self._queue: asyncio.Queue[Row] = asyncio.Queue(maxsize=max_queue)
+        self._queue: asyncio.Queue[Trace] = asyncio.Queue(maxsize=max_queue)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._spill_file: Any = None
@@ -59,12 +64,11 @@ class TraceWriter:
     # --- hot path ----------------------------------------------------------------------------
 
     def submit(self, trace: Trace) -> None:
-        row = (trace_row(trace), payload_row(trace))
         self.submitted += 1
         try:
-            self._queue.put_nowait(row)
+            self._queue.put_nowait(trace)
         except asyncio.QueueFull:
-            self._spill([row])
+            self._spill([_row(trace)])
             return
         if not self._wakeup.is_set():
             self._wakeup.set()
@@ -115,7 +119,7 @@ class TraceWriter:
                     continue
             # Items leave the queue only while _busy is held, so flush() sees them all.
             async with self._busy:
-                batch: list[Row] = []
+                batch: list[Trace] = []
                 deadline = loop.time() + self.flush_interval_s
                 while len(batch) < self.batch_size:
                     try:
@@ -127,13 +131,13 @@ class TraceWriter:
                             break
                         await asyncio.sleep(0.005)
                 if batch:
-                    await self._write(batch)
+                    await self._write([_row(t) for t in batch])
 
     async def _drain_queue(self) -> None:
         while not self._queue.empty():
             batch: list[Row] = []
             while len(batch) < self.batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+                batch.append(_row(self._queue.get_nowait()))
             await self._write(batch)
 
     async def _write(self, batch: list[Row]) -> None:
@@ -153,8 +157,10 @@ class TraceWriter:
         if self._spill_file is None:
             self.spill_dir.mkdir(parents=True, exist_ok=True)
             self._spill_file = open(self.spill_path, "ab")  # noqa: SIM115
-        for row, payload in rows:
-            self._spill_file.write(orjson.dumps({"row": row, "payload": payload}) + b"\n")
+        for values, payload in rows:
+            # Spilled rows are keyed by column name, so a newer keel can replay them.
+            item = {"row": dict(zip(TRACE_COLUMNS, values, strict=True)), "payload": payload}
+            self._spill_file.write(orjson.dumps(item) + b"\n")
         self._spill_file.flush()
         self.spilled += len(rows)
 
@@ -190,7 +196,10 @@ class TraceWriter:
                 except orjson.JSONDecodeError:
                     log.warning("skipping a torn line in %s", path)
                     continue
-                batch.append((item["row"], item["payload"]))
+                row = item["row"]
+                payload = item["payload"]
+                batch.append((tuple(row.get(c) for c in TRACE_COLUMNS),
+                              tuple(payload) if payload else None))
                 if len(batch) >= self.batch_size:
                     ok = await self._replay_batch(batch) and ok
                     batch = []
@@ -209,3 +218,7 @@ class TraceWriter:
         except Exception:
             log.exception("replaying spilled traces failed; they stay on disk")
             return False
+
+
+def _row(trace: Trace) -> Row:
+    return trace_values(trace), payload_values(trace)

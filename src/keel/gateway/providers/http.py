@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from keel.errors import (
     UpstreamError,
@@ -90,6 +91,7 @@ class Upstream:
         )
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
 
     async def start(self) -> None:
         if self._session is None:
@@ -98,6 +100,8 @@ class Upstream:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                # Never keep upstream cookies: they would leak between keel's callers.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 headers={"content-type": "application/json", **self.headers},
                 skip_auto_headers=("User-Agent",),
                 json_serialize=lambda o: orjson.dumps(o).decode(),
@@ -114,8 +118,13 @@ class Upstream:
             raise RuntimeError(f"upstream '{self.provider}' used before start()")
         return self._session
 
-    def url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+    def url(self, path: str) -> URL:
+        """The parsed URL for a path (cached: parsing a URL per request is measurable)."""
+        url = self._urls.get(path)
+        if url is None:
+            raw = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+            url = self._urls[path] = URL(raw)
+        return url
 
     async def post_json(
         self, path: str, body: JSON, *, params: Mapping[str, str] | None = None,
