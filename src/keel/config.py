@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     data_dir: str = Field(".keel", description="Directory for the SQLite file and spill files.")
     database_url: str | None = Field(None, description="sqlite:///path or postgresql://...")
     redis_url: str | None = Field(None, description="redis://host:port/db (optional)")
+    redis_prefix: str = Field("keel:", description="Prefix of every Redis key keel writes.")
     master_key: str | None = Field(None, description="Admin key; generated if unset.")
     host: str = "127.0.0.1"
     port: int = 4000
@@ -108,21 +109,115 @@ class PriceSpec(_Strict):
         return Price(**self.model_dump())
 
 
+class DeploymentConfig(_Strict):
+    """One place a model is served from (a provider account, key or region)."""
+
+    name: str | None = Field(None, description="Label in traces; default provider/upstream.")
+    provider: str
+    upstream: str | None = None
+    weight: float = Field(1.0, gt=0)
+
+
+class BreakerSpec(_Strict):
+    """Circuit breaker per deployment: open after `failures` consecutive failures, or when
+    the failure rate over `window_s` reaches `failure_rate` (with at least `min_requests`);
+    stay open `cooldown_s`, then let one probe through (half-open)."""
+
+    failures: int = Field(5, ge=1)
+    failure_rate: float = Field(0.5, gt=0, le=1)
+    window_s: float = Field(60.0, gt=0)
+    min_requests: int = Field(20, ge=1)
+    cooldown_s: float = Field(30.0, gt=0)
+
+
 class ModelConfig(_Strict):
     name: str = Field(description="The name clients send as 'model'.")
-    provider: str
+    provider: str | None = None
     upstream: str | None = Field(None, description="The name the provider expects.")
+    deployments: list[DeploymentConfig] = Field(default_factory=list)
+    balance: Literal["weighted", "least-busy", "latency"] = "weighted"
+    breaker: BreakerSpec = Field(default_factory=BreakerSpec)
     kind: Literal["chat", "embedding"] = "chat"
     price: PriceSpec = Field(default_factory=PriceSpec)
+    max_output_tokens: int = Field(
+        4096, gt=0, description="Worst-case answer length, for budget reservations.")
 
     @property
     def upstream_name(self) -> str:
         return self.upstream or self.name
 
+    def all_deployments(self) -> list[DeploymentConfig]:
+        """The deployments; ``provider``/``upstream`` at the top level is shorthand for one."""
+        if self.deployments:
+            return [d if d.upstream else d.model_copy(update={"upstream": self.upstream_name})
+                    for d in self.deployments]
+        return [DeploymentConfig(provider=self.provider or "", upstream=self.upstream_name)]
+
+
+FailureClass = Literal["rate_limit", "server_error", "timeout", "connection", "content_filter"]
+FAILURE_CLASSES: tuple[FailureClass, ...] = ("rate_limit", "server_error", "timeout", "connection",
+                                    "content_filter")
+
+
+class TargetSpec(_Strict):
+    model: str
+    weight: float = Field(1.0, gt=0)
+
+
+class RetrySpec(_Strict):
+    attempts: int = Field(0, ge=0, le=10, description="Retries per model after the first try.")
+    backoff_ms: float = Field(200.0, ge=0)
+    max_backoff_ms: float = Field(5000.0, ge=0)
+
+
+class CacheSpec(_Strict):
+    mode: Literal["exact", "semantic"] = "exact"
+    ttl_s: float = Field(3600.0, gt=0)
+    threshold: float = Field(0.95, gt=0, le=1, description="Semantic: cosine similarity.")
+    embedding_model: str | None = Field(None, description="Semantic: the embedding model.")
+    multi_turn: bool = Field(False, description="Semantic: also cache multi-turn/tool traffic.")
+
+
+class RouteConfig(_Strict):
+    name: str = Field(description="Clients send it as 'model'.")
+    features: list[str] = Field(default_factory=list,
+                                description="Requests of these features use this route.")
+    targets: list[TargetSpec]
+    sticky: Literal["user", "session"] | None = None
+    fallbacks: list[str] = Field(default_factory=list)
+    fallback_on: list[FailureClass] = Field(default_factory=lambda: list(FAILURE_CLASSES))
+    retries: RetrySpec = Field(default_factory=RetrySpec)
+    timeout_s: float | None = Field(None, gt=0, description="Total time for all attempts.")
+    attempt_timeout_s: float | None = Field(None, gt=0, description="Time for one attempt.")
+    cache: CacheSpec | None = None
+
+
+Scope = Literal["key", "team", "feature", "model"]
+
+
+class LimitConfig(_Strict):
+    scope: Scope
+    name: str = Field(description="The key id, team, feature or model name; '*' for each.")
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
+
+
+class BudgetConfig(_Strict):
+    scope: Literal["key", "team", "feature"]
+    name: str
+    usd: float = Field(gt=0)
+    period: Literal["daily", "weekly", "monthly", "total"] = "monthly"
+    soft_pct: float | None = Field(80.0, gt=0, le=100)
+    on_store_error: Literal["closed", "open"] = Field(
+        "closed", description="If Redis is unreachable: refuse (closed) or admit (open).")
+
 
 class KeelConfig(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    limits: list[LimitConfig] = Field(default_factory=list)
+    budgets: list[BudgetConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references(self) -> KeelConfig:
@@ -135,17 +230,67 @@ class KeelConfig(_Strict):
             if p.kind == "openai" and not p.base_url:
                 raise _KeyProblem(f"providers[{i}].base_url", "an openai provider needs base_url",
                                   "set it, e.g. https://api.openai.com/v1")
+        known = ", ".join(sorted(seen)) or "none declared"
         names: set[str] = set()
         for i, m in enumerate(self.models):
-            if m.provider not in seen:
-                known = ", ".join(sorted(seen)) or "none declared"
+            if m.provider is None and not m.deployments:
+                raise _KeyProblem(f"models[{i}].provider", "required key is missing",
+                                  "name the provider (or list deployments:)")
+            if m.provider is not None and m.deployments:
+                raise _KeyProblem(f"models[{i}].deployments", "both provider and deployments",
+                                  "use provider: for one deployment or deployments: for several")
+            if m.provider is not None and m.provider not in seen:
                 raise _KeyProblem(f"models[{i}].provider", f"unknown provider '{m.provider}'",
                                   f"use one of the names under providers: ({known})")
+            for j, d in enumerate(m.deployments):
+                if d.provider not in seen:
+                    raise _KeyProblem(f"models[{i}].deployments[{j}].provider",
+                                      f"unknown provider '{d.provider}'",
+                                      f"use one of the names under providers: ({known})")
             if m.name in names:
                 raise _KeyProblem(f"models[{i}].name", f"model '{m.name}' is declared twice",
                                   "give each model a unique name")
             names.add(m.name)
+        self._check_routes(names)
         return self
+
+    def _check_routes(self, models: set[str]) -> None:
+        known = ", ".join(sorted(models)) or "none declared"
+        route_names: set[str] = set()
+        chat = {m.name for m in self.models if m.kind == "chat"}
+        embed = {m.name for m in self.models if m.kind == "embedding"}
+        for i, r in enumerate(self.routes):
+            where = f"routes[{i}]"
+            if r.name in route_names:
+                raise _KeyProblem(f"{where}.name", f"route '{r.name}' is declared twice",
+                                  "give each route a unique name")
+            if r.name in models:
+                raise _KeyProblem(f"{where}.name", f"route '{r.name}' has a model's name",
+                                  "rename the route or the model: clients send either as 'model'")
+            route_names.add(r.name)
+            if not r.targets:
+                raise _KeyProblem(f"{where}.targets", "a route needs at least one target",
+                                  "list targets: [{model: NAME, weight: N}]")
+            for j, t in enumerate(r.targets):
+                if t.model not in chat:
+                    raise _KeyProblem(f"{where}.targets[{j}].model",
+                                      f"unknown chat model '{t.model}'",
+                                      f"use one of the chat models under models: ({known})")
+            for j, f in enumerate(r.fallbacks):
+                if f not in chat:
+                    raise _KeyProblem(f"{where}.fallbacks[{j}]", f"unknown chat model '{f}'",
+                                      f"use one of the chat models under models: ({known})")
+            if r.cache and r.cache.mode == "semantic" and r.cache.embedding_model not in embed:
+                raise _KeyProblem(f"{where}.cache.embedding_model",
+                                  "semantic caching needs an embedding model",
+                                  "name one of the embedding models under models:")
+        for i, lim in enumerate(self.limits):
+            if lim.rpm is None and lim.tpm is None:
+                raise _KeyProblem(f"limits[{i}]", "a limit needs rpm, tpm or both",
+                                  "add rpm: N and/or tpm: N")
+
+    def route(self, name: str) -> RouteConfig | None:
+        return next((r for r in self.routes if r.name == name), None)
 
     def provider(self, name: str) -> ProviderConfig:
         for p in self.providers:
