@@ -121,8 +121,13 @@ class DeploymentConfig(_Strict):
 class BreakerSpec(_Strict):
     """Circuit breaker per deployment: open after `failures` consecutive failures, or when
     the failure rate over `window_s` reaches `failure_rate` (with at least `min_requests`);
-    stay open `cooldown_s`, then let one probe through (half-open)."""
+    stay open `cooldown_s`, then let one probe through (half-open).
 
+    `enabled` defaults to on where a request has somewhere else to go: a model with several
+    deployments, or one that a route can fall back from. A lone deployment keeps reporting
+    its real errors instead of failing fast."""
+
+    enabled: bool | None = None
     failures: int = Field(5, ge=1)
     failure_rate: float = Field(0.5, gt=0, le=1)
     window_s: float = Field(60.0, gt=0)

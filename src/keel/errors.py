@@ -11,6 +11,12 @@
     +-- AuthenticationFailed           401 authentication_error
     +-- PermissionDenied               403 permission_error
     +-- NotFound                       404 not_found_error
+    +-- RateLimited                    429 rate_limit_error rate_limit_exceeded (keel's own
+    |                                       rpm/tpm limits; Retry-After)
+    +-- BudgetExceeded                 429 insufficient_quota budget_exceeded (Retry-After
+    |                                       when the budget's period resets)
+    +-- LimitsUnavailable              503 limits_unavailable (Redis unreachable and a
+    |                                       budget is configured to fail closed)
     +-- UpstreamError                  502 upstream_error   (provider failed)
         +-- UpstreamRateLimited        429 rate_limit_error
         +-- UpstreamTimeout            504 upstream_timeout
@@ -107,6 +113,30 @@ class NotFound(KeelError):
     status = 404
     type = "not_found_error"
     code = "not_found"
+
+
+class RateLimited(KeelError):
+    """A keel rate limit (rpm or tpm) refused the request."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(KeelError):
+    """A budget cannot cover the request's worst-case cost."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class LimitsUnavailable(KeelError):
+    """Budgets cannot be checked (the shared counter store is unreachable)."""
+
+    status = 503
+    type = "api_error"
+    code = "limits_unavailable"
 
 
 class UpstreamError(KeelError):

@@ -173,6 +173,11 @@ class Trace:
     cost_usd: float = 0.0
     request_body: JSON | None = None
     response_body: JSON | None = None
+    route: str | None = None
+    variant: str | None = None
+    attempt_log: list[JSON] | None = None
+    cache_hit: bool = False
+    cost_saved_usd: float = 0.0
     mono_start: float = field(default_factory=time.perf_counter)
 
     def mark_first_token(self) -> None:

@@ -281,3 +281,55 @@ def _duration(text: str) -> float:
         raise click.BadParameter("use a number and a unit: 30s, 15m, 2h, 7d",
                                  param_hint="--since")
     return int(text[:-1]) * units[text[-1]]
+
+
+@main.command("budgets")
+@click.option("--config", "config_path", envvar="KEEL_CONFIG", default=None,
+              help="YAML config file [default: keel.yaml if present].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def budgets_cmd(config_path: str | None, as_json: bool) -> None:
+    """Budgets and their spend in the current period (from Redis when KEEL_REDIS_URL is
+    set, else reconciled from the stored traces)."""
+    from keel.limits import Limits, connect_redis
+    from keel.store import Store
+
+    settings = _settings(config=config_path)
+    try:
+        config = load_config(settings.config, required=config_path is not None)
+    except ConfigError as exc:
+        click.echo(f"config error: {exc.message}", err=True)
+        sys.exit(2)
+
+    async def go() -> list[dict[str, Any]]:
+        store = Store(settings.resolved_database_url())
+        redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        try:
+            await store.upgrade()
+            limits = Limits(config, store, redis, prefix=settings.redis_prefix)
+            await limits.start()
+            try:
+                return await limits.status()
+            finally:
+                await limits.aclose()
+        finally:
+            if redis is not None:
+                await redis.aclose()
+            await store.aclose()
+
+    rows = _run(go)
+    if as_json:
+        click.echo(orjson.dumps(rows).decode())
+        return
+    if not rows:
+        console.print("no budgets configured (add budgets: to the config file)")
+        return
+    table = Table("scope", "name", "period", "budget $", "spent $", "reserved $",
+                  "remaining $", "resets (UTC)", "state")
+    colour = {"ok": "green", "soft": "yellow", "exceeded": "red"}
+    for r in rows:
+        name = r["name"] + (" (each)" if r["match"] == "*" else "")
+        table.add_row(r["scope"], name, r["period"], f"{r['usd']:.2f}", f"{r['spent']:.4f}",
+                      f"{r['reserved']:.4f}", f"{r['remaining']:.4f}", _when(r["resets_at"]),
+                      f"[{colour[r['state']]}]{r['state']}[/]")
+    console.print(table)
+    console.print(f"backend: {rows[0]['backend']}")

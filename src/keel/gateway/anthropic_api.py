@@ -22,9 +22,10 @@ from keel.gateway.anthropic_inbound_format import (
     anthropic_message_from_openai,
     openai_body_from_anthropic,
 )
+from keel.gateway.flow import ChatFlow
 from keel.gateway.openai_api import SSE_HEADERS, TRACE_HEADER, Exchange, json_response
 from keel.gateway.validate import check_chat
-from keel.types import JSON
+from keel.types import JSON, Usage
 
 OVERLOADED_STATUS = 529
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -79,19 +80,14 @@ async def anthropic_sse(chunks: AsyncIterator[JSON], model: str) -> AsyncIterato
 
 async def messages(request: Request) -> Response:
     ex = Exchange(request, "messages")
-    gw = ex.state.gateway
     try:
         body = await ex.open(_translate_in_place)
-        assert ex.principal is not None
-        entry = gw.resolve(ex.principal, body["model"], "chat")
-        if body.get("stream"):
-            chunks = await gw.open_stream(entry, body, ex.trace)
-            return StreamingResponse(anthropic_sse(chunks, body["model"]), headers={
-                **SSE_HEADERS, **ex.headers}, media_type="text/event-stream")
-        result = await gw.chat(entry, body, ex.trace)
+        out = await ChatFlow(ex, body).run()
     except Exception as exc:
         return ex.fail(exc, anthropic_error)
-    ex.trace.response_body = result.body
-    gw.complete(ex.trace, 200, price=entry.price)
-    return json_response(anthropic_message_from_openai(result.body, result.usage, body["model"]),
+    if not isinstance(out, dict):
+        return StreamingResponse(anthropic_sse(out, body["model"]), headers={
+            **SSE_HEADERS, **ex.headers}, media_type="text/event-stream")
+    usage = Usage.from_openai(out.get("usage"))
+    return json_response(anthropic_message_from_openai(out, usage, body["model"]),
                          headers=ex.headers)

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from keel.errors import BodyTooLarge, KeelError, NotFound
+from keel.gateway.flow import ChatFlow
 from keel.gateway.validate import check_chat, check_embeddings, parse_body
 from keel.types import JSON, Principal, Trace, new_trace_id
 
@@ -115,22 +116,16 @@ class Exchange:
 
 async def chat_completions(request: Request) -> Response:
     ex = Exchange(request, "chat")
-    gw = ex.state.gateway
     try:
         body = await ex.open(check_chat)
-        assert ex.principal is not None
-        entry = gw.resolve(ex.principal, body["model"], "chat")
-        if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            chunks = await gw.open_stream(entry, body, ex.trace)
-            return StreamingResponse(openai_sse(chunks, include_usage), headers={
-                **SSE_HEADERS, **ex.headers}, media_type="text/event-stream")
-        result = await gw.chat(entry, body, ex.trace)
+        out = await ChatFlow(ex, body).run()
     except Exception as exc:
         return ex.fail(exc)
-    ex.trace.response_body = result.body
-    gw.complete(ex.trace, 200, price=entry.price)
-    return json_response(result.body, headers=ex.headers)
+    if isinstance(out, dict):
+        return json_response(out, headers=ex.headers)
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    return StreamingResponse(openai_sse(out, include_usage), headers={
+        **SSE_HEADERS, **ex.headers}, media_type="text/event-stream")
 
 
 async def openai_sse(chunks: AsyncIterator[JSON], include_usage: bool) -> AsyncIterator[bytes]:
@@ -154,16 +149,16 @@ async def embeddings(request: Request) -> Response:
     try:
         body = await ex.open(check_embeddings)
         assert ex.principal is not None
-        entry = gw.resolve(ex.principal, body["model"], "embedding")
-        result = await gw.embed(entry, body, ex.trace)
+        plan = gw.resolve(ex.principal, body["model"], "embedding", ex.trace)
+        result, entry = await gw.embed(plan, body, ex.trace)
     except Exception as exc:
         return ex.fail(exc)
     gw.complete(ex.trace, 200, price=entry.price)
     return json_response(result.body, headers=ex.headers)
 
 
-def _model_card(entry: Any) -> JSON:
-    return {"id": entry.name, "object": "model", "created": 0, "owned_by": entry.provider.name}
+def _model_card(name: str, owner: str) -> JSON:
+    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
 
 
 async def list_models(request: Request) -> Response:
@@ -172,7 +167,7 @@ async def list_models(request: Request) -> Response:
         principal = st.keys.authenticate(api_key(request.headers))
     except KeelError as exc:
         return openai_error(exc)
-    data = [_model_card(m) for m in st.gateway.visible_models(principal)]
+    data = [_model_card(name, owner) for name, owner in st.gateway.visible_models(principal)]
     return json_response({"object": "list", "data": data})
 
 
@@ -181,10 +176,10 @@ async def get_model(request: Request) -> Response:
     name = request.path_params["model"]
     try:
         principal = st.keys.authenticate(api_key(request.headers))
-        entry = st.gateway.models.get(name)
-        if entry is None or not principal.may_use(name):
+        card = next((c for c in st.gateway.visible_models(principal) if c[0] == name), None)
+        if card is None:
             raise NotFound(f"model '{name}' does not exist or this key may not use it",
                            param="model", code="model_not_found")
     except KeelError as exc:
         return openai_error(exc)
-    return json_response(_model_card(entry))
+    return json_response(_model_card(*card))

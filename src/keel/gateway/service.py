@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +22,18 @@ from keel.errors import (
     UnsupportedOperation,
     UpstreamError,
 )
+from keel.gateway.executor import execute, is_filtered
 from keel.gateway.providers.base import Provider, build_provider
+from keel.gateway.tokens import estimate_messages, estimate_text
+from keel.routing import Balancer, BreakerBoard, Deployment, Plan, Router
 from keel.telemetry.metrics import Metrics
 from keel.telemetry.writer import TraceWriter
 from keel.types import JSON, ChatResult, EmbeddingResult, Price, Principal, Trace, Usage
+
+log = logging.getLogger("keel.gateway")
+
+# Called when a stream ends: (trace, model entry, assembled body, error or None).
+StreamEnd = Callable[["Trace", "ModelEntry", JSON, "KeelError | None"], None]
 
 # Body fields keel consumes for attribution and does not forward upstream.
 KEEL_FIELDS = ("metadata",)
@@ -33,12 +42,20 @@ KEEL_FIELDS = ("metadata",)
 @dataclass(slots=True)
 class ModelEntry:
     config: ModelConfig
-    provider: Provider
     price: Price
+    balancer: Balancer
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def deployments(self) -> list[Deployment]:
+        return self.balancer.deployments
+
+    def worst_case_usd(self, input_tokens: int, max_tokens: int | None, n: int) -> float:
+        out = (max_tokens or self.config.max_output_tokens) * max(n, 1)
+        return self.price.cost(Usage(input_tokens=input_tokens, output_tokens=out))
 
 
 class Gateway:
@@ -49,41 +66,71 @@ class Gateway:
         self.writer = writer
         self.metrics = metrics
         self.providers: dict[str, Provider] = {p.name: build_provider(p) for p in config.providers}
+        self.breakers = BreakerBoard(prefix=settings.redis_prefix)
+        with_fallback = {m for r in config.routes if len([*r.targets, *r.fallbacks]) > 1
+                         for m in [*(t.model for t in r.targets), *r.fallbacks]}
         self.models: dict[str, ModelEntry] = {
-            m.name: ModelEntry(m, self.providers[m.provider], m.price.to_price())
-            for m in config.models
-        }
+            m.name: self._entry(m, m.name in with_fallback) for m in config.models}
+        self.router = Router(config.routes)
+        self._background: set[asyncio.Task[Any]] = set()
 
-    async def start(self) -> None:
+    def _entry(self, m: ModelConfig, in_fallback_chain: bool) -> ModelEntry:
+        spec = m.breaker
+        if spec.enabled is None:
+            auto = in_fallback_chain or len(m.all_deployments()) > 1
+            spec = spec.model_copy(update={"enabled": auto})
+        deployments = []
+        for i, d in enumerate(m.all_deployments()):
+            upstream = d.upstream or m.upstream_name
+            label = d.name or (f"{d.provider}/{upstream}" if len(m.all_deployments()) == 1
+                               else f"{d.provider}/{upstream}#{i}")
+            name = f"{m.name}:{label}"
+            deployments.append(Deployment(name, m.name, self.providers[d.provider], upstream,
+                                          d.weight, self.breakers.add(name, spec)))
+        return ModelEntry(m, m.price.to_price(), Balancer(deployments, m.balance))
+
+    async def start(self, redis: Any = None) -> None:
         for p in self.providers.values():
             await p.start()
+        self.breakers.redis = redis
+        await self.breakers.start()
 
     async def aclose(self) -> None:
+        await self.drain()
+        await self.breakers.aclose()
         for p in self.providers.values():
             with contextlib.suppress(Exception):
                 await p.aclose()
 
     # --- resolution and attribution ----------------------------------------------------------
 
-    def visible_models(self, principal: Principal) -> list[ModelEntry]:
-        return [m for m in self.models.values() if principal.may_use(m.name)]
+    def visible_models(self, principal: Principal) -> list[tuple[str, str]]:
+        """(name, owner) of every model and route this caller may name."""
+        out = [(m.name, m.deployments[0].provider.name) for m in self.models.values()
+               if principal.may_use(m.name)]
+        out += [(r, "keel-route") for r in self.router.routes if principal.may_use(r)]
+        return out
 
-    def resolve(self, principal: Principal, name: str, kind: str) -> ModelEntry:
+    def resolve(self, principal: Principal, name: str, kind: str, trace: Trace) -> Plan:
+        """The plan for a request: which models, in which order, with which policies."""
+        route = self.router.route_for(name, trace.feature) if kind == "chat" else None
         entry = self.models.get(name)
-        if entry is None or not principal.may_use(name):
-            if entry is not None:
+        if (route is None and entry is None) or not principal.may_use(name):
+            if (route is not None or entry is not None) and not principal.may_use(name):
                 raise PermissionDenied(
                     f"this key may not use model '{name}'; it may use: "
                     f"{', '.join(principal.models or ()) or 'no models'}", param="model",
                     code="model_not_allowed")
-            known = ", ".join(m.name for m in self.visible_models(principal)) or "none"
+            known = ", ".join(n for n, _ in self.visible_models(principal)) or "none"
             raise UnknownModel(f"model '{name}' does not exist; models you may use: {known}",
                                param="model")
-        if entry.config.kind != kind:
+        if route is None and entry is not None and entry.config.kind != kind:
             raise UnsupportedOperation(
                 f"model '{name}' is a {entry.config.kind} model and cannot serve "
                 f"{'chat completions' if kind == 'chat' else 'embeddings'}", param="model")
-        return entry
+        plan = self.router.plan(name, route, user=trace.user, session=trace.session)
+        trace.route, trace.variant = plan.route, plan.variant
+        return plan
 
     @staticmethod
     def attribute(
@@ -117,41 +164,60 @@ class Gateway:
     # --- calls -------------------------------------------------------------------------------
 
     @staticmethod
-    def upstream_body(entry: ModelEntry, body: JSON) -> JSON:
+    def upstream_body(dep: Deployment, body: JSON) -> JSON:
         out = {k: v for k, v in body.items() if k not in KEEL_FIELDS}
-        out["model"] = entry.config.upstream_name
+        out["model"] = dep.upstream
         return out
 
-    async def chat(self, entry: ModelEntry, body: JSON, trace: Trace) -> ChatResult:
-        trace.provider = entry.provider.name
-        trace.attempts += 1
-        result = await entry.provider.chat(self.upstream_body(entry, body))
+    def _served(self, trace: Trace, entry: ModelEntry, dep: Deployment) -> None:
+        trace.provider = dep.provider.name
+        trace.model_served = dep.upstream
+
+    async def chat(self, plan: Plan, body: JSON, trace: Trace) -> tuple[ChatResult, ModelEntry]:
+        async def call(entry: ModelEntry, dep: Deployment) -> ChatResult:
+            return await dep.provider.chat(self.upstream_body(dep, body))
+
+        result, entry, dep = await execute(self, plan, trace, call,
+                                           filtered=lambda r: is_filtered(r.body))
+        self._served(trace, entry, dep)
         trace.model_served = result.served_model
         trace.usage = result.usage
-        return result
+        return result, entry
 
     async def open_stream(
-        self, entry: ModelEntry, body: JSON, trace: Trace
-    ) -> AsyncIterator[JSON]:
+        self, plan: Plan, body: JSON, trace: Trace, on_end: StreamEnd | None = None
+    ) -> tuple[AsyncIterator[JSON], ModelEntry]:
         """Start a streamed chat and pull its first chunk before anything reaches the client,
-        so failures up to that point are ordinary errors. Returns the traced chunk stream."""
-        trace.provider = entry.provider.name
-        trace.attempts += 1
-        trace.model_served = entry.config.upstream_name
-        rest = entry.provider.chat_stream(self.upstream_body(entry, body))
-        first = await anext(rest, None)
-        if first is None:
-            raise UpstreamError(f"provider '{entry.provider.name}' closed the stream without "
-                                "sending anything", code="upstream_bad_response")
-        return self.traced_stream(trace, entry, first, rest)
+        so failures up to that point are ordinary errors and may fall back. Returns the
+        traced chunk stream and the model that serves it."""
 
-    async def embed(self, entry: ModelEntry, body: JSON, trace: Trace) -> EmbeddingResult:
-        trace.provider = entry.provider.name
-        trace.attempts += 1
-        result = await entry.provider.embed(self.upstream_body(entry, body))
+        async def call(entry: ModelEntry, dep: Deployment) -> tuple[JSON, AsyncIterator[JSON]]:
+            rest = dep.provider.chat_stream(self.upstream_body(dep, body))
+            try:
+                first = await anext(rest, None)
+            except BaseException:
+                with contextlib.suppress(BaseException):
+                    await rest.aclose()  # type: ignore[attr-defined]
+                raise
+            if first is None:
+                raise UpstreamError(f"provider '{dep.provider.name}' closed the stream "
+                                    "without sending anything", code="upstream_bad_response")
+            return first, rest
+
+        (first, rest), entry, dep = await execute(self, plan, trace, call)
+        self._served(trace, entry, dep)
+        return self.traced_stream(trace, entry, first, rest, on_end), entry
+
+    async def embed(self, plan: Plan, body: JSON, trace: Trace
+                    ) -> tuple[EmbeddingResult, ModelEntry]:
+        async def call(entry: ModelEntry, dep: Deployment) -> EmbeddingResult:
+            return await dep.provider.embed(self.upstream_body(dep, body))
+
+        result, entry, dep = await execute(self, plan, trace, call)
+        self._served(trace, entry, dep)
         trace.model_served = result.served_model
         trace.usage = result.usage
-        return result
+        return result, entry
 
     # --- completion --------------------------------------------------------------------------
 
@@ -172,9 +238,14 @@ class Gateway:
         self.writer.submit(trace)
 
     async def traced_stream(
-        self, trace: Trace, entry: ModelEntry, first: JSON, rest: AsyncIterator[JSON]
+        self, trace: Trace, entry: ModelEntry, first: JSON, rest: AsyncIterator[JSON],
+        on_end: StreamEnd | None = None,
     ) -> AsyncIterator[JSON]:
-        """Yield ``first`` then ``rest``, recording usage and output; finish the trace at end."""
+        """Yield ``first`` then ``rest``, recording usage and output; finish the trace at end.
+
+        When a stream breaks off before the provider reported usage, the usage is estimated
+        from the messages and the text produced so far (and tagged as estimated), so the
+        cost of what was generated is still counted."""
         acc = StreamAccumulator()
         error: KeelError | None = None
         try:
@@ -200,10 +271,35 @@ class Gateway:
             with contextlib.suppress(BaseException):
                 await rest.aclose()  # type: ignore[attr-defined]
             trace.usage = acc.usage
+            if error is not None and not (acc.usage.input_tokens or acc.usage.output_tokens) \
+                    and acc.produced:
+                trace.usage = acc.estimate(trace.request_body)
+                trace.tags = {**trace.tags, "keel.usage": "estimated"}
             if acc.model:
                 trace.model_served = acc.model
-            trace.response_body = acc.body()
+            body = acc.body()
+            trace.response_body = body
             self.complete(trace, 200, price=entry.price, error=error)
+            if on_end is not None:
+                try:
+                    on_end(trace, entry, body, error)
+                except Exception:
+                    log.exception("stream end hook failed for trace %s", trace.id)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run work after the response (budget settlement, cache writes); awaited on close."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed: %r", task.exception())
+
+    async def drain(self) -> None:
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
 
 class StreamAccumulator:
@@ -235,6 +331,17 @@ class StreamAccumulator:
                 entry["arguments"] += fn.get("arguments") or ""
             if choice.get("finish_reason"):
                 slot["finish"] = choice["finish_reason"]
+
+    @property
+    def produced(self) -> bool:
+        return any(s["content"] or s["tool_calls"] for s in self._choices.values())
+
+    def estimate(self, request: JSON | None) -> Usage:
+        text = "".join("".join(s["content"]) + "".join(c["arguments"] for c in
+                                                       s["tool_calls"].values())
+                       for s in self._choices.values())
+        return Usage(input_tokens=estimate_messages((request or {}).get("messages") or []),
+                     output_tokens=estimate_text(text))
 
     def body(self) -> JSON:
         choices = []

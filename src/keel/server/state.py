@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keel.cache import ResponseCache
 from keel.config import KeelConfig, Settings
 from keel.gateway.service import Gateway
 from keel.keys.service import KeyRing
+from keel.limits import Limits
 from keel.store import Store
 from keel.telemetry.metrics import Metrics
 from keel.telemetry.writer import TraceWriter
@@ -25,6 +27,8 @@ class AppState:
     metrics: Metrics
     gateway: Gateway
     redis: Any = None
+    cache: ResponseCache | None = None
+    limits: Limits | None = None
 
     @classmethod
     def build(cls, settings: Settings, config: KeelConfig) -> AppState:
@@ -46,15 +50,31 @@ class AppState:
             await self.store.upgrade()
         await self.keys.start(self.settings.refresh_interval_s)
         await self.writer.start()
-        await self.gateway.start()
         if self.settings.redis_url:
             from redis.asyncio import Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
 
-            self.redis = Redis.from_url(self.settings.redis_url)
+            # Short timeouts and no retry loop: a slow or absent Redis must degrade keel
+            # (each component has its documented fallback), not stall requests.
+            self.redis = Redis.from_url(self.settings.redis_url, socket_timeout=0.5,
+                                        socket_connect_timeout=0.5,
+                                        retry=Retry(NoBackoff(), 0))
+        await self.gateway.start(self.redis)
+        # The semantic index is searched in-process: keep it small enough to stay fast.
+        self.cache = ResponseCache(self.redis, prefix=self.settings.redis_prefix,
+                                   semantic_max_entries=2000)
+        self.limits = Limits(self.config, self.store, self.redis,
+                             prefix=self.settings.redis_prefix)
+        await self.limits.start()
 
     async def aclose(self) -> None:
         """Graceful stop: providers closed, every trace written, keys flushed, store closed."""
         await self.gateway.aclose()
+        if self.limits is not None:
+            await self.limits.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
         await self.writer.close()
         await self.keys.aclose()
         if self.redis is not None:

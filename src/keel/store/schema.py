@@ -40,6 +40,12 @@ traces = sa.Table(
     sa.Column("cache_write_tokens", sa.Integer, nullable=False, default=0),
     sa.Column("reasoning_tokens", sa.Integer, nullable=False, default=0),
     sa.Column("cost_usd", sa.Float, nullable=False, default=0.0),
+    # 0002: routing and cache
+    sa.Column("route", sa.String(128)),
+    sa.Column("variant", sa.String(256)),
+    sa.Column("attempt_log", sa.JSON),
+    sa.Column("cache_hit", sa.Boolean, nullable=False, default=False),
+    sa.Column("cost_saved_usd", sa.Float, nullable=False, default=0.0),
     sa.Index("ix_traces_start_time", "start_time"),
     sa.Index("ix_traces_feature_time", "feature", "start_time"),
 )

@@ -25,6 +25,8 @@ def trace_values(t: Trace) -> tuple[Any, ...]:
         t.model_requested, t.model_served, t.provider, t.attempts, t.status, t.error_type,
         t.error_message, t.latency_ms, t.ttft_ms, t.stream, u.input_tokens, u.output_tokens,
         u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, t.cost_usd,
+        t.route, t.variant, orjson.dumps(t.attempt_log).decode() if t.attempt_log else None,
+        t.cache_hit, t.cost_saved_usd,
     )
 
 
@@ -149,3 +151,28 @@ async def count_traces(store: Store, f: TraceFilter | None = None) -> int:
     q = sa.select(sa.func.count()).select_from(traces).where(*_where(f or TraceFilter()))
     async with store.connect() as conn:
         return int((await conn.execute(q)).scalar_one())
+
+
+SPEND_COLUMNS = ("key_id", "team", "feature")
+
+
+async def spend_by(
+    store: Store, column: str, *, since: float | None = None, value: str | None = None
+) -> dict[str, float]:
+    """Total ``cost_usd`` per value of ``column`` (key_id, team or feature) for traces that
+    started at or after ``since`` (all time when None), optionally for one ``value``.
+
+    Budgets reconcile their current period's spend from this on start.
+    """
+    if column not in SPEND_COLUMNS:
+        raise ValueError(f"spend_by: column must be one of {SPEND_COLUMNS}, got {column!r}")
+    col = traces.c[column]
+    cond: list[Any] = [col.is_not(None)]
+    if value is not None:
+        cond.append(col == value)
+    if since is not None:
+        cond.append(traces.c.start_time >= since)
+    q = sa.select(col, sa.func.sum(traces.c.cost_usd)).where(*cond).group_by(col)
+    async with store.connect() as conn:
+        rows = (await conn.execute(q)).all()
+    return {str(r[0]): float(r[1] or 0.0) for r in rows}

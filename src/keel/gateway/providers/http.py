@@ -49,8 +49,9 @@ def status_error(
     provider: str, status: int, raw: bytes, headers: Mapping[str, str]
 ) -> UpstreamError:
     msg = upstream_message(raw)
+    # Retry-After (on 429, 503, 529...) is kept: retries honour it and clients see it.
+    hdrs = {"retry-after": headers["retry-after"]} if "retry-after" in headers else None
     if status == 429:
-        hdrs = {"retry-after": headers["retry-after"]} if "retry-after" in headers else None
         return UpstreamRateLimited(f"provider '{provider}' is rate limiting (429): {msg}",
                                    headers=hdrs)
     if status in (401, 403):
@@ -61,12 +62,13 @@ def status_error(
         )
     if status == 529:  # Anthropic: overloaded; temporary, so retryable like a 503
         return UpstreamUnavailable(f"provider '{provider}' is overloaded ({status}): {msg}",
-                                   code="upstream_overloaded")
+                                   code="upstream_overloaded", headers=hdrs)
     if status == 408 or status == 504:
-        return UpstreamTimeout(f"provider '{provider}' timed out ({status}): {msg}")
+        return UpstreamTimeout(f"provider '{provider}' timed out ({status}): {msg}",
+                               headers=hdrs)
     if 400 <= status < 500:
         return UpstreamRejected(f"provider '{provider}' rejected the request ({status}): {msg}")
-    return UpstreamError(f"provider '{provider}' failed ({status}): {msg}")
+    return UpstreamError(f"provider '{provider}' failed ({status}): {msg}", headers=hdrs)
 
 
 class Upstream:
@@ -142,6 +144,11 @@ class Upstream:
             raise UpstreamTimeout(
                 f"provider '{self.provider}' did not answer within "
                 f"{self.timeout.total:g}s; raise timeout_s in its config if this is expected"
+            ) from None
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamUnavailable(
+                f"provider '{self.provider}' dropped the connection mid-response: {exc}",
+                code="upstream_connection_reset",
             ) from None
         except aiohttp.ClientConnectionError as exc:
             raise UpstreamUnavailable(

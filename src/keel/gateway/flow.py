@@ -1,0 +1,209 @@
+"""The chat request flow shared by every inbound protocol.
+
+plan -> rate limits and budget reservation -> cache read -> execute the plan (deployments,
+retries, fallbacks) -> settle the budget with the actual cost -> cache write -> trace.
+
+A cache hit still counts against rate limits (it is a request) but costs nothing: the
+reservation is released and the trace records ``cache_hit`` and the cost it saved.
+Budget settlement and cache writes run after the response is produced (they never delay
+it); the gateway tracks those tasks and waits for them on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from keel.cache import CachePolicy, ResponseCache, completion_to_chunks, parse_cache_directive
+from keel.errors import KeelError
+from keel.gateway.tokens import estimate_messages
+from keel.limits import Admission, LimitRequest
+from keel.routing import Plan
+from keel.types import JSON, Trace, Usage, new_trace_id
+
+if TYPE_CHECKING:
+    from keel.gateway.openai_api import Exchange
+    from keel.gateway.service import Gateway, ModelEntry
+    from keel.server.state import AppState
+
+log = logging.getLogger("keel.gateway")
+
+
+class ChatFlow:
+    """One chat request through limits, cache and the plan's execution."""
+
+    def __init__(self, ex: Exchange, body: JSON) -> None:
+        self.ex = ex
+        self.st: AppState = ex.state
+        self.gw: Gateway = ex.state.gateway
+        self.trace: Trace = ex.trace
+        self.body = body
+        self.admission: Admission | None = None
+        self.cache_key: str | None = None
+        self.semantic: tuple[str, list[float]] | None = None  # (params key, vector)
+        self.policy: CachePolicy | None = None
+        self.namespace = ""
+
+    async def run(self) -> JSON | AsyncIterator[JSON]:
+        """A completion body, or (for ``stream: true``) a chunk stream already started."""
+        assert self.ex.principal is not None
+        plan = self.gw.resolve(self.ex.principal, self.body["model"], "chat", self.trace)
+        self.namespace = plan.requested
+        self.policy = parse_cache_directive(self.ex.headers_in, plan.cache)
+        await self._admit(plan)
+        try:
+            hit = await self._cache_read(plan)
+            if hit is not None:
+                return self._serve_hit(hit)
+            if self.body.get("stream"):
+                chunks, _ = await self.gw.open_stream(plan, self.body, self.trace,
+                                                      on_end=self._stream_ended)
+                return chunks
+            result, entry = await self.gw.chat(plan, self.body, self.trace)
+        except BaseException:
+            self._release()
+            raise
+        self.trace.response_body = result.body
+        self.gw.complete(self.trace, 200, price=entry.price)
+        self._after_success(result.body, entry)
+        return result.body
+
+    # --- limits ------------------------------------------------------------------------------
+
+    async def _admit(self, plan: Plan) -> None:
+        limits = self.st.limits
+        if limits is None or not limits.active:
+            return
+        worst = worst_case(self.gw, plan, self.body)
+        t = self.trace
+        self.admission = await limits.admit(LimitRequest(
+            request_id=t.id, key_id=t.key_id, team=t.team or "", feature=t.feature or "",
+            model=plan.requested, worst_case_usd=worst))
+
+    def _release(self) -> None:
+        if self.admission is not None and self.st.limits is not None:
+            self.gw.spawn(self.st.limits.release(self.admission))
+            self.admission = None
+
+    def _settle(self, cost: float, usage: Usage) -> None:
+        if self.admission is not None and self.st.limits is not None:
+            tokens = usage.input_tokens + usage.output_tokens
+            self.gw.spawn(self.st.limits.settle(self.admission, cost, tokens))
+            self.admission = None
+
+    # --- cache -------------------------------------------------------------------------------
+
+    @property
+    def cache(self) -> ResponseCache:
+        assert self.st.cache is not None, "the cache is built when the app starts"
+        return self.st.cache
+
+    async def _cache_read(self, plan: Plan) -> JSON | None:
+        policy = self.policy
+        if policy is None or not (policy.read or policy.write):
+            return None
+        if policy.mode == "semantic":
+            return await self._semantic_read(plan, policy)
+        self.cache_key = ResponseCache.exact_key(plan.requested, self.body)
+        return await self.cache.get(self.cache_key) if policy.read else None
+
+    async def _semantic_read(self, plan: Plan, policy: CachePolicy) -> JSON | None:
+        if plan.cache is None or not ResponseCache.semantic_eligible(self.body, plan.cache):
+            return None
+        vector = await self._embed(policy.embedding_model or "",
+                                   ResponseCache.semantic_text(self.body))
+        if vector is None:
+            return None
+        params_key = ResponseCache.semantic_params_key(plan.requested, self.body)
+        self.semantic = (params_key, vector)
+        if not policy.read:
+            return None
+        found = await self.cache.semantic_get(plan.requested, params_key, vector,
+                                              policy.threshold)
+        if found is None:
+            return None
+        entry, similarity = found
+        self.trace.tags = {**self.trace.tags, "keel.cache_similarity": f"{similarity:.4f}"}
+        return entry
+
+    async def _embed(self, model: str, text: str) -> list[float] | None:
+        """Embed through the gateway itself, so the call is traced and costed."""
+        t = self.trace
+        et = Trace(id=new_trace_id(), start_time=time.time(), endpoint="embeddings",
+                   key_id=t.key_id, team=t.team, feature=t.feature, user=t.user,
+                   session=t.session, model_requested=model,
+                   tags={"keel.purpose": "semantic-cache", "keel.parent_trace": t.id})
+        body = {"model": model, "input": text}
+        et.request_body = body
+        try:
+            plan = self.gw.router.plan(model, None)
+            result, entry = await self.gw.embed(plan, body, et)
+        except KeelError as exc:
+            self.gw.complete(et, exc.status, error=exc)
+            log.warning("semantic cache lookup skipped: embedding failed: %s", exc.message)
+            return None
+        self.gw.complete(et, 200, price=entry.price)
+        vector = result.body["data"][0]["embedding"]
+        return list(vector) if isinstance(vector, list) else None
+
+    def _serve_hit(self, hit: JSON) -> JSON | AsyncIterator[JSON]:
+        t = self.trace
+        t.cache_hit = True
+        t.cost_saved_usd = float(hit.get("cost_usd") or 0.0)
+        t.model_served = hit.get("model")
+        completion: JSON = hit["completion"]
+        self._settle(0.0, Usage())
+        if self.body.get("stream"):
+            return self._replay(completion)
+        t.response_body = completion
+        self.gw.complete(t, 200)
+        return completion
+
+    async def _replay(self, completion: JSON) -> AsyncIterator[JSON]:
+        acc_trace = self.trace
+        try:
+            for chunk in completion_to_chunks(completion):
+                acc_trace.mark_first_token()
+                yield chunk
+        finally:
+            acc_trace.response_body = completion
+            acc_trace.usage = Usage()
+            self.gw.complete(acc_trace, 200)
+
+    def _after_success(self, completion: JSON, entry: ModelEntry) -> None:
+        self._settle(self.trace.cost_usd, self.trace.usage)
+        policy = self.policy
+        if policy is None or not policy.write or self.trace.error_type:
+            return
+        if any(c.get("finish_reason") == "content_filter"
+               for c in completion.get("choices") or ()):
+            return
+        stored: JSON = {"completion": completion, "cost_usd": self.trace.cost_usd,
+                        "model": self.trace.model_served}
+        if self.cache_key is not None:
+            self.gw.spawn(self.cache.put(self.cache_key, stored, policy.ttl_s))
+        elif self.semantic is not None:
+            params_key, vector = self.semantic
+            self.gw.spawn(self.cache.semantic_put(self.namespace, params_key, vector, stored,
+                                                  policy.ttl_s))
+
+    def _stream_ended(self, trace: Trace, entry: ModelEntry, body: JSON,
+                      error: KeelError | None) -> None:
+        """Called when a stream finishes: settle what it cost; cache it if it completed."""
+        if error is None:
+            self._after_success(body, entry)
+        elif trace.usage.input_tokens or trace.usage.output_tokens:
+            self._settle(trace.cost_usd, trace.usage)
+        else:
+            self._release()
+
+
+def worst_case(gw: Gateway, plan: Plan, body: JSON) -> float:
+    """Exposed for tests: the reservation a request would make."""
+    input_tokens = estimate_messages(body.get("messages") or [])
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    return max(gw.models[m].worst_case_usd(input_tokens, max_tokens, int(body.get("n") or 1))
+               for m in plan.chain)
+

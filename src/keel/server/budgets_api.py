@@ -1,0 +1,24 @@
+"""``GET /api/budgets``: every budget instance's spend in its current period (admin key)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keel.errors import KeelError
+from keel.gateway.openai_api import json_response, openai_error
+from keel.server.admin import _admin
+
+
+async def list_budgets_ep(request: Request) -> Response:
+    try:
+        st = _admin(request)
+        rows = await st.limits.status() if st.limits is not None else []
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response({"object": "list", "data": rows})
+
+
+def routes() -> list[Route]:
+    return [Route("/api/budgets", list_budgets_ep, methods=["GET"])]
