@@ -181,6 +181,8 @@ class CacheSpec(_Strict):
     threshold: float = Field(0.95, gt=0, le=1, description="Semantic: cosine similarity.")
     embedding_model: str | None = Field(None, description="Semantic: the embedding model.")
     multi_turn: bool = Field(False, description="Semantic: also cache multi-turn/tool traffic.")
+    scope: Literal["team", "key", "shared"] = Field(
+        "team", description="Who may be served an answer cached for someone else.")
 
 
 class RouteConfig(_Strict):

@@ -50,7 +50,7 @@ class ChatFlow:
         """A completion body, or (for ``stream: true``) a chunk stream already started."""
         assert self.ex.principal is not None
         plan = self.gw.resolve(self.ex.principal, self.body["model"], "chat", self.trace)
-        self.namespace = plan.requested
+        self.namespace = cache_namespace(plan, self.trace)
         self.policy = parse_cache_directive(self.ex.headers_in, plan.cache)
         await self._admit(plan)
         try:
@@ -106,7 +106,7 @@ class ChatFlow:
             return None
         if policy.mode == "semantic":
             return await self._semantic_read(plan, policy)
-        self.cache_key = ResponseCache.exact_key(plan.requested, self.body)
+        self.cache_key = ResponseCache.exact_key(self.namespace, self.body)
         return await self.cache.get(self.cache_key) if policy.read else None
 
     async def _semantic_read(self, plan: Plan, policy: CachePolicy) -> JSON | None:
@@ -116,11 +116,11 @@ class ChatFlow:
                                    ResponseCache.semantic_text(self.body))
         if vector is None:
             return None
-        params_key = ResponseCache.semantic_params_key(plan.requested, self.body)
+        params_key = ResponseCache.semantic_params_key(self.namespace, self.body)
         self.semantic = (params_key, vector)
         if not policy.read:
             return None
-        found = await self.cache.semantic_get(plan.requested, params_key, vector,
+        found = await self.cache.semantic_get(self.namespace, params_key, vector,
                                               policy.threshold)
         if found is None:
             return None
@@ -198,6 +198,17 @@ class ChatFlow:
             self._settle(trace.cost_usd, trace.usage)
         else:
             self._release()
+
+
+def cache_namespace(plan: Plan, trace: Trace) -> str:
+    """Cached answers are shared within a team by default (``cache.scope``), so one
+    tenant's answer is never replayed to another unless the route says ``shared``."""
+    scope = plan.cache.scope if plan.cache is not None else "team"
+    if scope == "shared":
+        return plan.requested
+    if scope == "key":
+        return f"{plan.requested}\0key={trace.key_id or 'admin'}"
+    return f"{plan.requested}\0team={trace.team}"
 
 
 def worst_case(gw: Gateway, plan: Plan, body: JSON) -> float:
