@@ -86,7 +86,6 @@ async def spray(replicas: list[KeelProcess], total: int, body: dict[str, Any],
     return statuses
 
 
-@pytest.mark.slow
 def stored_trace(replica: KeelProcess, trace_id: str) -> dict[str, Any]:
     """The trace once a replica's writer has stored it (polled, at most 5 s)."""
     deadline = time.monotonic() + 5
