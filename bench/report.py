@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from variants import VARIANT_NAMES
+
 # --- records ----------------------------------------------------------------------------------
 
 
@@ -258,7 +260,156 @@ def compute_checks(by: dict[str, TargetResult], rounds: int) -> list[Check]:
                            verdict(None)))
     else:
         checks.append(("zero errors / traces / RSS (keel)", failed("keel"), verdict(None)))
+    checks.extend(variant_checks(by, rounds, ok, failed))
     return checks
+
+
+def traces_check(t: TargetResult) -> Check:
+    n, ans = t.extra.get("traces_rows"), t.extra.get("answered_2xx")
+    return (f"traces stored == 2xx answered ({t.name}, all its runs)",
+            f"{n:,} traces ({t.extra.get('traces_2xx', 0):,} with 2xx status) vs {ans:,} "
+            f"answered; writer given {t.extra.get('trace_wait_s')} s" if n is not None else "-",
+            verdict(None if n is None else n == ans))
+
+
+def variant_checks(by: dict[str, TargetResult], rounds: int,
+                   ok: Callable[[str], TargetResult | None],
+                   failed: Callable[[str], str]) -> list[Check]:
+    """The Redis budget throughput check, then zero errors and traces == answered for every
+    keel+... target that was selected."""
+    out: list[Check] = []
+    name = "keel+budget-redis"
+    if name in by:
+        out.append(ratio_check(f"{name} throughput at c=32 >= 0.7x plain keel (median of "
+                               "same-round ratios)", ok(name), ok("keel"), 0.7, ".2f",
+                               failed(name) if not ok(name) else failed("keel"), rounds))
+    for v in VARIANT_NAMES:
+        t = by.get(v)
+        if t is None:
+            continue
+        if t.error:
+            out.append((f"zero errors / traces stored == 2xx answered ({v})", failed(v),
+                        verdict(None)))
+            continue
+        errs = sum(r.errors for r in t.runs)
+        non2xx = sum(r.chat_non2xx for r in t.runs)
+        out.append((f"zero errors ({v}, every run incl. warm-ups; a 429 counts)",
+                    f"{errs} errors ({non2xx} non-2xx) in {sum(r.chat_sent for r in t.runs):,} "
+                    "requests", verdict(errs == 0)))
+        out.append(traces_check(t))
+    return out
+
+
+# --- cost of the variants ---------------------------------------------------------------------
+
+
+@dataclass
+class Cost:
+    """One keel+... target against plain keel at one connection count, round by round."""
+
+    name: str
+    conns: int
+    rps: float | None  # median req/s of the variant
+    ratio: dict[int, float]  # same-round throughput ratio variant / keel
+    added_p50: dict[int, float]  # same-round p50 difference variant - keel, ms
+    cpu: float | None  # median CPU µs/req of the variant
+    added_cpu: dict[int, float]  # same-round CPU µs/req difference
+
+    @property
+    def ratio_med(self) -> float | None:
+        return med(list(self.ratio.values()))
+
+    @property
+    def p50_med(self) -> float | None:
+        return med(list(self.added_p50.values()))
+
+    @property
+    def cpu_med(self) -> float | None:
+        return med(list(self.added_cpu.values()))
+
+
+def round_diffs(num: TargetResult, den: TargetResult, conns: int,
+                value: Callable[[Run], float | None]) -> dict[int, float]:
+    a, b = num.per_round(conns, value), den.per_round(conns, value)
+    return {k: a[k] - b[k] for k in sorted(a.keys() & b.keys())}
+
+
+def variant_costs(results: list[TargetResult], conns: int) -> list[Cost]:
+    by = {t.name: t for t in results}
+    keel = by.get("keel")
+    if keel is None or not keel.measured(conns):
+        return []
+    out = []
+    for t in results:
+        if t.name not in VARIANT_NAMES or not t.measured(conns):
+            continue
+        out.append(Cost(t.name, conns, med([r.rps for r in t.measured(conns)]),
+                        round_ratios(t, keel, conns, rps), round_diffs(t, keel, conns, p50),
+                        med([v for v in t.per_round(conns, cpu).values()]),
+                        round_diffs(t, keel, conns, cpu)))
+    return out
+
+
+def cost_section(results: list[TargetResult]) -> list[str]:
+    names = [t.name for t in results if t.name in VARIANT_NAMES]
+    if not names:
+        return []
+    L = ["## Cost of routing, limits and budgets\n",
+         "Each keel+... target is plain `keel` with one feature turned on (same key, same "
+         "upstream, its own process, data dir and SQLite store, pinned like `keel`). Against "
+         "plain `keel` measured **in the same round**: the throughput ratio (median of the "
+         "same-round ratios; each round's in the next column), the added p50 latency and the added "
+         "CPU µs/req (medians of the same-round differences). A ratio below 1 / a positive "
+         "difference is what the feature costs.\n"]
+    for conns in (32, 1):
+        costs = variant_costs(results, conns)
+        L.append(f"### c={conns}\n")
+        if not costs:
+            L.append("_Not measured (plain `keel` or the variants have no run at this "
+                     "connection count)._\n")
+            continue
+        keel = next(t for t in results if t.name == "keel")
+        kr = med([r.rps for r in keel.measured(conns)])
+        kp = med([r.p50_ms for r in keel.measured(conns)])
+        kc = med(list(keel.per_round(conns, cpu).values()))
+        L.append(f"Plain `keel` at c={conns}: median {fmt(kr)} req/s, p50 {fmt(kp, '.3f')} ms, "
+                 f"{fmt(kc)} CPU µs/req.\n")
+        L.append("| variant | req/s median | throughput vs keel | per round | added p50 ms | "
+                 "per round | CPU µs/req median | added CPU µs/req |")
+        L.append("|---|---:|---:|---|---:|---|---:|---:|")
+        for c in costs:
+            L.append(f"| {c.name} | {fmt(c.rps)} | **{fmt(c.ratio_med, '.2f')}x** | "
+                     f"{per_round_text(c.ratio, '.2f', 'x')} | **{fmt(c.p50_med, '+.3f')}** | "
+                     f"{per_round_text(c.added_p50, '+.3f')} | {fmt(c.cpu)} | "
+                     f"{fmt(c.cpu_med, '+,.0f')} |")
+        L.append("")
+    failed = [t for t in results if t.name in names and t.error]
+    for t in failed:
+        L.append(f"- **{t.name}** {'failed' if t.runs else 'did not run'}: "
+                 f"{t.error.strip().splitlines()[0]}")
+    if failed:
+        L.append("")
+    return L
+
+
+def cost_lines(results: list[TargetResult]) -> list[str]:
+    """One line per variant for the console: ratio and added p50 vs keel at c=32 and c=1."""
+    by_conns = {c: {x.name: x for x in variant_costs(results, c)} for c in (32, 1)}
+    lines = []
+    for t in results:
+        if t.name not in VARIANT_NAMES:
+            continue
+        if t.error and not t.runs:
+            lines.append(f"{t.name:<22} did not run")
+            continue
+        parts = []
+        for c in (32, 1):
+            x = by_conns[c].get(t.name)
+            if x:
+                parts.append(f"c={c}: {fmt(x.ratio_med, '.2f')}x keel, p50 "
+                             f"{fmt(x.p50_med, '+.3f')} ms, CPU {fmt(x.cpu_med, '+,.0f')} µs/req")
+        lines.append(f"{t.name:<22} " + ("; ".join(parts) or "not measured"))
+    return lines
 
 
 # --- RESULTS.md -------------------------------------------------------------------------------
@@ -338,7 +489,8 @@ def write_report(results: list[TargetResult], args: argparse.Namespace, facts: d
         "answer). Latency percentiles are wrk's (request written .. response read). CPU µs/req "
         "is the user+system CPU time the target process used during the run divided by its "
         "requests; it depends much less on the machine's momentary speed than req/s does. "
-        f"{layout} {facts.get('idle_cpu', '')}".rstrip() + "\n")
+        f"{layout} {facts.get('idle_cpu', '')} {facts.get('redis_cleanup', '')}".rstrip()
+        + "\n")
     L.append("| target | conns | rounds | req/s median | req/s min–max | p50 ms median | "
              "p50 min–max | p99 ms median | p99 min–max | max ms | errors | 2xx (all rounds) "
              "| CPU µs/req median |")
@@ -362,10 +514,12 @@ def write_report(results: list[TargetResult], args: argparse.Namespace, facts: d
     L.append("")
     if trial:
         L.append("_Trial run: these verdicts are not the verdicts of a full run._\n")
-        if args.rss_requests != 100_000:
+        if args.rss_requests and args.rss_requests != 100_000:
             L.append(f"_RSS was read after {args.rss_requests // 2:,} and "
                      f"{args.rss_requests:,} requests of the RSS phase "
                      f"(`--rss-requests {args.rss_requests}`), not 50k/100k._\n")
+
+    L.extend(cost_section(results))
 
     L.append("## Rounds\n")
     L.append("req/s of every measured run, per round, in the order the round ran them, and "

@@ -9,6 +9,8 @@ Targets, all against one fast mock upstream (bench/upstream.py):
   keel         wrk -> `keel serve` (uvicorn; virtual key, cost + traces to SQLite) -> upstream
   keel-granian wrk -> keel under granian (optional, --no-granian to skip)
   litellm      wrk -> `litellm --config ...` (installed into bench/.work/litellm-venv)
+  keel+route, keel+ratelimit-mem, keel+budget-mem, keel+ratelimit-redis, keel+budget-redis
+               keel with one feature on (bench/variants.py; --no-variants to skip)
 
 All targets are started once; then `--rounds` rounds each measure every target back to back
 (c=1, then c=32), rotating the order, so that ratios compare runs made seconds apart.
@@ -34,7 +36,18 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from report import Run, TargetResult, machine_facts, write_report
+from report import Run, TargetResult, cost_lines, machine_facts, write_report
+from variants import (
+    DEFAULT_REDIS_URL,
+    FEATURE,
+    VARIANT_NAMES,
+    Variant,
+    redis_cleanup,
+    redis_key_count,
+    redis_ping,
+    run_prefix,
+    variants,
+)
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -145,11 +158,12 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, st
         return e.code, e.read()
 
 
-def wait_ready(proc: Proc, url: str, headers: dict[str, str], timeout: float) -> str | None:
+def wait_ready(proc: Proc, url: str, headers: dict[str, str], timeout: float,
+               body: dict | None = None) -> str | None:
     """Wait until a chat completion through the target answers 200; None or an error."""
     deadline = time.time() + timeout
     last = "no answer"
-    data = json.dumps(BODY).encode()
+    data = json.dumps(body or BODY).encode()
     while time.time() < deadline:
         if not proc.alive():
             return f"{proc.name} exited with code {proc.p.returncode}:\n{proc.tail()}"
@@ -169,21 +183,20 @@ def wait_ready(proc: Proc, url: str, headers: dict[str, str], timeout: float) ->
 
 
 class Loader:
-    def __init__(self, body_file: Path, outdir: Path, cpus: str | None) -> None:
-        self.body_file = body_file
+    def __init__(self, outdir: Path, cpus: str | None) -> None:
         self.outdir = outdir
         self.cpus = cpus
         self.n = 0
 
     def run(self, target: str, label: str, base: str, path: str, auth: str, idle_path: str,
-            conns: int, duration: float, max_requests: int = 0,
+            body_file: Path, conns: int, duration: float, max_requests: int = 0,
             cpu_pids: list[int] | None = None, round_no: int = 0) -> Run:
         self.n += 1
         tag = f"r{round_no}-" if round_no else ""
         out = self.outdir / f"wrk-{self.n:03d}-{tag}{target}-{label}.json"
         for p in (out, Path(str(out) + ".stopped")):
             p.unlink(missing_ok=True)
-        env = {**os.environ, "BENCH_BODY_FILE": str(self.body_file), "BENCH_PATH": path,
+        env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_PATH": path,
                "BENCH_AUTH": auth, "BENCH_IDLE_PATH": idle_path, "BENCH_OUT": str(out),
                "BENCH_DURATION": str(duration if not max_requests else 3600),
                "BENCH_MAX": str(max_requests)}
@@ -236,14 +249,17 @@ class Live:
 
     tr: TargetResult
     base: str
+    body_file: Path | None = None  # the chat body wrk sends; None: the shared BODY file
+    body: dict = field(default_factory=lambda: BODY)
     auth: str = ""
     idle: str = "/health"
     proc: Proc | None = None  # None for `direct` (wrk talks to the shared upstream)
     ready_timeout: float = 60
     cpu_pids: list[int] = field(default_factory=list)
-    kind: str = ""  # "keel-uvicorn" / "keel-granian" for keel, whose traces are counted
+    kind: str = ""  # "keel-uvicorn" / "keel-granian" for keel (and its variants): traces counted
     data_dir: Path | None = None  # keel's data dir (SQLite store)
     ready_requests: int = 0  # chat requests answered before the rounds (wait_ready's)
+    redis_prefix: str | None = None  # KEEL_REDIS_PREFIX of a Redis variant
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -255,9 +271,15 @@ def keel_env(data_dir: Path, config: Path) -> dict[str, str]:
            "KEEL_CONFIG": str(config), "KEEL_LOG_LEVEL": "warning"}
     env.pop("KEEL_DATABASE_URL", None)
     env.pop("KEEL_REDIS_URL", None)
+    env.pop("KEEL_REDIS_PREFIX", None)
     return env
-def keel_setup(tmp: Path, name: str, upstream_port: int) -> tuple[Path, Path, dict[str, str], str]:
-    data = tmp / name
+
+
+def keel_setup(tmp: Path, name: str, upstream_port: int,
+               extra_yaml: str = "") -> tuple[Path, Path, dict[str, str], str]:
+    """A fresh data dir with keel's YAML config (plus `extra_yaml`, a variant's snippet) and
+    a virtual key bound to the feature FEATURE (the same for every keel target)."""
+    data = tmp / name.replace("+", "-")
     data.mkdir()
     cfg = data / "keel.yaml"
     cfg.write_text(
@@ -270,10 +292,11 @@ def keel_setup(tmp: Path, name: str, upstream_port: int) -> tuple[Path, Path, di
         f"  - name: {MODEL}\n"
         "    provider: upstream\n"
         "    upstream: gpt-4o-mini\n"
-        "    price: {input_per_mtok: 0.15, output_per_mtok: 0.60}\n")
+        "    price: {input_per_mtok: 0.15, output_per_mtok: 0.60}\n" + extra_yaml)
     env = keel_env(data, cfg)
     keel = str(Path(PY).parent / "keel")
-    out = subprocess.run([keel, "keys", "create", "--team", "bench", "--json"], env=env,
+    out = subprocess.run([keel, "keys", "create", "--team", "bench", "--feature", FEATURE,
+                          "--json"], env=env,
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"keel keys create failed: {out.stderr or out.stdout}")
@@ -310,8 +333,19 @@ def start_passthrough(tr: TargetResult, args: argparse.Namespace, up_base: str,
 
 
 def start_keel(tr: TargetResult, args: argparse.Namespace, tmp: Path, upstream_port: int,
-               logdir: Path, server: str) -> Live:
-    data, cfg, env, key = keel_setup(tmp, tr.name, upstream_port)
+               logdir: Path, server: str, variant: Variant | None = None,
+               redis_prefix: str | None = None) -> Live:
+    data, cfg, env, key = keel_setup(tmp, tr.name, upstream_port,
+                                     variant.yaml if variant else "")
+    body, body_file = BODY, None
+    if variant and variant.model:
+        body = {**BODY, "model": variant.model}
+        body_file = data / "body.json"
+        body_file.write_text(json.dumps(body))
+    if variant and variant.redis:
+        assert redis_prefix
+        env.update(KEEL_REDIS_URL=args.redis_url, KEEL_REDIS_PREFIX=redis_prefix)
+        tr.extra.update(redis_url=args.redis_url, redis_prefix=redis_prefix)
     port = free_port()
     if server == "uvicorn":
         argv = [str(Path(PY).parent / "keel"), "serve", "--config", str(cfg), "--port", str(port)]
@@ -322,16 +356,18 @@ def start_keel(tr: TargetResult, args: argparse.Namespace, tmp: Path, upstream_p
                 "--runtime-threads", "1", "--loop", "uvloop", "--http", "1", "--no-ws",
                 "--log-level", "warning", "--factory", "keel_granian:app"]
     tr.extra["command"] = " ".join(argv)
-    proc = Proc(tr.name, argv, cpus=args.target_cpus, env=env, logdir=logdir)
-    return Live(tr, f"http://127.0.0.1:{port}", auth=f"Bearer {key}", proc=proc,
-                ready_timeout=60, kind=f"keel-{server}", data_dir=data)
+    proc = Proc(tr.name.replace("+", "-"), argv, cpus=args.target_cpus, env=env, logdir=logdir)
+    return Live(tr, f"http://127.0.0.1:{port}", body_file=body_file, body=body,
+                auth=f"Bearer {key}", proc=proc, ready_timeout=90, kind=f"keel-{server}",
+                data_dir=data, redis_prefix=redis_prefix)
 
 
 def finish_keel(loader: Loader, lv: Live, args: argparse.Namespace) -> None:
-    """After the rounds: the RSS phase (uvicorn keel only), then traces stored vs answered."""
+    """After the rounds: the RSS phase (plain uvicorn `keel` only), then traces stored vs
+    answered (every keel target)."""
     tr = lv.tr
-    assert lv.data_dir is not None
-    if args.rss_requests and lv.kind == "keel-uvicorn":
+    assert lv.data_dir is not None and lv.body_file is not None
+    if args.rss_requests and tr.name == "keel":
         pids = lv.cpu_pids
         server_pid = max(pids, key=lambda p: rss_kb(p) if Path(f"/proc/{p}").exists() else 0)
         total = sum(r.chat_sent for r in tr.runs) + lv.ready_requests
@@ -340,8 +376,8 @@ def finish_keel(loader: Loader, lv: Live, args: argparse.Namespace) -> None:
         half = args.rss_requests // 2
         for mark in (half, args.rss_requests):
             log(f"{tr.name}: RSS phase, c=32, {half:,} requests (to +{mark:,})")
-            r = loader.run(tr.name, f"rss-to-{mark}", lv.base, CHAT_PATH, lv.auth, lv.idle, 32, 0,
-                           max_requests=half, cpu_pids=pids)
+            r = loader.run(tr.name, f"rss-to-{mark}", lv.base, CHAT_PATH, lv.auth, lv.idle,
+                           lv.body_file, 32, 0, max_requests=half, cpu_pids=pids)
             tr.runs.append(r)
             total += r.chat_sent
             time.sleep(1.0)
@@ -441,7 +477,7 @@ def bring_up(lives: list[Live]) -> list[Live]:
             continue
         log(f"{lv.tr.name}: waiting until it answers")
         headers = {"authorization": lv.auth} if lv.auth else {}
-        err = wait_ready(lv.proc, lv.base + CHAT_PATH, headers, lv.ready_timeout)
+        err = wait_ready(lv.proc, lv.base + CHAT_PATH, headers, lv.ready_timeout, lv.body)
         if err:
             lv.tr.error = err
             lv.stop()
@@ -482,8 +518,10 @@ def run_rounds(loader: Loader, lives: list[Live], args: argparse.Namespace,
                     for label, secs in ((f"warmup-c{conns}", args.warmup),
                                         (f"c{conns}", args.duration)):
                         cpu0, t0 = cpu_seconds(others), time.time()
+                        assert lv.body_file is not None
                         r = loader.run(tr.name, label, lv.base, CHAT_PATH, lv.auth, lv.idle,
-                                       conns, secs, cpu_pids=lv.cpu_pids, round_no=rnd)
+                                       lv.body_file, conns, secs, cpu_pids=lv.cpu_pids,
+                                       round_no=rnd)
                         tr.runs.append(r)
                     idle["cpu_s"] += cpu_seconds(others) - cpu0  # over the measured run
                     idle["wall_s"] += time.time() - t0
@@ -492,13 +530,42 @@ def run_rounds(loader: Loader, lives: list[Live], args: argparse.Namespace,
                     log(f"{tr.name}: {tr.error.splitlines()[0]}; left out from now on")
                     continue
                 cpu_text = f"{r.cpu_us_per_req:,.0f}" if r.cpu_us_per_req is not None else "-"
-                log(f"  r{rnd} c={conns:<2} {tr.name:<12} {r.rps:>8,.0f} req/s  "
+                log(f"  r{rnd} c={conns:<2} {tr.name:<20} {r.rps:>8,.0f} req/s  "
                     f"p50 {r.p50_ms:7.3f} ms  p99 {r.p99_ms:8.3f} ms  CPU {cpu_text} µs/req  "
                     f"errors {r.errors}")
     return orders
 
 
 # --- main -------------------------------------------------------------------------------------
+
+ALL_TARGETS = ["direct", "passthrough", "keel", "keel-granian", "litellm", *VARIANT_NAMES]
+
+
+def start_variants(wanted: set[str], results: list[TargetResult], lives: list[Live],
+                   args: argparse.Namespace, tmp: Path, up_port: int, logdir: Path,
+                   prefix: str) -> bool:
+    """Start the wanted keel+... targets; the Redis ones only if Redis answers PING (else
+    they are reported as not run, with the reason). True if a Redis variant was started."""
+    chosen = [v for v in variants(MODEL) if v.name in wanted]
+    redis_err = redis_ping(args.redis_url) if any(v.redis for v in chosen) else None
+    if redis_err:
+        log(f"Redis variants not run: {redis_err}")
+    started_redis = False
+    for v in chosen:
+        t = TargetResult(v.name, v.description)
+        results.append(t)
+        if v.redis and redis_err:
+            t.error = f"not run: {redis_err}"
+            continue
+        try:
+            lives.append(start_keel(t, args, tmp, up_port, logdir, "uvicorn", v,
+                                    f"{prefix}{v.name.removeprefix('keel+')}:"
+                                    if v.redis else None))
+            started_redis |= v.redis
+        except Exception as exc:  # noqa: BLE001
+            t.error = f"{type(exc).__name__}: {exc}"
+    return started_redis
+
 
 def ensure_wrk() -> None:
     if shutil.which("wrk"):
@@ -531,9 +598,14 @@ def main() -> None:
                     help="RSS read at half of this and at this many keel requests [100000]; "
                          "0 = skip")
     ap.add_argument("--only", default=None,
-                    help="comma-separated subset: direct,passthrough,keel,keel-granian,litellm")
+                    help="comma-separated subset of: " + ",".join(ALL_TARGETS)
+                    + " (`variants` = all keel+... targets)")
     ap.add_argument("--no-litellm", action="store_true")
     ap.add_argument("--no-granian", action="store_true")
+    ap.add_argument("--no-variants", action="store_true",
+                    help="skip the keel+route/ratelimit/budget targets")
+    ap.add_argument("--redis-url", default=DEFAULT_REDIS_URL,
+                    help=f"Redis for the keel+*-redis targets [{DEFAULT_REDIS_URL}]")
     ap.add_argument("--reinstall-litellm", action="store_true")
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes with taskset")
     ap.add_argument("--output", default=str(BENCH / "RESULTS.md"))
@@ -563,11 +635,20 @@ def main() -> None:
                   "upstream itself.")
     else:
         layout = "No CPU pinning."
-    wanted = set((args.only or "direct,passthrough,keel,keel-granian,litellm").split(","))
+    wanted = set((args.only or ",".join(ALL_TARGETS)).split(","))
+    if "variants" in wanted:
+        wanted.discard("variants")
+        wanted.update(VARIANT_NAMES)
+    unknown = wanted - set(ALL_TARGETS)
+    if unknown:
+        sys.exit(f"--only: unknown target(s) {', '.join(sorted(unknown))}; "
+                 f"use {', '.join(ALL_TARGETS)} or variants")
     if args.no_litellm:
         wanted.discard("litellm")
     if args.no_granian:
         wanted.discard("keel-granian")
+    if args.no_variants:
+        wanted -= set(VARIANT_NAMES)
 
     command = "python bench/run.py" + "".join(f" {a}" for a in sys.argv[1:])
     facts = machine_facts()
@@ -576,7 +657,9 @@ def main() -> None:
     logdir.mkdir()
     body_file = tmp / "body.json"
     body_file.write_text(json.dumps(BODY))
-    loader = Loader(body_file, tmp, wrk_cpus)
+    loader = Loader(tmp, wrk_cpus)
+    prefix = run_prefix()  # the Redis variants' keys: <prefix><variant>:...
+    redis_used = False
     log(f"work dir {tmp}; {layout}")
 
     results: list[TargetResult] = []
@@ -634,6 +717,9 @@ def main() -> None:
                     lives.append(lv)
             except Exception as exc:  # noqa: BLE001
                 t.error = f"{type(exc).__name__}: {exc}"
+        redis_used = start_variants(wanted, results, lives, args, tmp, up_port, logdir, prefix)
+        for lv in lives:
+            lv.body_file = lv.body_file or body_file
         up = bring_up(lives)
         log("up: " + (", ".join(lv.tr.name for lv in up) or "nothing"))
 
@@ -661,6 +747,16 @@ def main() -> None:
         for lv in lives:
             lv.stop()
         upstream.stop()
+        if redis_used:
+            try:
+                n = redis_cleanup(args.redis_url, prefix)
+                left = redis_key_count(args.redis_url, prefix)
+                log(f"Redis: deleted {n:,} keys under {prefix}* ({left} left)")
+                facts["redis_cleanup"] = (f"Redis keys of this run ({prefix}*): {n:,} deleted "
+                                          f"after the run, {left} left.")
+            except Exception as exc:  # noqa: BLE001
+                log(f"Redis: could not delete the keys under {prefix}*: {exc}")
+                facts["redis_cleanup"] = f"Could not delete the Redis keys {prefix}*: {exc}"
 
     facts["load_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     out = Path(args.output)
@@ -677,6 +773,8 @@ def main() -> None:
             print(f"{t.name}: {'FAILED' if t.runs else 'DID NOT RUN'}: "
                   f"{t.error.splitlines()[0]}")
     print(f"median of {args.rounds} rounds; ratios = median of same-round ratios")
+    for line in cost_lines(results):
+        print(line)
     for name, measured, v in checks:
         print(f"{v:>12}  {name}: {measured}")
     print(f"\nwrote {out} (logs and wrk output in {tmp})")

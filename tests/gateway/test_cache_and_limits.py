@@ -168,7 +168,7 @@ def test_budget_blocks_once_spent_and_reports_status(tmp_path: Path,
         codes = []
         for _ in range(8):
             codes.append(post(k, {"model": "mock", "messages": Q, "max_tokens": 10}).status_code)
-            k.run(k.state.gateway.drain())
+            k.run(k.state.limits.flush())  # type: ignore[union-attr]
         status = httpx.get(k.url + "/api/budgets", headers=k.admin_headers()).json()["data"]
         k.flush()
         spent_in_traces = sum(t["cost_usd"] for t in httpx.get(

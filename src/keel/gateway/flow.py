@@ -84,13 +84,13 @@ class ChatFlow:
 
     def _release(self) -> None:
         if self.admission is not None and self.st.limits is not None:
-            self.gw.spawn(self.st.limits.release(self.admission))
+            self.st.limits.release_soon(self.admission)
             self.admission = None
 
     def _settle(self, cost: float, usage: Usage) -> None:
         if self.admission is not None and self.st.limits is not None:
             tokens = usage.input_tokens + usage.output_tokens
-            self.gw.spawn(self.st.limits.settle(self.admission, cost, tokens))
+            self.st.limits.settle_soon(self.admission, cost, tokens)
             self.admission = None
 
     # --- cache -------------------------------------------------------------------------------

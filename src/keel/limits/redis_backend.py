@@ -298,6 +298,32 @@ class RedisBackend:
         out = await self.pipe.call(self.settle_script, keys, args)
         return [(int(out[i]) - 1, int(out[i + 1])) for i in range(0, len(out), 2)]
 
+    async def settle_many(
+        self, calls: list[tuple[tuple[LimitTarget, ...], list[tuple[str, str]], list[int], int,
+                                str, int, int]], now: float,
+    ) -> list[list[SoftCrossing]]:
+        """Many settlements in one pipeline: (tpm, bkeys, budget_args, amount, rid, actual,
+        tokens) each, as ``settle`` takes them."""
+        packed = []
+        for tpm, bkeys, budget_args, amount, rid, actual, tokens in calls:
+            keys = [t.key for t in tpm]
+            for pair in bkeys:
+                keys += pair
+            packed.append((keys, [int(now), len(tpm), len(bkeys), tokens, f"{amount}:{rid}",
+                                  amount, actual, *budget_args]))
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args in packed:
+            pipe.evalsha(self.settle_script.sha, len(keys), *keys, *args)
+        results = await pipe.execute(raise_on_error=False)
+        out: list[list[SoftCrossing]] = []
+        for (keys, args), res in zip(packed, results, strict=True):
+            if isinstance(res, NoScriptError):  # Redis restarted and lost the script
+                res = await self.redis.eval(self.settle_script.text, len(keys), *keys, *args)
+            if isinstance(res, BaseException):
+                raise res
+            out.append([(int(res[i]) - 1, int(res[i + 1])) for i in range(0, len(res), 2)])
+        return out
+
     async def peek(self, bkeys: list[tuple[str, str]], now: float) -> list[tuple[int, int]]:
         if not bkeys:
             return []

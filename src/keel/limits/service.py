@@ -12,6 +12,7 @@ time per request, and the degradation is logged at most every ``WARN_INTERVAL_S`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -100,6 +101,8 @@ class Limits:
         self._warned_at = -math.inf
         self._degraded = False
         self._pending_init: list[tuple[str, str, int, int]] = []
+        self._settle_queue: list[tuple[Admission, int, int]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def active(self) -> bool:
@@ -116,8 +119,14 @@ class Limits:
         await self._reconcile()
 
     async def aclose(self) -> None:
-        """Nothing to flush: counters live in memory or in Redis (the client is the
-        caller's)."""
+        """Finish queued settlements (counters live in memory or in Redis; the client is
+        the caller's)."""
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until every queued settlement has been sent."""
+        while self._flusher is not None:
+            await self._flusher
 
     # --- hot path ------------------------------------------------------------------------
 
@@ -174,6 +183,69 @@ class Limits:
         adm.done = True
         if adm.bkeys and not adm.degraded:
             await self._settle(adm, 0, 0)
+
+    def settle_soon(self, adm: Admission, actual_usd: float, tokens: int) -> None:
+        """``settle`` without waiting, for the request path: in memory it is done at once;
+        with Redis it is queued, and one task sends everything queued as one pipeline
+        (no task or round trip per request)."""
+        if adm.done:
+            return
+        adm.done = True
+        self._enqueue(adm, to_nano(actual_usd), max(int(tokens), 0))
+
+    def release_soon(self, adm: Admission) -> None:
+        """``release`` without waiting (see ``settle_soon``)."""
+        if adm.done:
+            return
+        adm.done = True
+        if adm.bkeys and not adm.degraded:
+            self._enqueue(adm, 0, 0)
+
+    def _enqueue(self, adm: Admission, actual: int, tokens: int) -> None:
+        if self.memory is not None:
+            self._settle_memory(adm, actual, tokens)
+            return
+        self._settle_queue.append((adm, actual, tokens))
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_settlements())
+
+    async def _flush_settlements(self) -> None:
+        try:
+            while self._settle_queue:
+                batch, self._settle_queue = self._settle_queue, []
+                await self._settle_redis_batch(batch)
+        finally:
+            self._flusher = None
+
+    async def _settle_redis_batch(self, batch: list[tuple[Admission, int, int]]) -> None:
+        assert self.redis is not None
+        if self._down_until and time.monotonic() < self._down_until:
+            self._failed(None)
+            return
+        now = self.clock()
+        calls = []
+        for adm, actual, tokens in batch:
+            args: list[int] = []
+            for t, end in zip(adm.plan.budgets, adm.ends, strict=True):
+                args += (t.rule.soft_nano, self._key_ttl(end, now))
+            calls.append((adm.plan.tpm, adm.bkeys, args, adm.amount, adm.rid, actual, tokens))
+        try:
+            results = await self.redis.settle_many(calls, now)
+        except REDIS_ERRORS as exc:
+            self._failed(exc)
+            return
+        for (adm, _, _), crossed in zip(batch, results, strict=True):
+            if crossed:
+                self._soft_warning(adm, crossed)
+
+    def _settle_memory(self, adm: Admission, actual: int, tokens: int) -> None:
+        assert self.memory is not None
+        plan = adm.plan
+        crossed = self.memory.settle(plan.tpm, adm.bkeys,
+                                     [t.rule.soft_nano for t in plan.budgets],
+                                     adm.amount, adm.rid, actual, tokens, self.clock())
+        if crossed:
+            self._soft_warning(adm, crossed)
 
     async def _settle(self, adm: Admission, actual: int, tokens: int) -> None:
         now = self.clock()
