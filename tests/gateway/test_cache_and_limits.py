@@ -180,3 +180,35 @@ def test_budget_blocks_once_spent_and_reports_status(tmp_path: Path,
     assert row["spent"] <= 0.1 and row["reserved"] == 0
     assert row["spent"] == pytest.approx(spent_in_traces)
     assert row["state"] in ("soft", "exceeded")
+
+
+def test_embeddings_count_against_rate_limits_and_budgets(tmp_path: Path,
+                                                          backend: dict[str, str]) -> None:
+    cfg = config(limits=[{"scope": "model", "name": "embed", "rpm": 2}],
+                 budgets=[{"scope": "feature", "name": "vectors", "usd": 1}])
+    with running_keel(tmp_path, cfg, **backend) as k:
+        h = {"authorization": f"Bearer {k.admin_key}", "x-keel-feature": "vectors"}
+        codes = [httpx.post(k.base_url + "/embeddings", headers=h, timeout=10,
+                            json={"model": "embed", "input": "some text"}).status_code
+                 for _ in range(3)]
+        k.run(k.state.limits.flush())  # type: ignore[union-attr]
+        rows = httpx.get(k.url + "/api/budgets", headers=k.admin_headers()).json()["data"]
+    assert codes == [200, 200, 429]
+    spent = next(r for r in rows if r["name"] == "vectors")["spent"]
+    from keel.gateway.tokens import estimate_text
+
+    # two admitted calls, each the mock's token count for the text at $10/Mtok
+    assert spent == pytest.approx(2 * estimate_text("some text") * 10 / 1e6)
+    assert spent > 0
+
+
+def test_streamed_answer_is_cached_as_a_complete_completion(keel: Keel) -> None:
+    c = openai.OpenAI(base_url=keel.base_url, api_key=keel.admin_key, max_retries=0)
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+        model="cached", messages=Q, stream=True) if ch.choices)  # type: ignore[arg-type]
+    keel.run(keel.state.gateway.drain())
+    hit = c.chat.completions.with_raw_response.create(model="cached", messages=Q)  # type: ignore[arg-type]
+    completion = hit.parse()
+    assert completion.choices[0].message.content == streamed
+    assert completion.id and completion.created > 0 and completion.object == "chat.completion"
+    assert trace(keel, hit.http_response)["cache_hit"] is True  # type: ignore[arg-type]

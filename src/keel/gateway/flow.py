@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from keel.cache import CachePolicy, ResponseCache, completion_to_chunks, parse_cache_directive
 from keel.errors import KeelError
-from keel.gateway.tokens import estimate_messages
+from keel.gateway.tokens import estimate_messages, estimate_text
 from keel.limits import Admission, LimitRequest
 from keel.routing import Plan
 from keel.types import JSON, Trace, Usage, new_trace_id
@@ -198,6 +198,45 @@ class ChatFlow:
             self._settle(trace.cost_usd, trace.usage)
         else:
             self._release()
+
+
+async def run_embeddings(ex: Exchange, body: JSON) -> JSON:
+    """Embeddings: rate limits and budgets apply as for chat (the worst case is the input
+    estimate at the input price); no cache."""
+    st: AppState = ex.state
+    gw: Gateway = st.gateway
+    t = ex.trace
+    assert ex.principal is not None
+    plan = gw.resolve(ex.principal, body["model"], "embedding", t)
+    limits = st.limits
+    admission = None
+    if limits is not None and limits.active:
+        entry = gw.models[plan.chain[0]]
+        worst = entry.price.cost(Usage(input_tokens=estimate_input(body.get("input"))))
+        admission = await limits.admit(LimitRequest(
+            request_id=t.id, key_id=t.key_id, team=t.team or "", feature=t.feature or "",
+            model=plan.requested, worst_case_usd=worst))
+    try:
+        result, entry = await gw.embed(plan, body, t)
+    except BaseException:
+        if admission is not None and limits is not None:
+            limits.release_soon(admission)
+        raise
+    gw.complete(t, 200, price=entry.price)
+    if admission is not None and limits is not None:
+        limits.settle_soon(admission, t.cost_usd, t.usage.input_tokens)
+    return result.body
+
+
+def estimate_input(inp: object) -> int:
+    """Tokens of an embeddings ``input``: text estimated, token arrays counted."""
+    if isinstance(inp, str):
+        return estimate_text(inp)
+    if isinstance(inp, list):
+        if inp and all(isinstance(x, int) for x in inp):
+            return len(inp)
+        return sum(estimate_input(x) for x in inp)
+    return 0
 
 
 def cache_namespace(plan: Plan, trace: Trace) -> str:

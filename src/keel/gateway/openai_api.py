@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from keel.errors import BodyTooLarge, KeelError, NotFound
-from keel.gateway.flow import ChatFlow
+from keel.gateway.flow import ChatFlow, run_embeddings
 from keel.gateway.validate import check_chat, check_embeddings, parse_body
 from keel.types import JSON, Principal, Trace, new_trace_id
 
@@ -145,16 +145,12 @@ async def openai_sse(chunks: AsyncIterator[JSON], include_usage: bool) -> AsyncI
 
 async def embeddings(request: Request) -> Response:
     ex = Exchange(request, "embeddings")
-    gw = ex.state.gateway
     try:
         body = await ex.open(check_embeddings)
-        assert ex.principal is not None
-        plan = gw.resolve(ex.principal, body["model"], "embedding", ex.trace)
-        result, entry = await gw.embed(plan, body, ex.trace)
+        out = await run_embeddings(ex, body)
     except Exception as exc:
         return ex.fail(exc)
-    gw.complete(ex.trace, 200, price=entry.price)
-    return json_response(result.body, headers=ex.headers)
+    return json_response(out, headers=ex.headers)
 
 
 def _model_card(name: str, owner: str) -> JSON:

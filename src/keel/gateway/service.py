@@ -308,6 +308,8 @@ class StreamAccumulator:
     def __init__(self) -> None:
         self.usage = Usage()
         self.model: str | None = None
+        self.id: str | None = None
+        self.created = 0
         self._choices: dict[int, dict[str, Any]] = {}
 
     def add(self, chunk: JSON) -> None:
@@ -316,6 +318,9 @@ class StreamAccumulator:
             self.usage = Usage.from_openai(usage)
         if self.model is None and chunk.get("model"):
             self.model = str(chunk["model"])
+        if self.id is None and chunk.get("id"):
+            self.id = str(chunk["id"])
+            self.created = int(chunk.get("created") or 0)
         for choice in chunk.get("choices") or ():
             slot = self._choices.setdefault(int(choice.get("index") or 0),
                                             {"content": [], "tool_calls": {}, "finish": None})
@@ -354,5 +359,7 @@ class StreamAccumulator:
                      "function": {"name": c["name"], "arguments": c["arguments"]}}
                     for _, c in sorted(slot["tool_calls"].items())]
             choices.append({"index": idx, "message": msg, "finish_reason": slot["finish"]})
-        return {"object": "chat.completion", "streamed": True, "model": self.model,
-                "choices": choices, "usage": self.usage.to_openai()}
+        # A complete chat.completion: stored on the trace, and valid to serve from the cache.
+        return {"id": self.id or "chatcmpl-keel", "object": "chat.completion",
+                "created": self.created, "model": self.model, "choices": choices,
+                "usage": self.usage.to_openai()}
