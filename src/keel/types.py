@@ -178,6 +178,8 @@ class Trace:
     attempt_log: list[JSON] | None = None
     cache_hit: bool = False
     cost_saved_usd: float = 0.0
+    prompt_name: str | None = None
+    prompt_version: int | None = None
     mono_start: float = field(default_factory=time.perf_counter)
 
     def mark_first_token(self) -> None:

@@ -30,7 +30,7 @@ def run(env: dict[str, str], *args: str) -> tuple[int, str]:
 
 def test_db_upgrade_reports_revision(env: dict[str, str]) -> None:
     code, out = run(env, "db", "upgrade")
-    assert code == 0 and "revision 0002" in out
+    assert code == 0 and "revision 0003" in out
 
 
 def test_keys_create_list_revoke(env: dict[str, str]) -> None:
@@ -104,7 +104,13 @@ def test_readme_config_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None
     assert blocks, "the README has a YAML config example"
     for name in ("OPENAI_API_KEY", "AZURE_OPENAI_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
         monkeypatch.setenv(name, "x")
+    from keel.prompts import PromptSpec
+
     docs = [yaml.safe_load(b) for b in blocks]
+    prompt_files = [d for d in docs if "messages" in d]
+    for doc in prompt_files:  # prompt files are checked as prompt files
+        assert PromptSpec.parse(doc, "README.md").variables
+    docs = [d for d in docs if "messages" not in d]
     base = max(docs, key=lambda d: len(d.get("models") or []))  # the full reference example
     for doc in docs:
         # partial snippets (routes:, limits:, budgets: ...) are checked against the reference

@@ -333,3 +333,12 @@ def budgets_cmd(config_path: str | None, as_json: bool) -> None:
                       f"[{colour[r['state']]}]{r['state']}[/]")
     console.print(table)
     console.print(f"backend: {rows[0]['backend']}")
+
+
+def _register() -> None:
+    from keel.cli.prompts import prompts
+
+    main.add_command(prompts)
+
+
+_register()

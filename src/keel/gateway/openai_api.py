@@ -13,6 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from keel.errors import BodyTooLarge, KeelError, NotFound
 from keel.gateway.flow import ChatFlow, run_embeddings
 from keel.gateway.validate import check_chat, check_embeddings, parse_body
+from keel.prompts import apply_prompt
 from keel.types import JSON, Principal, Trace, new_trace_id
 
 if TYPE_CHECKING:
@@ -116,8 +117,15 @@ class Exchange:
 
 async def chat_completions(request: Request) -> Response:
     ex = Exchange(request, "chat")
+
+    def check(body: JSON) -> str:
+        if "prompt" in body:
+            apply_prompt(ex.state.prompts, body, ex.trace)
+            ex.trace.model_requested = body.get("model")
+        return check_chat(body)
+
     try:
-        body = await ex.open(check_chat)
+        body = await ex.open(check)
         out = await ChatFlow(ex, body).run()
     except Exception as exc:
         return ex.fail(exc)

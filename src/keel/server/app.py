@@ -18,7 +18,7 @@ from keel.config import KeelConfig, Settings
 from keel.errors import InvalidRequest, KeelError, NotFound
 from keel.gateway import anthropic_api, openai_api
 from keel.gateway.openai_api import json_response, openai_error
-from keel.server import admin, budgets_api
+from keel.server import admin, budgets_api, prompts_api
 from keel.server.state import AppState
 
 log = logging.getLogger("keel.server")
@@ -94,6 +94,7 @@ def routes() -> list[Route]:
         Route("/metrics", metrics, methods=["GET"]),
         *admin.routes(),
         *budgets_api.routes(),
+        *prompts_api.routes(),
     ]
 
 

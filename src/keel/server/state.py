@@ -12,6 +12,7 @@ from keel.config import KeelConfig, Settings
 from keel.gateway.service import Gateway
 from keel.keys.service import KeyRing
 from keel.limits import Limits
+from keel.prompts import PromptRegistry
 from keel.store import Store
 from keel.telemetry.metrics import Metrics
 from keel.telemetry.writer import TraceWriter
@@ -26,6 +27,7 @@ class AppState:
     writer: TraceWriter
     metrics: Metrics
     gateway: Gateway
+    prompts: PromptRegistry
     redis: Any = None
     cache: ResponseCache | None = None
     limits: Limits | None = None
@@ -42,13 +44,14 @@ class AppState:
         return cls(
             settings=settings, config=config, store=store,
             keys=KeyRing(store, master_key=settings.master_key), writer=writer, metrics=metrics,
-            gateway=Gateway(settings, config, writer, metrics),
+            gateway=Gateway(settings, config, writer, metrics), prompts=PromptRegistry(store),
         )
 
     async def start(self, *, migrate: bool = True) -> None:
         if migrate:
             await self.store.upgrade()
         await self.keys.start(self.settings.refresh_interval_s)
+        await self.prompts.start(self.settings.refresh_interval_s)
         await self.writer.start()
         if self.settings.redis_url:
             from redis.asyncio import Redis
@@ -77,6 +80,7 @@ class AppState:
             await self.cache.aclose()
         await self.writer.close()
         await self.keys.aclose()
+        await self.prompts.aclose()
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 await self.redis.aclose()

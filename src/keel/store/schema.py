@@ -46,6 +46,9 @@ traces = sa.Table(
     sa.Column("attempt_log", sa.JSON),
     sa.Column("cache_hit", sa.Boolean, nullable=False, default=False),
     sa.Column("cost_saved_usd", sa.Float, nullable=False, default=0.0),
+    # 0003: prompts
+    sa.Column("prompt_name", sa.String(128)),
+    sa.Column("prompt_version", sa.Integer),
     sa.Index("ix_traces_start_time", "start_time"),
     sa.Index("ix_traces_feature_time", "feature", "start_time"),
 )
@@ -72,6 +75,43 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float),
     sa.Column("last_used_at", sa.Float),
+)
+
+prompt_versions = sa.Table(
+    "prompt_versions",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),  # JSON: messages, model, params, tools...
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("message", sa.Text),
+    sa.Column("author", sa.String(128)),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+prompt_labels = sa.Table(
+    "prompt_labels",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("label", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("updated_by", sa.String(128)),
+)
+
+prompt_events = sa.Table(
+    "prompt_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),  # push | label | rollback
+    sa.Column("label", sa.String(64)),
+    sa.Column("from_version", sa.Integer),
+    sa.Column("to_version", sa.Integer),
+    sa.Column("actor", sa.String(128)),
+    sa.Column("reason", sa.Text),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_prompt_events_name", "name", "id"),
 )
 
 meta = sa.Table(

@@ -26,7 +26,7 @@ def trace_values(t: Trace) -> tuple[Any, ...]:
         t.error_message, t.latency_ms, t.ttft_ms, t.stream, u.input_tokens, u.output_tokens,
         u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, t.cost_usd,
         t.route, t.variant, orjson.dumps(t.attempt_log).decode() if t.attempt_log else None,
-        t.cache_hit, t.cost_saved_usd,
+        t.cache_hit, t.cost_saved_usd, t.prompt_name, t.prompt_version,
     )
 
 

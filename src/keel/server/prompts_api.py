@@ -1,0 +1,106 @@
+"""``/api/prompts``: push versions, read, diff, move labels, roll back (admin key)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keel.errors import InvalidRequest, KeelError
+from keel.gateway.openai_api import json_response, openai_error, read_body
+from keel.gateway.validate import parse_body
+from keel.prompts import PromptSpec, PromptSpecError
+from keel.server.admin import _admin, _opt_str
+
+LIMIT = 1024 * 1024
+
+
+async def push(request: Request) -> Response:
+    try:
+        st = _admin(request)
+        body = parse_body(await read_body(request, LIMIT), LIMIT)
+        message, author = _opt_str(body, "message"), _opt_str(body, "author")
+        spec_data = {k: v for k, v in body.items() if k not in ("message", "author")}
+        try:
+            spec = PromptSpec.parse(spec_data, "body")
+        except PromptSpecError as exc:
+            raise InvalidRequest(str(exc)) from None
+        version, created = await st.prompts.push(spec, message=message, author=author)
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response({**version.public(st.prompts.labels_for(version)),
+                          "created": created}, 201 if created else 200)
+
+
+async def list_prompts(request: Request) -> Response:
+    try:
+        st = _admin(request)
+    except KeelError as exc:
+        return openai_error(exc)
+    reg = st.prompts
+    data = [{"name": n, "versions": len(reg.versions_of(n)), "labels": reg.labels_of(n)}
+            for n in reg.names()]
+    return json_response({"object": "list", "data": data})
+
+
+async def show(request: Request) -> Response:
+    try:
+        st = _admin(request)
+        v = st.prompts.resolve(request.path_params["ref"])
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response(v.public(st.prompts.labels_for(v)))
+
+
+async def diff(request: Request) -> Response:
+    try:
+        st = _admin(request)
+        a, b = request.query_params.get("from"), request.query_params.get("to")
+        if not a or not b:
+            raise InvalidRequest("pass ?from=name@1&to=name@3", param="from")
+        text = st.prompts.diff(a, b)
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response({"from": a, "to": b, "diff": text})
+
+
+async def label(request: Request) -> Response:
+    try:
+        st = _admin(request)
+        body = parse_body(await read_body(request, LIMIT), LIMIT)
+        version = body.get("version")
+        if not (isinstance(version, int | str) and str(version)) or isinstance(version, bool):
+            raise InvalidRequest("'version' is required: a version number or another label",
+                                 param="version")
+        ref = f"{request.path_params['name']}@{version}"
+        old, new = await st.prompts.set_label(ref, request.path_params["label"],
+                                              actor=_opt_str(body, "actor"),
+                                              reason=_opt_str(body, "reason"))
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response({"label": request.path_params["label"], "from_version": old,
+                          "to_version": new})
+
+
+async def rollback(request: Request) -> Response:
+    try:
+        st = _admin(request)
+        body = parse_body(await read_body(request, LIMIT), LIMIT) if \
+            request.headers.get("content-length", "0") != "0" else {}
+        name, lab = request.path_params["name"], request.path_params["label"]
+        was, now = await st.prompts.rollback(name, lab, actor=_opt_str(body, "actor"),
+                                             reason=_opt_str(body, "reason"))
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response({"name": name, "label": lab, "from_version": was, "to_version": now})
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/api/prompts", push, methods=["POST"]),
+        Route("/api/prompts", list_prompts, methods=["GET"]),
+        Route("/api/prompts/diff", diff, methods=["GET"]),
+        Route("/api/prompts/{ref}", show, methods=["GET"]),
+        Route("/api/prompts/{name}/labels/{label}", label, methods=["PUT"]),
+        Route("/api/prompts/{name}/labels/{label}/rollback", rollback, methods=["POST"]),
+    ]
