@@ -114,6 +114,27 @@ prompt_events = sa.Table(
     sa.Index("ix_prompt_events_name", "name", "id"),
 )
 
+dataset_versions = sa.Table(
+    "dataset_versions",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("cases", sa.Integer, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("source", sa.Text),
+    sa.Column("message", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+dataset_cases = sa.Table(
+    "dataset_cases",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("data", sa.Text, nullable=False),  # JSON: vars, messages, expected, context...
+)
+
 meta = sa.Table(
     "keel_meta",
     metadata,

@@ -1,0 +1,1 @@
+"""Evals: datasets, scorers, runs and the regression gate."""
