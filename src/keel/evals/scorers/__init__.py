@@ -1,0 +1,22 @@
+"""Scorers for the eval harness: the registry and the deterministic built-ins.
+
+Importing this package registers the built-in types (through ``register_scorer``, the
+same door plugins use): equals, contains, contains-any, contains-all, regex, starts-with,
+length, is-json, json-schema, tool-call, latency, cost, refusal, python.
+"""
+
+from keel.evals.scorers import custom, ops, structured, text  # noqa: F401  (register)
+from keel.evals.scorers.base import (
+    Factory,
+    Score,
+    ScoreInput,
+    Scorer,
+    ScorerConfigError,
+    build_scorer,
+    register_scorer,
+    scorer_types,
+)
+from keel.evals.scorers.custom import scorer
+
+__all__ = ["Factory", "Score", "ScoreInput", "Scorer", "ScorerConfigError", "build_scorer",
+           "register_scorer", "scorer", "scorer_types"]

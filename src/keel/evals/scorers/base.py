@@ -1,0 +1,114 @@
+"""Scorer types and the scorer registry.
+
+A scorer turns one case's answer into a :class:`Score`. Scorer *types* (``contains``,
+``json-schema``, ...) are registered by name with :func:`register_scorer`; the built-ins
+register through it exactly as plugins do. :func:`build_scorer` turns one entry of an eval
+file's ``scorers:`` list into a ready scorer, and reports a bad entry as a
+:class:`ScorerConfigError` naming the entry, the key and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from keel.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    value: float  # 0..1 for pass/fail-like scorers; raw measure otherwise
+    passed: bool | None  # against the scorer's threshold; None when it does not apply
+    explanation: str  # short, human: why it passed or failed
+    error: str | None = None  # set when the scorer could not score (never silently passed)
+
+
+@dataclass(slots=True)
+class ScoreInput:
+    output_text: str  # the answer's text (choices[0].message.content or "")
+    output: dict[str, Any] | None  # the full chat.completion body, if any
+    expected: str | None  # the case's expected output
+    variables: dict[str, Any] = field(default_factory=dict)  # the case's variables
+    context: list[str] = field(default_factory=list)  # context documents
+    latency_ms: float | None = None
+    cost_usd: float | None = None
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    name: str
+
+    async def score(self, inp: ScoreInput) -> Score: ...
+
+
+Factory = Callable[[dict[str, Any]], Scorer]
+F = TypeVar("F", bound=Factory)
+
+
+class ScorerConfigError(ConfigError):
+    """A ``scorers:`` entry that cannot be built; the message names where, which key and the fix.
+
+    ``key`` is the offending option (``None`` for the entry as a whole); ``detail`` is the
+    message without the location prefix.
+    """
+
+    def __init__(self, detail: str, *, key: str | None = None, where: str | None = None) -> None:
+        self.key = key
+        self.detail = detail
+        self.where = where
+        location = where or ""
+        if key:
+            location = f"{location}.{key}" if location else key
+        super().__init__(f"{location}: {detail}" if location else detail, param=key)
+
+
+_REGISTRY: dict[str, Factory] = {}
+
+
+def register_scorer(type_name: str) -> Callable[[F], F]:
+    """Register a scorer factory (a callable taking the config mapping) under ``type_name``.
+
+    Registering the same name again replaces the earlier factory (a plugin may override a
+    built-in on purpose).
+    """
+
+    def deco(factory: F) -> F:
+        _REGISTRY[type_name] = factory
+        return factory
+
+    return deco
+
+
+def _load_builtins() -> None:
+    from keel.evals import scorers  # noqa: F401  (imports the built-ins, which register)
+
+
+def scorer_types() -> list[str]:
+    """Every registered scorer type, sorted."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def build_scorer(config: dict[str, Any], where: str = "scorers[0]") -> Scorer:
+    """Build one scorer from its config mapping (``{type: contains, value: ..., ...}``)."""
+    _load_builtins()
+    if not isinstance(config, dict):
+        raise ScorerConfigError(
+            "must be a mapping with a type:, e.g. {type: contains, value: \"{{expected}}\"}",
+            where=where)
+    type_name = config.get("type")
+    if not isinstance(type_name, str) or not type_name:
+        raise ScorerConfigError(f"required: one of {', '.join(sorted(_REGISTRY))}",
+                                key="type", where=where)
+    factory = _REGISTRY.get(type_name)
+    if factory is None:
+        raise ScorerConfigError(f"unknown scorer type '{type_name}'; known types: "
+                                f"{', '.join(sorted(_REGISTRY))}", key="type", where=where)
+    try:
+        return factory(dict(config))
+    except ScorerConfigError as exc:
+        raise ScorerConfigError(exc.detail, key=exc.key, where=where) from None
+    except Exception as exc:  # a plugin factory that fails in its own way
+        raise ScorerConfigError(f"scorer type '{type_name}' could not be built: "
+                                f"{type(exc).__name__}: {exc}", where=where) from exc
