@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,8 +12,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from keel.config import Settings
-from keel.errors import KeelError
+from keel.cli.common import with_store
 from keel.evals.datasets import Datasets
 
 T = TypeVar("T")
@@ -23,21 +20,7 @@ console = Console(soft_wrap=True)
 
 
 def _with_datasets(fn: Callable[[Datasets], Awaitable[T]]) -> T:
-    from keel.store import Store
-
-    async def go() -> T:
-        store = Store(Settings().resolved_database_url())
-        try:
-            await store.upgrade()
-            return await fn(Datasets(store))
-        finally:
-            await store.aclose()
-
-    try:
-        return asyncio.run(go())
-    except KeelError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(2)
+    return with_store(lambda store: fn(Datasets(store)))
 
 
 @click.group("datasets")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -16,32 +15,21 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
-from keel.config import Settings
-from keel.errors import KeelError
+from keel.cli.common import with_store
 from keel.prompts import PromptRegistry, PromptSpec, PromptSpecError
+from keel.store import Store
 
 T = TypeVar("T")
 console = Console(soft_wrap=True)
 
 
 def _with_registry(fn: Callable[[PromptRegistry], Awaitable[T]]) -> T:
-    from keel.store import Store
+    async def go(store: Store) -> T:
+        reg = PromptRegistry(store)
+        await reg.refresh(force=True)
+        return await fn(reg)
 
-    async def go() -> T:
-        store = Store(Settings().resolved_database_url())
-        try:
-            await store.upgrade()
-            reg = PromptRegistry(store)
-            await reg.refresh(force=True)
-            return await fn(reg)
-        finally:
-            await store.aclose()
-
-    try:
-        return asyncio.run(go())
-    except KeelError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(2)
+    return with_store(go)
 
 
 def _actor(author: str | None) -> str | None:

@@ -1,0 +1,35 @@
+"""What the commands share: running a coroutine against the configured store."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+
+from keel.config import Settings
+from keel.errors import KeelError
+from keel.store import Store
+
+T = TypeVar("T")
+
+
+def with_store(fn: Callable[[Store], Awaitable[T]]) -> T:
+    """Open KEEL_DATABASE_URL (migrated), run ``fn``, close; a KeelError exits 2 with its
+    message."""
+
+    async def go() -> T:
+        store = Store(Settings().resolved_database_url())
+        try:
+            await store.upgrade()
+            return await fn(store)
+        finally:
+            await store.aclose()
+
+    try:
+        return asyncio.run(go())
+    except KeelError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(2)
