@@ -14,7 +14,8 @@ For each model of the plan's chain, in order:
    ``content_filter`` failure when that class is in ``fallback_on`` and a fallback remains.
 
 Every attempt is appended to the trace's attempt log (model, deployment, status, error
-type, latency). Circuit breakers count failures of the upstream's own making.
+type, latency), and the trace names the provider and upstream model that answered.
+Circuit breakers count failures of the upstream's own making.
 """
 
 from __future__ import annotations
@@ -174,7 +175,8 @@ async def execute(
                     break
                 _log(log, dep, 200, None, started)
                 return result, entry, dep
-    if kept is not None:
+    if kept is not None:  # the trace names the deployment whose answer is returned
+        trace.provider, trace.model_served = kept[2].provider.name, kept[2].upstream
         return kept
     assert last_error is not None
     raise _final(last_error, trace)

@@ -169,17 +169,12 @@ class Gateway:
         out["model"] = dep.upstream
         return out
 
-    def _served(self, trace: Trace, entry: ModelEntry, dep: Deployment) -> None:
-        trace.provider = dep.provider.name
-        trace.model_served = dep.upstream
-
     async def chat(self, plan: Plan, body: JSON, trace: Trace) -> tuple[ChatResult, ModelEntry]:
         async def call(entry: ModelEntry, dep: Deployment) -> ChatResult:
             return await dep.provider.chat(self.upstream_body(dep, body))
 
-        result, entry, dep = await execute(self, plan, trace, call,
-                                           filtered=lambda r: is_filtered(r.body))
-        self._served(trace, entry, dep)
+        result, entry, _ = await execute(self, plan, trace, call,
+                                         filtered=lambda r: is_filtered(r.body))
         trace.model_served = result.served_model
         trace.usage = result.usage
         return result, entry
@@ -204,8 +199,7 @@ class Gateway:
                                     "without sending anything", code="upstream_bad_response")
             return first, rest
 
-        (first, rest), entry, dep = await execute(self, plan, trace, call)
-        self._served(trace, entry, dep)
+        (first, rest), entry, _ = await execute(self, plan, trace, call)
         return self.traced_stream(trace, entry, first, rest, on_end), entry
 
     async def embed(self, plan: Plan, body: JSON, trace: Trace
@@ -213,8 +207,7 @@ class Gateway:
         async def call(entry: ModelEntry, dep: Deployment) -> EmbeddingResult:
             return await dep.provider.embed(self.upstream_body(dep, body))
 
-        result, entry, dep = await execute(self, plan, trace, call)
-        self._served(trace, entry, dep)
+        result, entry, _ = await execute(self, plan, trace, call)
         trace.model_served = result.served_model
         trace.usage = result.usage
         return result, entry

@@ -39,13 +39,19 @@ async def set_master_hash(store: Store, key: str, value: str) -> None:
         await _bump_keys_version(conn)
 
 
-async def _bump_keys_version(conn: Any) -> None:
+async def bump_counter(conn: Any, key: str) -> None:
+    """Advance a version counter in ``keel_meta`` (inside the caller's transaction), so
+    every replica polling it reloads what it caches."""
     updated = await conn.execute(
-        meta.update().where(meta.c.key == KEYS_VERSION)
+        meta.update().where(meta.c.key == key)
         .values(value=sa.cast(sa.cast(meta.c.value, sa.Integer) + 1, sa.Text))
     )
     if updated.rowcount == 0:
-        await conn.execute(meta.insert().values(key=KEYS_VERSION, value="1"))
+        await conn.execute(meta.insert().values(key=key, value="1"))
+
+
+async def _bump_keys_version(conn: Any) -> None:
+    await bump_counter(conn, KEYS_VERSION)
 
 
 async def insert_key(store: Store, row: dict[str, Any]) -> None:

@@ -8,21 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from keel.store.db import Store, row_dict
-from keel.store.keys import get_meta
-from keel.store.schema import meta, prompt_events, prompt_labels, prompt_versions
+from keel.store.keys import bump_counter, get_meta
+from keel.store.schema import prompt_events, prompt_labels, prompt_versions
 
 PROMPTS_VERSION = "prompts_version"
-
-
-async def _bump(conn: Any) -> None:
-    """Advance the registry's version counter, so every replica reloads its index."""
-    row = (await conn.execute(sa.select(meta.c.value).where(meta.c.key == PROMPTS_VERSION)
-                              )).first()
-    value = str(int(row[0]) + 1) if row else "1"
-    if row:
-        await conn.execute(meta.update().where(meta.c.key == PROMPTS_VERSION).values(value=value))
-    else:
-        await conn.execute(meta.insert().values(key=PROMPTS_VERSION, value=value))
 
 
 async def registry_version(store: Store) -> str:
@@ -47,7 +36,7 @@ async def insert_version(store: Store, name: str, spec_json: str, content_hash: 
         await conn.execute(prompt_events.insert().values(
             name=name, action="push", to_version=version, actor=author, reason=message,
             at=now))
-        await _bump(conn)
+        await bump_counter(conn, PROMPTS_VERSION)
         return version, True
 
 
@@ -69,7 +58,7 @@ async def move_label(store: Store, name: str, label: str, version: int, actor: s
             name=name, action=action, label=label,
             from_version=int(old[0]) if old else None, to_version=version, actor=actor,
             reason=reason, at=now))
-        await _bump(conn)
+        await bump_counter(conn, PROMPTS_VERSION)
         return int(old[0]) if old else None
 
 
