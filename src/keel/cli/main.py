@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
@@ -14,8 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from keel import __version__
+from keel.cli.common import with_store
 from keel.config import Settings, load_config
-from keel.errors import ConfigError, KeelError
+from keel.errors import ConfigError
 
 T = TypeVar("T")
 console = Console(soft_wrap=True)
@@ -24,14 +23,6 @@ console = Console(soft_wrap=True)
 def _settings(**overrides: Any) -> Settings:
     clean = {k: v for k, v in overrides.items() if v is not None}
     return Settings(**clean)
-
-
-def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return asyncio.run(coro_fn())  # type: ignore[arg-type]
-    except KeelError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(2)
 
 
 def _when(ts: float | None) -> str:
@@ -82,15 +73,10 @@ def db_upgrade() -> None:
 
     settings = _settings()
 
-    async def go() -> str | None:
-        store = Store(settings.resolved_database_url())
-        try:
-            await store.upgrade()
-            return await store.current_revision()
-        finally:
-            await store.aclose()
+    async def go(store: Store) -> str | None:
+        return await store.current_revision()
 
-    rev = _run(go)
+    rev = with_store(go)
     console.print(f"database at revision [bold]{rev}[/bold] ({_safe_url(settings)})")
 
 
@@ -121,19 +107,13 @@ def keys_create(team: str, feature: str | None, models: str | None, name: str | 
     from keel.keys.service import create_key
     from keel.store import Store
 
-    settings = _settings()
     model_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
 
-    async def go() -> tuple[str, dict[str, Any]]:
-        store = Store(settings.resolved_database_url())
-        try:
-            await store.upgrade()
-            return await create_key(store, team=team, feature=feature, models=model_list,
-                                    name=name, feature_override=allow_feature_override)
-        finally:
-            await store.aclose()
+    async def go(store: Store) -> tuple[str, dict[str, Any]]:
+        return await create_key(store, team=team, feature=feature, models=model_list,
+                                name=name, feature_override=allow_feature_override)
 
-    key, record = _run(go)
+    key, record = with_store(go)
     if as_json:
         click.echo(orjson.dumps({**record, "key": key}).decode())
         return
@@ -151,17 +131,11 @@ def keys_list(as_json: bool) -> None:
     from keel.store import Store
     from keel.store import keys as q
 
-    settings = _settings()
 
-    async def go() -> list[dict[str, Any]]:
-        store = Store(settings.resolved_database_url())
-        try:
-            await store.upgrade()
-            return [public_record(r) for r in await q.list_keys(store)]
-        finally:
-            await store.aclose()
+    async def go(store: Store) -> list[dict[str, Any]]:
+        return [public_record(r) for r in await q.list_keys(store)]
 
-    rows = _run(go)
+    rows = with_store(go)
     if as_json:
         click.echo(orjson.dumps(rows).decode())
         return
@@ -180,17 +154,11 @@ def keys_revoke(key_id: str) -> None:
     from keel.store import Store
     from keel.store import keys as q
 
-    settings = _settings()
 
-    async def go() -> bool:
-        store = Store(settings.resolved_database_url())
-        try:
-            await store.upgrade()
-            return await q.revoke_key(store, key_id)
-        finally:
-            await store.aclose()
+    async def go(store: Store) -> bool:
+        return await q.revoke_key(store, key_id)
 
-    if not _run(go):
+    if not with_store(go):
         click.echo(f"error: no active key with id '{key_id}'; see `keel keys list`", err=True)
         sys.exit(1)
     console.print(f"revoked {key_id}")
@@ -214,15 +182,10 @@ def admin_key_reset() -> None:
                    err=True)
         sys.exit(2)
 
-    async def go() -> str:
-        store = Store(settings.resolved_database_url())
-        try:
-            await store.upgrade()
-            return await reset_master_key(store)
-        finally:
-            await store.aclose()
+    async def go(store: Store) -> str:
+        return await reset_master_key(store)
 
-    key = _run(go)
+    key = with_store(go)
     console.print("new admin key (shown once; running servers switch to it within seconds):")
     click.echo(key)
 
@@ -243,23 +206,17 @@ def traces_cmd(feature: str | None, team: str | None, model: str | None, status:
     from keel.store import Store
     from keel.store.traces import TraceFilter, list_traces
 
-    settings = _settings()
     if status and status not in ("ok", "error") and not status.isdigit():
         raise click.BadParameter("use ok, error or an HTTP status code", param_hint="--status")
     since_ts = time.time() - _duration(since) if since else None
 
-    async def go() -> list[dict[str, Any]]:
-        store = Store(settings.resolved_database_url())
-        try:
-            await store.upgrade()
-            rows, _ = await list_traces(store, TraceFilter(
-                feature=feature, team=team, model=model, status=status, since=since_ts),
-                limit=limit)
-            return rows
-        finally:
-            await store.aclose()
+    async def go(store: Store) -> list[dict[str, Any]]:
+        rows, _ = await list_traces(store, TraceFilter(
+            feature=feature, team=team, model=model, status=status, since=since_ts),
+            limit=limit)
+        return rows
 
-    rows = _run(go)
+    rows = with_store(go)
     if as_json:
         for r in rows:
             click.echo(orjson.dumps(r).decode())
@@ -300,23 +257,18 @@ def budgets_cmd(config_path: str | None, as_json: bool) -> None:
         click.echo(f"config error: {exc.message}", err=True)
         sys.exit(2)
 
-    async def go() -> list[dict[str, Any]]:
-        store = Store(settings.resolved_database_url())
+    async def go(store: Store) -> list[dict[str, Any]]:
         redis = connect_redis(settings.redis_url) if settings.redis_url else None
+        limits = Limits(config, store, redis, prefix=settings.redis_prefix)
         try:
-            await store.upgrade()
-            limits = Limits(config, store, redis, prefix=settings.redis_prefix)
             await limits.start()
-            try:
-                return await limits.status()
-            finally:
-                await limits.aclose()
+            return await limits.status()
         finally:
+            await limits.aclose()
             if redis is not None:
                 await redis.aclose()
-            await store.aclose()
 
-    rows = _run(go)
+    rows = with_store(go)
     if as_json:
         click.echo(orjson.dumps(rows).decode())
         return
