@@ -359,19 +359,24 @@ def parse_config(data: Any, path: str) -> KeelConfig:
     try:
         return KeelConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        ctx_err = (err.get("ctx") or {}).get("error")
-        if isinstance(ctx_err, _KeyProblem):
-            raise ConfigError(f"{path}: {ctx_err.key}: {ctx_err.problem}; {ctx_err.fix}") from None
-        key = _loc(tuple(err["loc"])) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key; check the spelling against the config reference in the README"
-        elif err["type"] == "literal_error":
-            msg = f"{msg} (got {err.get('input')!r})"
-        elif err["type"] == "missing":
-            msg = "required key is missing; add it"
-        raise ConfigError(f"{path}: {key}: {msg}") from None
+        raise ConfigError(validation_message(exc, path)) from None
+
+
+def validation_message(exc: ValidationError, path: str) -> str:
+    """The first problem of a pydantic validation error as ``FILE: key.path: what; fix``."""
+    err = exc.errors()[0]
+    ctx_err = (err.get("ctx") or {}).get("error")
+    if isinstance(ctx_err, _KeyProblem):
+        return f"{path}: {ctx_err.key}: {ctx_err.problem}; {ctx_err.fix}"
+    key = _loc(tuple(err["loc"])) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key; check the spelling against the reference in the README"
+    elif err["type"] == "literal_error":
+        msg = f"{msg} (got {err.get('input')!r})"
+    elif err["type"] == "missing":
+        msg = "required key is missing; add it"
+    return f"{path}: {key}: {msg}"
 
 
 def load_config(path: str | os.PathLike[str] | None, *, required: bool = False) -> KeelConfig:

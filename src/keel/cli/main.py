@@ -289,10 +289,12 @@ def budgets_cmd(config_path: str | None, as_json: bool) -> None:
 
 def _register() -> None:
     from keel.cli.datasets import datasets
+    from keel.cli.evals import evals
     from keel.cli.prompts import prompts
 
     main.add_command(prompts)
     main.add_command(datasets)
+    main.add_command(evals)
 
 
 _register()

@@ -14,27 +14,36 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from keel.cache import CachePolicy, ResponseCache, completion_to_chunks, parse_cache_directive
 from keel.errors import KeelError
 from keel.gateway.tokens import estimate_messages, estimate_text
 from keel.limits import Admission, LimitRequest
 from keel.routing import Plan
-from keel.types import JSON, Trace, Usage, new_trace_id
+from keel.types import JSON, Principal, Trace, Usage, new_trace_id
 
 if TYPE_CHECKING:
-    from keel.gateway.openai_api import Exchange
     from keel.gateway.service import Gateway, ModelEntry
     from keel.server.state import AppState
 
 log = logging.getLogger("keel.gateway")
 
 
+class Inbound(Protocol):
+    """What the flow reads from an exchange: an HTTP one (``openai_api.Exchange``) or a call
+    from inside keel (``internal``)."""
+
+    state: AppState
+    trace: Trace
+    principal: Principal | None
+    headers_in: dict[str, str]
+
+
 class ChatFlow:
     """One chat request through limits, cache and the plan's execution."""
 
-    def __init__(self, ex: Exchange, body: JSON) -> None:
+    def __init__(self, ex: Inbound, body: JSON) -> None:
         self.ex = ex
         self.st: AppState = ex.state
         self.gw: Gateway = ex.state.gateway
@@ -200,7 +209,7 @@ class ChatFlow:
             self._release()
 
 
-async def run_embeddings(ex: Exchange, body: JSON) -> JSON:
+async def run_embeddings(ex: Inbound, body: JSON) -> JSON:
     """Embeddings: rate limits and budgets apply as for chat (the worst case is the input
     estimate at the input price); no cache."""
     st: AppState = ex.state

@@ -135,6 +135,89 @@ dataset_cases = sa.Table(
     sa.Column("data", sa.Text, nullable=False),  # JSON: vars, messages, expected, context...
 )
 
+eval_runs = sa.Table(
+    "eval_runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("suite", sa.String(256), nullable=False),
+    sa.Column("group_id", sa.String(32), nullable=False),  # runs started together (a gate)
+    sa.Column("role", sa.String(16)),  # candidate | baseline | None
+    sa.Column("target", sa.String(512), nullable=False),
+    sa.Column("prompt_name", sa.String(128)),
+    sa.Column("prompt_version", sa.Integer),
+    sa.Column("model", sa.String(256)),
+    sa.Column("dataset_name", sa.String(128), nullable=False),
+    sa.Column("dataset_version", sa.Integer, nullable=False),
+    sa.Column("config", sa.Text, nullable=False),  # JSON: scorers, repeats, thresholds...
+    sa.Column("git_commit", sa.String(64)),
+    sa.Column("status", sa.String(16), nullable=False),  # running | done | failed
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("cases", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("executions", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("passed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("errored", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cached", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("input_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("output_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("latency_p50_ms", sa.Float),
+    sa.Column("latency_p95_ms", sa.Float),
+    sa.Column("latency_p99_ms", sa.Float),
+    sa.Column("summary", sa.Text),  # JSON: per-scorer results, flakiness, threshold verdict
+    sa.Column("error", sa.Text),
+    sa.Index("ix_eval_runs_suite", "suite", "started_at"),
+)
+
+eval_results = sa.Table(
+    "eval_results",
+    metadata,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("case_idx", sa.Integer, primary_key=True),
+    sa.Column("repeat", sa.Integer, primary_key=True),
+    sa.Column("case_id", sa.String(256), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),  # passed | failed | errored
+    sa.Column("output", sa.Text),
+    sa.Column("scores", sa.Text, nullable=False),  # JSON list of {name, value, passed, ...}
+    sa.Column("error", sa.Text),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("input_tokens", sa.Integer, nullable=False),
+    sa.Column("output_tokens", sa.Integer, nullable=False),
+    sa.Column("cached", sa.Boolean, nullable=False),
+    sa.Column("trace_id", sa.String(32)),
+)
+
+eval_cache = sa.Table(
+    "eval_cache",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),  # sha256 of model, input, params
+    sa.Column("reply", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+eval_events = sa.Table(
+    "eval_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),  # regression | error
+    sa.Column("suite", sa.String(256), nullable=False),
+    sa.Column("run_id", sa.String(32)),
+    sa.Column("detail", sa.Text),
+    sa.Index("ix_eval_events_at", "at"),
+)
+
+eval_schedule_claims = sa.Table(
+    "eval_schedule_claims",
+    metadata,
+    sa.Column("suite", sa.String(256), primary_key=True),
+    sa.Column("slot", sa.String(32), primary_key=True),  # e.g. the UTC date of a daily run
+    sa.Column("claimed_at", sa.Float, nullable=False),
+    sa.Column("claimed_by", sa.String(128)),
+)
+
 meta = sa.Table(
     "keel_meta",
     metadata,

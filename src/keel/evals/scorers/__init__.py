@@ -7,7 +7,9 @@ length, is-json, json-schema, tool-call, latency, cost, refusal, python.
 
 from keel.evals.scorers import custom, ops, structured, text  # noqa: F401  (register)
 from keel.evals.scorers.base import (
+    LLM,
     Factory,
+    LLMError,
     Score,
     ScoreInput,
     Scorer,
@@ -18,5 +20,5 @@ from keel.evals.scorers.base import (
 )
 from keel.evals.scorers.custom import scorer
 
-__all__ = ["Factory", "Score", "ScoreInput", "Scorer", "ScorerConfigError", "build_scorer",
-           "register_scorer", "scorer", "scorer_types"]
+__all__ = ["LLM", "Factory", "LLMError", "Score", "ScoreInput", "Scorer", "ScorerConfigError",
+           "build_scorer", "register_scorer", "scorer", "scorer_types"]

@@ -24,6 +24,23 @@ class Score:
     error: str | None = None  # set when the scorer could not score (never silently passed)
 
 
+class LLMError(Exception):
+    """A model call made by a scorer failed (after the runner's retries)."""
+
+
+class LLM(Protocol):
+    """Model calls for model-graded scorers. The runner's implementation goes through the
+    gateway (traced, costed, under the suite's feature) and through the eval result cache."""
+
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A chat completion body for an OpenAI-format request body; raises LLMError."""
+        ...
+
+    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        """One vector per text; raises LLMError."""
+        ...
+
+
 @dataclass(slots=True)
 class ScoreInput:
     output_text: str  # the answer's text (choices[0].message.content or "")
@@ -33,6 +50,8 @@ class ScoreInput:
     context: list[str] = field(default_factory=list)  # context documents
     latency_ms: float | None = None
     cost_usd: float | None = None
+    llm: LLM | None = None  # set by the runner; model-graded scorers call models through it
+    messages: list[dict[str, Any]] = field(default_factory=list)  # the input sent
 
 
 @runtime_checkable

@@ -1,0 +1,262 @@
+"""``keel eval``: run suites through the gateway, list and show runs.
+
+Exit codes (run and gate): 0 the suite passed, 1 a threshold was broken or the candidate
+regressed, 2 the suite could not be run or judged (bad suite, missing dataset or prompt,
+too many errored cases).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from keel.cli.common import with_store
+from keel.config import Settings, load_config
+from keel.errors import KeelError
+from keel.evals.runner import Runner
+from keel.evals.suite import Suite, load_suite
+from keel.store import Store
+from keel.store import evals as q
+
+T = TypeVar("T")
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def with_gateway(config_path: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Start keel in this process (store, prompts, gateway, trace writer) without serving
+    HTTP, run ``fn(state)``, then stop it cleanly (every trace written). A KeelError exits 2."""
+    from keel.server.state import AppState
+
+    async def go() -> T:
+        settings = Settings(config=config_path) if config_path else Settings()
+        config = load_config(settings.config, required=config_path is not None)
+        state = AppState.build(settings, config)
+        await state.start()
+        try:
+            return await fn(state)
+        finally:
+            await state.aclose()
+
+    try:
+        return asyncio.run(go())
+    except KeelError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        sys.exit(EXIT_ERROR)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _rate(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def load(path: Path, *, repeats: int | None = None, concurrency: int | None = None) -> Suite:
+    try:
+        suite = load_suite(path)
+    except KeelError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        sys.exit(EXIT_ERROR)
+    updates: dict[str, Any] = {}
+    if repeats is not None:
+        updates["repeats"] = repeats
+    if concurrency is not None:
+        updates["concurrency"] = concurrency
+    if updates:
+        suite.spec = suite.spec.model_copy(update=updates)
+    return suite
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=err_console, transient=False)
+
+
+async def run_with_progress(runner_args: tuple[Any, ...], suite: Suite, *,
+                            quiet: bool = False, **kw: Any) -> list[dict[str, Any]]:
+    """Run ``suite`` with a progress bar on stderr (none when ``quiet``)."""
+    store, prompts, gateway, use_cache = runner_args
+    if quiet:
+        return await Runner(store, prompts, gateway, use_cache=use_cache).run(suite, **kw)
+    with progress_bar() as bar:
+        task = bar.add_task(suite.name, total=None, rate="")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        def advance(done: int, total: int) -> None:
+            elapsed = max(1e-6, loop.time() - start)
+            bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.1f}/s")
+
+        runner = Runner(store, prompts, gateway, use_cache=use_cache, progress=advance)
+        return await runner.run(suite, **kw)
+
+
+def print_run(run: dict[str, Any]) -> None:
+    summary = orjson.loads(run["summary"] or "{}")
+    table = Table(title=f"{run['suite']} · {run['target']} · run {run['id'][:12]}",
+                  title_justify="left")
+    for col in ("scorer", "pass rate", "passed", "failed", "errored", "mean"):
+        table.add_column(col, justify="left" if col == "scorer" else "right")
+    for name, s in (summary.get("scorers") or {}).items():
+        table.add_row(name, _rate(s["pass_rate"]), str(s["passed"]), str(s["failed"]),
+                      str(s["errored"]), "-" if s["mean"] is None else f"{s['mean']:.3f}")
+    console.print(table)
+    console.print(
+        f"dataset {run['dataset_name']}@{run['dataset_version']} · {run['cases']} cases x "
+        f"{run['executions'] // max(1, run['cases'])} · pass rate "
+        f"[bold]{_rate(summary.get('pass_rate'))}[/bold] · passed {run['passed']} · failed "
+        f"{run['failed']} · errored {run['errored']} · flaky cases {summary.get('flaky_cases', 0)}")
+    console.print(
+        f"cost ${run['cost_usd']:.4f} spent (${summary.get('full_cost_usd', 0.0):.4f} "
+        f"uncached, {run['cached']} answers from cache) · tokens {run['input_tokens']} in / "
+        f"{run['output_tokens']} out · latency p50 {_ms(run['latency_p50_ms'])} ms, p95 "
+        f"{_ms(run['latency_p95_ms'])} ms, p99 {_ms(run['latency_p99_ms'])} ms"
+        + (f" · commit {run['git_commit'][:12]}" if run.get("git_commit") else ""))
+    th = summary.get("thresholds") or {}
+    for failure in th.get("failures") or ():
+        console.print(f"[red]threshold:[/red] {failure}", highlight=False)
+    for flaky in (summary.get("flaky") or [])[:5]:
+        console.print(f"[yellow]flaky:[/yellow] case {flaky['case']} passed "
+                      f"{flaky['pass_rate']:.0%} of repeats", highlight=False)
+
+
+def run_exit_code(runs: list[dict[str, Any]]) -> int:
+    verdicts = [orjson.loads(r["summary"] or "{}").get("thresholds") or {} for r in runs]
+    if any(not v.get("judgeable", False) for v in verdicts):
+        return EXIT_ERROR
+    return EXIT_OK if all(v.get("ok") for v in verdicts) else EXIT_FAILED
+
+
+async def resolve_run(store: Store, ref: str) -> dict[str, Any]:
+    """A run by id or unique id prefix."""
+    from keel.errors import NotFound
+
+    ids = await q.find_runs(store, ref)
+    if len(ids) != 1:
+        what = "no eval run" if not ids else "more than one eval run"
+        raise NotFound(f"{what} matches '{ref}'; `keel eval runs` lists them")
+    run = await q.get_run(store, ids[0])
+    assert run is not None
+    return run
+
+
+@click.group("eval")
+def evals() -> None:
+    """Eval suites: run them through the gateway, compare runs, gate releases.
+
+    Exit codes of run and gate: 0 passed, 1 threshold broken or regression, 2 error
+    (bad suite, missing dataset/prompt/scorer, too many errored cases).
+    """
+
+
+config_option = click.option(
+    "--config", "config_path", envvar="KEEL_CONFIG", default=None,
+    help="keel YAML config (providers, models) [default: keel.yaml if present, else the "
+         "built-in mock].")
+
+
+@evals.command("run")
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@config_option
+@click.option("--repeats", type=click.IntRange(1, 100), default=None,
+              help="Run each case N times and report flakiness [default: the suite's].")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 512), default=None,
+              help="Requests in flight at once [default: the suite's, 8].")
+@click.option("--no-cache", is_flag=True, help="Call the models even for answers cached "
+                                               "by an earlier run.")
+@click.option("--on-error", type=click.Choice(["stop", "skip"]), default="stop",
+              show_default=True, help="A malformed dataset line stops the run, or is skipped.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def run_cmd(suite_file: Path, config_path: str | None, repeats: int | None,
+            concurrency: int | None, no_cache: bool, on_error: str, quiet: bool) -> None:
+    """Run SUITE_FILE: every case against every target, scored; one stored run per target."""
+    suite = load(suite_file, repeats=repeats, concurrency=concurrency)
+
+    async def go(state: Any) -> list[dict[str, Any]]:
+        from keel.gateway.internal import LocalGateway
+
+        gateway = LocalGateway(state, feature=suite.spec.feature)
+        return await run_with_progress((state.store, state.prompts, gateway, not no_cache),
+                                       suite, quiet=quiet, on_error=on_error)
+
+    runs = with_gateway(config_path, go)
+    for run in runs:
+        print_run(run)
+    sys.exit(run_exit_code(runs))
+
+
+@evals.command("runs")
+@click.option("--suite", default=None, help="Only this suite's runs.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+def runs_cmd(suite: str | None, limit: int, as_json: bool) -> None:
+    """List recent eval runs, newest first."""
+    rows = with_store(lambda store: q.list_runs(store, suite=suite, limit=limit))
+    if as_json:
+        for r in rows:
+            click.echo(orjson.dumps({k: v for k, v in r.items() if k != "config"}))
+        return
+    table = Table()
+    for col in ("run", "started (UTC)", "suite", "target", "dataset", "status", "pass rate",
+                "errored", "cost $", "p95 ms"):
+        table.add_column(col)
+    for r in rows:
+        summary = orjson.loads(r["summary"] or "{}")
+        table.add_row(r["id"][:12], _when(r["started_at"]), r["suite"], r["target"],
+                      f"{r['dataset_name']}@{r['dataset_version']}", r["status"],
+                      _rate(summary.get("pass_rate")), str(r["errored"]),
+                      f"{r['cost_usd']:.4f}", _ms(r["latency_p95_ms"]))
+    console.print(table)
+
+
+@evals.command("show")
+@click.argument("run_ref")
+@click.option("--failures", is_flag=True, help="Also list failed and errored cases.")
+def show_cmd(run_ref: str, failures: bool) -> None:
+    """Show one run (by id or id prefix): per-scorer results, cost, latency, flaky cases."""
+
+    async def go(store: Store) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        run = await resolve_run(store, run_ref)
+        bad: list[dict[str, Any]] = []
+        if failures:
+            async for row in q.iter_results(store, run["id"]):
+                if row["status"] != "passed" and len(bad) < 200:
+                    bad.append(row)
+        return run, bad
+
+    run, bad = with_store(go)
+    print_run(run)
+    for row in bad:
+        reasons = [f"{s['name']}: {s['error'] or s['explanation']}"
+                   for s in orjson.loads(row["scores"]) if s["passed"] is False or s["error"]]
+        console.print(f"[{'red' if row['status'] == 'failed' else 'yellow'}]{row['status']}"
+                      f"[/] case {row['case_id']} (repeat {row['repeat']}): "
+                      f"{row['error'] or '; '.join(reasons)}", highlight=False)

@@ -1,0 +1,111 @@
+"""Calls from inside keel (the eval runner, judges, scheduled suites) into this process's
+gateway.
+
+They take exactly the path a client request takes after authentication — validation,
+attribution, routing, rate limits and budgets, retries and fallbacks, the trace — so eval
+traffic is traced and costed like any other, under its own team and feature. The gateway's
+response cache is bypassed (``no-store``): an eval measures the model, and repeats must be
+independent samples; the eval runner keeps its own result cache.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from keel.errors import KeelError
+from keel.gateway.flow import ChatFlow, run_embeddings
+from keel.gateway.validate import check_chat, check_embeddings
+from keel.types import JSON, Principal, Trace, new_trace_id
+
+if TYPE_CHECKING:
+    from keel.server.state import AppState
+
+_HEADERS = {"x-keel-cache": "no-store"}
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a call produced: the body (None on error), and what it took."""
+
+    body: JSON | None
+    trace_id: str
+    latency_ms: float
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+    model: str | None
+    error: KeelError | None = None
+
+
+class _Exchange:
+    """The parts of an inbound exchange the chat flow reads."""
+
+    __slots__ = ("headers_in", "principal", "state", "trace")
+
+    def __init__(self, state: AppState, principal: Principal, trace: Trace) -> None:
+        self.state = state
+        self.principal: Principal | None = principal
+        self.trace = trace
+        self.headers_in = _HEADERS
+
+
+class LocalGateway:
+    """The gateway of this process, called directly, as team ``team`` / feature ``feature``."""
+
+    def __init__(self, state: AppState, *, team: str = "eval", feature: str = "eval") -> None:
+        self.state = state
+        self.principal = Principal(key_id=None, team=team, feature=feature, models=None,
+                                   feature_override=True)
+
+    def _trace(self, endpoint: str, body: JSON, tags: dict[str, str] | None,
+               prompt: tuple[str, int] | None) -> Trace:
+        trace = Trace(id=new_trace_id(), start_time=time.time(), endpoint=endpoint)
+        model = body.get("model")
+        trace.model_requested = model if isinstance(model, str) else None
+        if prompt is not None:
+            trace.prompt_name, trace.prompt_version = prompt
+        return trace
+
+    def _open(self, trace: Trace, body: JSON, tags: dict[str, str] | None) -> None:
+        self.state.gateway.attribute(trace, self.principal, _HEADERS, body)
+        if tags:
+            trace.tags = {**trace.tags, **tags}
+        trace.request_body = body
+
+    async def chat(self, body: JSON, *, tags: dict[str, str] | None = None,
+                   prompt: tuple[str, int] | None = None) -> Reply:
+        """A non-streamed chat completion. Never raises a KeelError: it is on the reply."""
+        body = {k: v for k, v in body.items() if k != "stream"}
+        trace = self._trace("chat", body, tags, prompt)
+        try:
+            check_chat(body)
+            self._open(trace, body, tags)
+            out = await ChatFlow(_Exchange(self.state, self.principal, trace), body).run()
+            assert isinstance(out, dict)
+        except KeelError as exc:
+            return self._failed(trace, exc)
+        return _reply(trace, out)
+
+    async def embed(self, body: JSON, *, tags: dict[str, str] | None = None) -> Reply:
+        trace = self._trace("embeddings", body, tags, None)
+        try:
+            check_embeddings(body)
+            self._open(trace, body, tags)
+            out = await run_embeddings(_Exchange(self.state, self.principal, trace), body)
+        except KeelError as exc:
+            return self._failed(trace, exc)
+        return _reply(trace, out)
+
+    def _failed(self, trace: Trace, exc: KeelError) -> Reply:
+        self.state.gateway.complete(trace, exc.status, error=exc)
+        reply = _reply(trace, None)
+        reply.error = exc
+        return reply
+
+
+def _reply(trace: Trace, body: JSON | None) -> Reply:
+    return Reply(body=body, trace_id=trace.id, latency_ms=trace.latency_ms,
+                 cost_usd=trace.cost_usd, input_tokens=trace.usage.input_tokens,
+                 output_tokens=trace.usage.output_tokens, model=trace.model_served)

@@ -1,0 +1,152 @@
+"""Eval run queries: a run row, its per-case results (written in batches as they arrive),
+the result cache, regression events and schedule claims."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from keel.store.db import Store, row_dict
+from keel.store.schema import eval_cache, eval_events, eval_results, eval_runs, eval_schedule_claims
+
+PAGE = 1000
+
+
+async def create_run(store: Store, row: dict[str, Any]) -> None:
+    async with store.begin() as conn:
+        await conn.execute(eval_runs.insert().values(**row))
+
+
+async def add_results(store: Store, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        async with store.begin() as conn:
+            await conn.execute(eval_results.insert(), list(rows))
+
+
+async def finish_run(store: Store, run_id: str, values: dict[str, Any]) -> None:
+    async with store.begin() as conn:
+        await conn.execute(eval_runs.update().where(eval_runs.c.id == run_id).values(**values))
+
+
+async def get_run(store: Store, run_id: str) -> dict[str, Any] | None:
+    async with store.connect() as conn:
+        row = (await conn.execute(sa.select(eval_runs).where(eval_runs.c.id == run_id))).first()
+    return row_dict(row) if row else None
+
+
+async def find_runs(store: Store, prefix: str) -> list[str]:
+    """Run ids starting with ``prefix`` (so a short id can name a run), at most 2."""
+    q = sa.select(eval_runs.c.id).where(eval_runs.c.id.like(prefix + "%")).limit(2)
+    async with store.connect() as conn:
+        return [str(r[0]) for r in (await conn.execute(q)).all()]
+
+
+async def list_runs(store: Store, *, suite: str | None = None, group_id: str | None = None,
+                    limit: int = 50) -> list[dict[str, Any]]:
+    q = sa.select(eval_runs).order_by(eval_runs.c.started_at.desc()).limit(limit)
+    if suite is not None:
+        q = q.where(eval_runs.c.suite == suite)
+    if group_id is not None:
+        q = q.where(eval_runs.c.group_id == group_id)
+    async with store.connect() as conn:
+        return [row_dict(r) for r in (await conn.execute(q)).all()]
+
+
+async def iter_results(store: Store, run_id: str,
+                       page: int = PAGE) -> AsyncIterator[dict[str, Any]]:
+    """A run's results ordered by (case_idx, repeat), a page at a time (bounded memory)."""
+    after = (-1, -1)
+    c = eval_results.c
+    while True:
+        q = (sa.select(eval_results).where(
+            c.run_id == run_id,
+            sa.or_(c.case_idx > after[0], sa.and_(c.case_idx == after[0], c.repeat > after[1])))
+            .order_by(c.case_idx, c.repeat).limit(page))
+        async with store.connect() as conn:
+            rows = [row_dict(r) for r in (await conn.execute(q)).all()]
+        for row in rows:
+            yield row
+        if len(rows) < page:
+            return
+        after = (rows[-1]["case_idx"], rows[-1]["repeat"])
+
+
+async def latency_percentiles(store: Store, run_id: str,
+                              quantiles: Iterable[float]) -> dict[float, float | None]:
+    """Exact latency quantiles of a run's answered executions (nearest rank; a cached
+    answer counts with the latency it had when made), computed in the database so the
+    runner never holds every latency in memory."""
+    c = eval_results.c
+    where = sa.and_(c.run_id == run_id, c.error.is_(None))
+    async with store.connect() as conn:
+        n = int((await conn.execute(sa.select(sa.func.count()).where(where))).scalar() or 0)
+        out: dict[float, float | None] = {}
+        for qtl in quantiles:
+            if n == 0:
+                out[qtl] = None
+                continue
+            rank = min(n - 1, max(0, int(qtl * n + 0.999999) - 1))
+            q = sa.select(c.latency_ms).where(where).order_by(c.latency_ms).offset(rank).limit(1)
+            out[qtl] = float((await conn.execute(q)).scalar() or 0.0)
+    return out
+
+
+async def cache_get(store: Store, keys: Sequence[str]) -> dict[str, str]:
+    if not keys:
+        return {}
+    q = sa.select(eval_cache.c.key, eval_cache.c.reply).where(eval_cache.c.key.in_(list(keys)))
+    async with store.connect() as conn:
+        return {str(k): str(v) for k, v in (await conn.execute(q)).all()}
+
+
+async def cache_put(store: Store, items: Sequence[tuple[str, str]]) -> None:
+    """Insert cached replies; a key written meanwhile (another run) is kept as it is."""
+    if not items:
+        return
+    now = time.time()
+    existing = await cache_get(store, [k for k, _ in items])
+    rows = [{"key": k, "reply": v, "created_at": now} for k, v in dict(items).items()
+            if k not in existing]
+    if not rows:
+        return
+    try:
+        async with store.begin() as conn:
+            await conn.execute(eval_cache.insert(), rows)
+    except IntegrityError:  # a concurrent writer won the race for some key: insert one by one
+        for row in rows:
+            try:
+                async with store.begin() as conn:
+                    await conn.execute(eval_cache.insert().values(**row))
+            except IntegrityError:
+                pass
+
+
+async def add_event(store: Store, kind: str, suite: str, run_id: str | None,
+                    detail: str) -> None:
+    async with store.begin() as conn:
+        await conn.execute(eval_events.insert().values(at=time.time(), kind=kind, suite=suite,
+                                                       run_id=run_id, detail=detail))
+
+
+async def list_events(store: Store, *, since: float | None = None,
+                      limit: int = 100) -> list[dict[str, Any]]:
+    q = sa.select(eval_events).order_by(eval_events.c.id.desc()).limit(limit)
+    if since is not None:
+        q = q.where(eval_events.c.at >= since)
+    async with store.connect() as conn:
+        return [row_dict(r) for r in (await conn.execute(q)).all()]
+
+
+async def claim_slot(store: Store, suite: str, slot: str, by: str) -> bool:
+    """True for exactly one caller per (suite, slot), across replicas."""
+    try:
+        async with store.begin() as conn:
+            await conn.execute(eval_schedule_claims.insert().values(
+                suite=suite, slot=slot, claimed_at=time.time(), claimed_by=by))
+        return True
+    except IntegrityError:
+        return False
