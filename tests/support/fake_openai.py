@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -32,6 +32,9 @@ class FakeOpenAI:
                       "prompt_tokens_details": {"cached_tokens": 4},
                       "completion_tokens_details": {"reasoning_tokens": 2}}
         self.requests: list[dict[str, Any]] = []
+        # Optional: body -> answer text (per request), for tests whose answers depend on
+        # what was asked (eval targets, judges).
+        self.responder: Callable[[dict[str, Any]], str] | None = None
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
@@ -62,7 +65,8 @@ class FakeOpenAI:
                 return Response(orjson.dumps(self.error_body), 200,
                                 media_type="application/json")
             return StreamingResponse(self._stream(body), media_type="text/event-stream")
-        message: dict[str, Any] = {"role": "assistant", "content": self.text}
+        text = self.responder(body) if self.responder is not None else self.text
+        message: dict[str, Any] = {"role": "assistant", "content": text}
         finish = "stop"
         if body.get("tools"):
             name = body["tools"][0]["function"]["name"]
