@@ -188,3 +188,47 @@ def test_cli_push_label_show_diff_rollback(tmp_path: Path, database_url: str) ->
     assert listed[0]["labels"] == {"production": 1, "latest": 2}
     bad = CliRunner().invoke(main, ["prompts", "show", "nope"], env=env)
     assert bad.exit_code == 2 and "no prompt named 'nope'" in bad.output
+
+
+def test_messages_endpoint_renders_prompt_at_label(tmp_path: Path) -> None:
+    import anthropic
+
+    with running_keel(tmp_path) as k:
+        h = k.admin_headers()
+        httpx.post(k.url + "/api/prompts", json=BASE, headers=h)
+        httpx.put(k.url + "/api/prompts/support-reply/labels/production", json={"version": 1},
+                  headers=h)
+        client = anthropic.Anthropic(base_url=k.url, api_key=k.admin_key)
+        # model and messages come from the prompt version
+        raw = client.messages.with_raw_response.create(  # type: ignore[call-overload]
+            extra_body={"prompt": "support-reply@production",
+                        "variables": {"product": "Acme", "question": "Where is my parcel?"}},
+            model=anthropic.NOT_GIVEN, messages=anthropic.NOT_GIVEN, max_tokens=100)
+        msg = raw.parse()
+        assert msg.type == "message" and msg.content[0].text
+        k.flush()
+        trace_id = raw.headers["x-keel-trace-id"]
+        t = httpx.get(f"{k.url}/api/traces/{trace_id}", headers=h).json()
+        assert (t["endpoint"], t["prompt_name"], t["prompt_version"], t["model_requested"]) \
+            == ("messages", "support-reply", 1, "mock")
+        sent = t["request"]["messages"]
+        assert sent[0]["content"] == "You are a support agent for Acme."
+        assert sent[1]["content"] == "Where is my parcel?"
+        # the request's own messages follow the prompt's
+        r = httpx.post(k.url + "/v1/messages", headers=h, json={
+            "prompt": "support-reply@production", "max_tokens": 50,
+            "variables": {"product": "Acme", "question": "Hi"},
+            "messages": [{"role": "user", "content": "And one more thing"}]})
+        assert r.status_code == 200, r.text
+        missing = httpx.post(k.url + "/v1/messages", headers=h, json={
+            "prompt": "support-reply@production", "variables": {"product": "A"}})
+        assert missing.status_code == 400
+        assert missing.json()["type"] == "error" and "question" in \
+            missing.json()["error"]["message"]
+        unknown = httpx.post(k.url + "/v1/messages", headers=h, json={
+            "prompt": "support-reply@staging", "variables": {}})
+        assert unknown.status_code == 400 and "no label 'staging'" in \
+            unknown.json()["error"]["message"]
+        no_prompt = httpx.post(k.url + "/v1/messages", headers=h, json={
+            "messages": [{"role": "user", "content": "x"}], "max_tokens": 5})
+        assert no_prompt.status_code == 400 and "model" in no_prompt.json()["error"]["message"]

@@ -25,6 +25,7 @@ from keel.gateway.anthropic_inbound_format import (
 from keel.gateway.flow import ChatFlow
 from keel.gateway.openai_api import SSE_HEADERS, TRACE_HEADER, Exchange, json_response
 from keel.gateway.validate import check_chat
+from keel.prompts import apply_prompt
 from keel.types import JSON, Usage
 
 OVERLOADED_STATUS = 529
@@ -51,10 +52,18 @@ def anthropic_error(exc: KeelError, trace_id: str | None = None) -> Response:
     return json_response(body, status, headers)
 
 
-def _translate_in_place(body: JSON) -> str:
+def _translate_in_place(ex: Exchange, body: JSON) -> str:
     """``Exchange.open``'s check hook: validate the Anthropic body and replace it, in place,
-    with the equivalent OpenAI chat body, so attribution and the stored trace use that."""
-    translated = openai_body_from_anthropic(body)
+    with the equivalent OpenAI chat body, so attribution and the stored trace use that.
+    A registered prompt (``"prompt": "name@label"`` + ``variables``) is rendered as on
+    ``/v1/chat/completions``."""
+    with_prompt = "prompt" in body
+    translated = openai_body_from_anthropic(body, with_prompt=with_prompt)
+    if with_prompt:
+        translated["prompt"] = body.get("prompt")
+        translated["variables"] = body.get("variables")
+        apply_prompt(ex.state.prompts, translated, ex.trace)
+        ex.trace.model_requested = translated.get("model")
     body.clear()
     body.update(translated)
     return check_chat(body)
@@ -81,7 +90,7 @@ async def anthropic_sse(chunks: AsyncIterator[JSON], model: str) -> AsyncIterato
 async def messages(request: Request) -> Response:
     ex = Exchange(request, "messages")
     try:
-        body = await ex.open(_translate_in_place)
+        body = await ex.open(lambda b: _translate_in_place(ex, b))
         out = await ChatFlow(ex, body).run()
     except Exception as exc:
         return ex.fail(exc, anthropic_error)

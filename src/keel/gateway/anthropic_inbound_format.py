@@ -186,18 +186,27 @@ def _tool_choice(choice: Any, out: JSON) -> None:
         out["parallel_tool_calls"] = False
 
 
-def openai_body_from_anthropic(body: JSON) -> JSON:
-    """Validate an Anthropic Messages request and translate it to an OpenAI chat body."""
+def openai_body_from_anthropic(body: JSON, *, with_prompt: bool = False) -> JSON:
+    """Validate an Anthropic Messages request and translate it to an OpenAI chat body.
+
+    ``with_prompt``: the request names a registered prompt, which supplies the model, the
+    messages (the request's own follow them) and possibly max_tokens, so those may be
+    absent here."""
+    out: JSON = {}
     model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise _bad("model", "is required and must be a non-empty string")
+    if model is not None or not with_prompt:
+        if not isinstance(model, str) or not model:
+            raise _bad("model", "is required and must be a non-empty string")
+        out["model"] = model
     max_tokens = body.get("max_tokens")
-    if max_tokens is None:
+    if max_tokens is None and not with_prompt:
         raise _bad("max_tokens", "is required")
-    if not _int(max_tokens) or max_tokens < 1:
-        raise _bad("max_tokens", "must be a positive integer")
-    messages = _messages(body.get("messages"))
-    out: JSON = {"model": model, "max_tokens": max_tokens}
+    if max_tokens is not None:
+        if not _int(max_tokens) or max_tokens < 1:
+            raise _bad("max_tokens", "must be a positive integer")
+        out["max_tokens"] = max_tokens
+    messages = [] if with_prompt and body.get("messages") is None \
+        else _messages(body.get("messages"))
     system = body.get("system")
     if system is not None:
         text = _text_of(system, "system")
