@@ -219,12 +219,35 @@ class BudgetConfig(_Strict):
         "closed", description="If Redis is unreachable: refuse (closed) or admit (open).")
 
 
+class ScheduledSuite(_Strict):
+    suite: str = Field(description="Suite file; a relative path is relative to the config file.")
+    at: str = Field("03:00", description="Time of day (UTC, HH:MM) of the daily run.")
+    baseline: str | None = Field(
+        None, description="Gate against this label (or prompt ref); without it the suite's "
+                          "own thresholds (and gate.baseline, if set) decide.")
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, v: str) -> str:
+        hh, sep, mm = v.partition(":")
+        if not (sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60
+                and len(mm) == 2):
+            raise ValueError(f"'{v}' is not a time of day; use HH:MM in UTC, e.g. '03:00'")
+        return f"{int(hh):02d}:{mm}"
+
+
+class EvalsConfig(_Strict):
+    schedule: list[ScheduledSuite] = Field(default_factory=list)
+    check_interval_s: float = Field(60.0, gt=0, description="How often the schedule is checked.")
+
+
 class KeelConfig(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
     limits: list[LimitConfig] = Field(default_factory=list)
     budgets: list[BudgetConfig] = Field(default_factory=list)
+    evals: EvalsConfig = Field(default_factory=EvalsConfig)
 
     @model_validator(mode="after")
     def _references(self) -> KeelConfig:

@@ -31,6 +31,7 @@ class AppState:
     redis: Any = None
     cache: ResponseCache | None = None
     limits: Limits | None = None
+    scheduler: Any = None  # keel.evals.schedule.EvalScheduler, when suites are scheduled
 
     @classmethod
     def build(cls, settings: Settings, config: KeelConfig) -> AppState:
@@ -70,9 +71,17 @@ class AppState:
         self.limits = Limits(self.config, self.store, self.redis,
                              prefix=self.settings.redis_prefix)
         await self.limits.start()
+        if self.config.evals.schedule:
+            from keel.evals.schedule import EvalScheduler
+
+            self.scheduler = EvalScheduler(self, self.config.evals,
+                                           Path(self.settings.config).parent)
+            self.scheduler.start()
 
     async def aclose(self) -> None:
         """Graceful stop: providers closed, every trace written, keys flushed, store closed."""
+        if self.scheduler is not None:
+            await self.scheduler.aclose()
         await self.gateway.aclose()
         if self.limits is not None:
             await self.limits.aclose()

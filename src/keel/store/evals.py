@@ -150,3 +150,18 @@ async def claim_slot(store: Store, suite: str, slot: str, by: str) -> bool:
         return True
     except IntegrityError:
         return False
+
+
+async def page_results(store: Store, run_id: str, *, status: str | None = None,
+                       after: tuple[int, int] = (-1, -1),
+                       limit: int = 100) -> list[dict[str, Any]]:
+    """One page of a run's results after (case_idx, repeat), optionally of one status."""
+    c = eval_results.c
+    q = (sa.select(eval_results).where(
+        c.run_id == run_id,
+        sa.or_(c.case_idx > after[0], sa.and_(c.case_idx == after[0], c.repeat > after[1])))
+        .order_by(c.case_idx, c.repeat).limit(limit))
+    if status is not None:
+        q = q.where(c.status == status)
+    async with store.connect() as conn:
+        return [row_dict(r) for r in (await conn.execute(q)).all()]

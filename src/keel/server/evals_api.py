@@ -1,0 +1,111 @@
+"""``/api/evals``: eval runs, their per-case results, comparisons and regression events
+(admin key). Runs are produced by ``keel eval run|gate`` and by scheduled suites."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keel.errors import InvalidRequest, KeelError, NotFound
+from keel.gateway.openai_api import json_response, openai_error
+from keel.server.admin import _admin, _float
+from keel.store import Store
+from keel.store import evals as q
+
+MAX_PAGE = 1000
+STATUSES = ("passed", "failed", "errored")
+
+
+def _limit(query: Any, default: int = 50) -> int:
+    raw = query.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_PAGE}", param="limit")
+    return int(raw)
+
+
+def public_run(run: dict[str, Any]) -> dict[str, Any]:
+    out = dict(run)
+    out["config"] = orjson.loads(run["config"]) if run.get("config") else None
+    out["summary"] = orjson.loads(run["summary"]) if run.get("summary") else None
+    return out
+
+
+async def _run(store: Store, run_id: str) -> dict[str, Any]:
+    run = await q.get_run(store, run_id)
+    if run is None:
+        raise NotFound(f"no eval run '{run_id}'; GET /api/evals/runs lists them",
+                       code="eval_run_not_found")
+    return run
+
+
+async def list_runs_ep(request: Request) -> Response:
+    try:
+        st = _admin(request)
+        qp = request.query_params
+        rows = await q.list_runs(st.store, suite=qp.get("suite") or None,
+                                 group_id=qp.get("group") or None, limit=_limit(qp))
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response({"object": "list", "data": [public_run(r) for r in rows]})
+
+
+async def get_run_ep(request: Request) -> Response:
+    try:
+        st = _admin(request)
+        run = await _run(st.store, request.path_params["run_id"])
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response(public_run(run))
+
+
+async def results_ep(request: Request) -> Response:
+    """Per-case results, paged: ``?status=failed&limit=100&after=CASE_IDX:REPEAT``."""
+    try:
+        st = _admin(request)
+        run = await _run(st.store, request.path_params["run_id"])
+        qp = request.query_params
+        status = qp.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}",
+                                 param="status")
+        after = (-1, -1)
+        if qp.get("after"):
+            idx, _, rep = qp["after"].partition(":")
+            if not (idx.isdigit() and (rep.isdigit() or not rep)):
+                raise InvalidRequest("'after' must be CASE_IDX:REPEAT, as in next_after",
+                                     param="after")
+            after = (int(idx), int(rep or 0))
+        limit = _limit(qp, 100)
+        rows = await q.page_results(st.store, run["id"], status=status, after=after,
+                                    limit=limit)
+    except KeelError as exc:
+        return openai_error(exc)
+    for row in rows:
+        row["scores"] = orjson.loads(row["scores"])
+    nxt = f"{rows[-1]['case_idx']}:{rows[-1]['repeat']}" if len(rows) == limit else None
+    return json_response({"object": "list", "data": rows, "next_after": nxt})
+
+
+async def events_ep(request: Request) -> Response:
+    try:
+        st = _admin(request)
+        qp = request.query_params
+        rows = await q.list_events(st.store, since=_float(qp, "since"), limit=_limit(qp, 100))
+    except KeelError as exc:
+        return openai_error(exc)
+    for row in rows:
+        row["detail"] = orjson.loads(row["detail"]) if row.get("detail") else None
+    return json_response({"object": "list", "data": rows})
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/api/evals/runs", list_runs_ep, methods=["GET"]),
+        Route("/api/evals/runs/{run_id}", get_run_ep, methods=["GET"]),
+        Route("/api/evals/runs/{run_id}/results", results_ep, methods=["GET"]),
+        Route("/api/evals/events", events_ep, methods=["GET"]),
+    ]
