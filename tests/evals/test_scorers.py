@@ -19,9 +19,9 @@ from keel.evals.scorers import (
 )
 from keel.evals.scorers.custom import FunctionScorer
 
-BUILTINS = ["contains", "contains-all", "contains-any", "cost", "equals", "is-json",
-            "json-schema", "latency", "length", "python", "refusal", "regex", "starts-with",
-            "tool-call"]
+BUILTINS = ["contains", "contains-all", "contains-any", "cost", "equals", "faithfulness",
+            "groundedness", "is-json", "json-schema", "judge", "latency", "length", "pairwise",
+            "python", "refusal", "regex", "relevance", "similarity", "starts-with", "tool-call"]
 
 
 @pytest.fixture(autouse=True)

@@ -35,6 +35,8 @@ class FakeOpenAI:
         # Optional: body -> answer text (per request), for tests whose answers depend on
         # what was asked (eval targets, judges).
         self.responder: Callable[[dict[str, Any]], str] | None = None
+        # Optional: input text -> embedding (default [0.1, 0.2, 0.3] for every input).
+        self.vector_for: Callable[[str], list[float]] | None = None
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
@@ -109,7 +111,9 @@ class FakeOpenAI:
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         return Response(orjson.dumps({
             "object": "list", "model": body["model"],
-            "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
-                     for i in range(len(inputs))],
+            "data": [{"object": "embedding", "index": i,
+                      "embedding": self.vector_for(text) if self.vector_for is not None
+                      else [0.1, 0.2, 0.3]}
+                     for i, text in enumerate(inputs)],
             "usage": {"prompt_tokens": 5, "total_tokens": 5},
         }), media_type="application/json")
