@@ -8,7 +8,9 @@ too many errored cases).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -52,6 +54,10 @@ def with_gateway(config_path: str | None, fn: Callable[[Any], Awaitable[T]]) -> 
         config = load_config(settings.config, required=config_path is not None)
         state = AppState.build(settings, config)
         await state.start()
+        task = asyncio.current_task()
+        if task is not None:  # SIGTERM (a CI timeout): stop, mark the runs failed, exit 2
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         try:
             return await fn(state)
         finally:
@@ -59,8 +65,14 @@ def with_gateway(config_path: str | None, fn: Callable[[Any], Awaitable[T]]) -> 
 
     try:
         return asyncio.run(go())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        err_console.print("[red]interrupted:[/red] unfinished runs are marked failed")
+        sys.exit(EXIT_ERROR)
     except KeelError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        sys.exit(EXIT_ERROR)
+    except Exception as exc:  # the store unreachable, ...: "could not run" (2), never 1
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", highlight=False)
         sys.exit(EXIT_ERROR)
 
 

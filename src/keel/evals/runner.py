@@ -294,27 +294,36 @@ class Runner:
         now = time.time()
         for t in targets:
             t.run_id = new_trace_id()
-            await q.create_run(self.store, {
-                "id": t.run_id, "suite": suite.name, "group_id": group_id, "role": t.role,
-                "target": t.label[:512], "prompt_name": t.prompt.name if t.prompt else None,
-                "prompt_version": t.prompt.version if t.prompt else None, "model": t.model,
-                "dataset_name": ds["name"], "dataset_version": ds["version"],
-                "config": config, "git_commit": commit, "status": "running",
-                "started_at": now, "cases": ds["cases"]})
         tallies = {t.run_id: Tally() for t in targets}
         total = ds["cases"] * len(targets) * suite.spec.repeats
+        finished: list[dict[str, Any]] = []
+        # Everything from the first run row on is inside the try: whatever fails or is
+        # cancelled (also while the runs are being finished), no run is left 'running'.
         try:
+            for t in targets:
+                await q.create_run(self.store, {
+                    "id": t.run_id, "suite": suite.name, "group_id": group_id, "role": t.role,
+                    "target": t.label[:512], "prompt_name": t.prompt.name if t.prompt else None,
+                    "prompt_version": t.prompt.version if t.prompt else None, "model": t.model,
+                    "dataset_name": ds["name"], "dataset_version": ds["version"],
+                    "config": config, "git_commit": commit, "status": "running",
+                    "started_at": now, "cases": ds["cases"]})
             await self._pipeline(suite, targets, ds, tallies, total)
+            for t in targets:
+                finished.append(await self._finish(suite, t, tallies[t.run_id]))
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 await self._flush(force=True)
+            done = {r["id"] for r in finished}
             for t in targets:
+                if t.run_id in done:
+                    continue
                 with contextlib.suppress(Exception):
                     await q.finish_run(self.store, t.run_id, {
                         "status": "failed", "finished_at": time.time(),
                         "error": f"{type(exc).__name__}: {exc}"[:2000]})
             raise
-        return [await self._finish(suite, t, tallies[t.run_id]) for t in targets]
+        return finished
 
     async def _pipeline(self, suite: Suite, targets: list[Target], ds: dict[str, Any],
                         tallies: dict[str, Tally], total: int) -> None:

@@ -80,8 +80,8 @@ class LocalGateway:
         body = {k: v for k, v in body.items() if k != "stream"}
         trace = self._trace("chat", body, tags, prompt)
         try:
+            self._open(trace, body, tags)  # first: a refused request is attributed too
             check_chat(body)
-            self._open(trace, body, tags)
             out = await ChatFlow(_Exchange(self.state, self.principal, trace), body).run()
             assert isinstance(out, dict)
         except KeelError as exc:
@@ -91,8 +91,8 @@ class LocalGateway:
     async def embed(self, body: JSON, *, tags: dict[str, str] | None = None) -> Reply:
         trace = self._trace("embeddings", body, tags, None)
         try:
-            check_embeddings(body)
             self._open(trace, body, tags)
+            check_embeddings(body)
             out = await run_embeddings(_Exchange(self.state, self.principal, trace), body)
         except KeelError as exc:
             return self._failed(trace, exc)

@@ -81,7 +81,7 @@ async def latency_percentiles(store: Store, run_id: str,
     answer counts with the latency it had when made), computed in the database so the
     runner never holds every latency in memory."""
     c = eval_results.c
-    where = sa.and_(c.run_id == run_id, c.error.is_(None))
+    where = sa.and_(c.run_id == run_id, c.output.is_not(None))
     async with store.connect() as conn:
         n = int((await conn.execute(sa.select(sa.func.count()).where(where))).scalar() or 0)
         out: dict[float, float | None] = {}
