@@ -272,3 +272,197 @@ def show_cmd(run_ref: str, failures: bool) -> None:
         console.print(f"[{'red' if row['status'] == 'failed' else 'yellow'}]{row['status']}"
                       f"[/] case {row['case_id']} (repeat {row['repeat']}): "
                       f"{row['error'] or '; '.join(reasons)}", highlight=False)
+
+
+report_options = [
+    click.option("--html", "html", type=click.Path(dir_okay=False, path_type=Path),
+                 default=None, help="Write a self-contained HTML report here."),
+    click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+                 default=None, help="Write the JSON report here."),
+    click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path),
+                 default=None, help="Write a JUnit XML report here (for CI test views)."),
+]
+
+
+def with_reports(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(report_options):
+        fn = option(fn)
+    return fn
+
+
+def _signed(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, "+" + fmt)
+
+
+def print_comparison(cmp: Any, verdict: Any | None = None) -> None:
+    a, b = cmp.a, cmp.b
+    table = Table(title=f"baseline {a.target} (run {a.run_id[:12]})  vs  candidate "
+                        f"{b.target} (run {b.run_id[:12]})", title_justify="left")
+    for col in ("", "baseline", "candidate", "change"):
+        table.add_column(col, justify="left" if not col else "right")
+
+    def rate(r: Any) -> str:
+        return "-" if r.rate is None else f"{r.rate:.1%} [{r.lo:.1%}, {r.hi:.1%}]"
+
+    table.add_row("pass rate (95% CI)", rate(a.pass_rate), rate(b.pass_rate),
+                  _signed(cmp.deltas["pass_rate"].delta, ".1%"))
+    for name in sorted(set(a.scorers) | set(b.scorers)):
+        sa, sb = a.scorers.get(name), b.scorers.get(name)
+        da = sa.pass_rate.rate if sa else None
+        db = sb.pass_rate.rate if sb else None
+        table.add_row(f"  {name}", rate(sa.pass_rate) if sa else "-",
+                      rate(sb.pass_rate) if sb else "-",
+                      _signed(db - da if da is not None and db is not None else None, ".1%"))
+    d = cmp.deltas
+    table.add_row("cost (uncached) $", f"{a.full_cost_usd:.4f}", f"{b.full_cost_usd:.4f}",
+                  _signed(d["full_cost_usd"].relative, ".1%"))
+    for key, label in (("latency_p50_ms", "latency p50 ms"), ("latency_p95_ms",
+                                                              "latency p95 ms")):
+        table.add_row(label, _ms(d[key].a), _ms(d[key].b), _signed(d[key].delta, ".0f"))
+    table.add_row("tokens in / out", f"{a.input_tokens} / {a.output_tokens}",
+                  f"{b.input_tokens} / {b.output_tokens}", "")
+    table.add_row("errored", str(a.errored), str(b.errored), _signed(d["errored"].delta, ".0f"))
+    table.add_row("flaky cases", str(a.flaky_cases), str(b.flaky_cases), "")
+    console.print(table)
+    console.print(
+        f"{cmp.cases_compared} cases compared (by {cmp.matched_by}): {cmp.worse} worse, "
+        f"{cmp.better} better, {cmp.ties} unchanged; sign test p(worse) = {cmp.p_worse:.4f}; "
+        f"pass->fail {cmp.pass_to_fail.count}, fail->pass {cmp.fail_to_pass.count}")
+    for flip in cmp.pass_to_fail.examples[:10]:
+        why = "; ".join(flip.b_failures)[:200]
+        console.print(f"[red]pass->fail[/red] case {flip.case_id} "
+                      f"({flip.a_rate:.0%} -> {flip.b_rate:.0%}) {why}", highlight=False)
+    for flip in cmp.fail_to_pass.examples[:5]:
+        console.print(f"[green]fail->pass[/green] case {flip.case_id} "
+                      f"({flip.a_rate:.0%} -> {flip.b_rate:.0%})", highlight=False)
+    for warning in cmp.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if verdict is not None:
+        colour = {0: "green", 1: "red"}.get(verdict.code, "yellow")
+        console.print(f"[bold {colour}]gate: {verdict.result.upper()}[/] (exit {verdict.code})")
+        for reason in verdict.reasons:
+            console.print(f"  - {reason}", highlight=False)
+
+
+@evals.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@with_reports
+def compare_cmd(run_a: str, run_b: str, html: Path | None, json_path: Path | None,
+                junit: Path | None) -> None:
+    """Compare RUN_A (before) with RUN_B (after): pass rates with 95% intervals, cases that
+    flipped, a paired sign test, cost and latency changes. Runs by id or id prefix.
+
+    Also prints the verdict the gate's rule (default alpha and min_effect) gives for B
+    against A; the exit code is 0 unless the runs cannot be compared (2)."""
+    from keel.evals.compare import compare_runs, gate_verdict
+    from keel.evals.report import write_comparison_report
+    from keel.evals.suite import GateSpec
+
+    async def go(store: Store) -> Any:
+        a, b = await resolve_run(store, run_a), await resolve_run(store, run_b)
+        cmp = await compare_runs(store, a["id"], b["id"])
+        thresholds = orjson.loads(b["summary"] or "{}").get("thresholds") or {}
+        verdict = gate_verdict(cmp, GateSpec(), thresholds)
+        await write_comparison_report(store, cmp, verdict, html=html, json=json_path,
+                                      junit=junit)
+        return cmp, verdict
+
+    cmp, verdict = with_store(go)
+    print_comparison(cmp, verdict)
+
+
+@evals.command("gate")
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--baseline", default=None,
+              help="Label of the candidate's prompt (e.g. production) or a prompt ref "
+                   "(name@3) [default: the suite's gate.baseline].")
+@config_option
+@click.option("--repeats", type=click.IntRange(1, 100), default=None)
+@click.option("--concurrency", "-c", type=click.IntRange(1, 512), default=None)
+@click.option("--no-cache", is_flag=True, help="Call the models even for cached answers.")
+@click.option("--on-error", type=click.Choice(["stop", "skip"]), default="stop",
+              show_default=True, help="A malformed dataset line stops the run, or is skipped.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@with_reports
+def gate_cmd(suite_file: Path, baseline: str | None, config_path: str | None,
+             repeats: int | None, concurrency: int | None, no_cache: bool, on_error: str,
+             quiet: bool, html: Path | None, json_path: Path | None,
+             junit: Path | None) -> None:
+    """Run the suite's candidate and its baseline side by side; exit 1 if the candidate is
+    worse beyond noise or breaks a threshold.
+
+    Rule: the candidate regressed when its pass rate over the shared cases is lower than
+    the baseline's by more than gate.min_effect (default 0.02) and a one-sided exact sign
+    test over the cases (worse vs better, ties dropped) gives p < gate.alpha (default
+    0.05). Exit codes: 0 pass, 1 regression or threshold broken, 2 error.
+    """
+    from keel.evals.gate import run_gate
+    from keel.evals.report import write_comparison_report
+
+    suite = load(suite_file, repeats=repeats, concurrency=concurrency)
+
+    async def go(state: Any) -> Any:
+        from keel.gateway.internal import LocalGateway
+
+        gateway = LocalGateway(state, feature=suite.spec.feature)
+        runner = Runner(state.store, state.prompts, gateway, use_cache=not no_cache)
+        if quiet:
+            outcome = await run_gate(runner, suite, baseline, on_error=on_error)
+        else:
+            with progress_bar() as bar:
+                task = bar.add_task(f"{suite.name} (candidate + baseline)", total=None,
+                                    rate="")
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+
+                def advance(done: int, total: int) -> None:
+                    rate = done / max(1e-6, loop.time() - start)
+                    bar.update(task, completed=done, total=total, rate=f"{rate:.1f}/s")
+
+                runner.progress = advance
+                outcome = await run_gate(runner, suite, baseline, on_error=on_error)
+        await write_comparison_report(state.store, outcome.comparison, outcome.verdict,
+                                      html=html, json=json_path, junit=junit)
+        return outcome
+
+    outcome = with_gateway(config_path, go)
+    print_comparison(outcome.comparison, outcome.verdict)
+    sys.exit(outcome.verdict.code)
+
+
+@evals.command("report")
+@click.argument("run_ref")
+@with_reports
+def report_cmd(run_ref: str, html: Path | None, json_path: Path | None,
+               junit: Path | None) -> None:
+    """Write reports of one run (HTML, JSON, JUnit), readable without the server."""
+    from keel.evals.report import write_run_report
+
+    if not (html or json_path or junit):
+        raise click.UsageError("name at least one of --html, --json, --junit")
+
+    async def go(store: Store) -> dict[str, Any]:
+        run = await resolve_run(store, run_ref)
+        await write_run_report(store, run["id"], html=html, json=json_path, junit=junit)
+        return run
+
+    run = with_store(go)
+    for path in (html, json_path, junit):
+        if path is not None:
+            console.print(f"wrote {path} (run {run['id'][:12]})")
+
+
+@evals.command("events")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+def events_cmd(limit: int) -> None:
+    """Regression and error events recorded by scheduled suites, newest first."""
+    rows = with_store(lambda store: q.list_events(store, limit=limit))
+    table = Table()
+    for col in ("at (UTC)", "kind", "suite", "run", "why"):
+        table.add_column(col)
+    for r in rows:
+        detail = orjson.loads(r["detail"] or "{}")
+        table.add_row(_when(r["at"]), r["kind"], r["suite"], (r["run_id"] or "-")[:12],
+                      "; ".join(detail.get("reasons") or [])[:200])
+    console.print(table)

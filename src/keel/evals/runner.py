@@ -20,6 +20,7 @@ import logging
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ from keel.gateway.internal import Reply
 from keel.prompts.registry import PromptRegistry, PromptVersion
 from keel.store import Store
 from keel.store import evals as q
-from keel.types import JSON, new_trace_id
+from keel.types import JSON
 
 log = logging.getLogger("keel.evals")
 
@@ -288,12 +289,12 @@ class Runner:
         roles = roles or [None] * len(suite.targets)
         targets = [self.target(suite, t, r) for t, r in zip(suite.targets, roles, strict=True)]
         ds = await self.dataset(suite, on_error)
-        group_id = group_id or new_trace_id()
+        group_id = group_id or uuid.uuid4().hex
         commit = git_commit(suite.path.parent if suite.path else None)
         config = orjson.dumps(suite.config_record()).decode()
         now = time.time()
         for t in targets:
-            t.run_id = new_trace_id()
+            t.run_id = uuid.uuid4().hex  # random from the start: a short prefix names it
         tallies = {t.run_id: Tally() for t in targets}
         total = ds["cases"] * len(targets) * suite.spec.repeats
         finished: list[dict[str, Any]] = []
