@@ -387,11 +387,12 @@ class Runner:
             await queue.put(item)
 
     async def call(self, body: JSON, retries: int, tags: dict[str, str],
-                   prompt: tuple[str, int] | None = None) -> Reply:
-        """One gateway call, retried on transient errors with backoff."""
+                   prompt: tuple[str, int] | None = None, *, embed: bool = False) -> Reply:
+        """One gateway call (chat, or embeddings), retried on transient errors with backoff."""
         attempt = 0
         while True:
-            reply = await self.gateway.chat(body, tags=tags, prompt=prompt)
+            reply = await (self.gateway.embed(body, tags=tags) if embed
+                           else self.gateway.chat(body, tags=tags, prompt=prompt))
             if reply.error is None or attempt >= retries or not transient(reply.error):
                 return reply
             await asyncio.sleep(retry_delay(reply.error, attempt))
@@ -505,7 +506,7 @@ class ScoringLLM:
         key = request_key(body, "embed")
         reply = await self._cached(key)
         if reply is None:
-            reply = await self.runner.gateway.embed(body, tags=self.tags)
+            reply = await self.runner.call(body, self.retries, self.tags, embed=True)
             self.cost_usd += reply.cost_usd
             if reply.error is None and reply.body is not None:
                 self.runner._cache_new.append((key, reply_to_cache(reply)))
