@@ -111,6 +111,13 @@ def test_readme_config_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None
     for doc in prompt_files:  # prompt files are checked as prompt files
         assert PromptSpec.parse(doc, "README.md").variables
     docs = [d for d in docs if "messages" not in d]
+    from keel.evals.suite import parse_suite
+
+    suites = [d for d in docs if "scorers" in d]
+    assert suites, "the README has an example eval suite"
+    for doc in suites:  # suites are checked as suites (scorers built, keys known)
+        assert parse_suite(doc, ROOT / "README.md").scorers
+    docs = [d for d in docs if "scorers" not in d]
     base = max(docs, key=lambda d: len(d.get("models") or []))  # the full reference example
     for doc in docs:
         # partial snippets (routes:, limits:, budgets: ...) are checked against the reference
@@ -124,7 +131,9 @@ def test_readme_settings_table_matches_settings() -> None:
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"`KEEL_([A-Z_]+)`", readme)) - {"TEST_POSTGRES_URL",
                                                                  "TEST_REDIS_URL",
-                                                                 "TEST_REQUIRE_SERVICES"}
+                                                                 "TEST_REQUIRE_SERVICES",
+                                                                 # read by eval runs only
+                                                                 "GIT_COMMIT"}
     fields = {name.upper() for name in Settings.model_fields}
     assert documented == fields, (documented ^ fields)
 
