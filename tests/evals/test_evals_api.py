@@ -54,6 +54,10 @@ def test_runs_results_and_events_over_http(tmp_path: Path, database_url: str) ->
         assert len(failed) == run["failed"]
         assert all(r["scores"][0]["passed"] is False for r in failed)
 
+        page = httpx.get(f"{k.url}/api/evals/runs/{run['id']}/report.html", headers=h)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "contains" in page.text and "c5" in page.text
+
         events = httpx.get(k.url + "/api/evals/events", headers=h).json()["data"]
         assert events[0]["kind"] == "regression" and events[0]["run_id"] == run["id"]
         assert events[0]["detail"] == {"reasons": ["pass rate fell"]}
@@ -66,6 +70,8 @@ def test_bad_requests_and_auth(tmp_path: Path) -> None:
         key = k.create_key(team="t")
         r = httpx.get(k.url + "/api/evals/runs", headers={"authorization": f"Bearer {key}"})
         assert r.status_code == 403
+        assert httpx.get(k.url + "/api/evals/runs/nope/report.html",
+                         headers=h).status_code == 404
         missing = httpx.get(k.url + "/api/evals/runs/nope", headers=h)
         assert missing.status_code == 404 and "GET /api/evals/runs" in \
             missing.json()["error"]["message"]

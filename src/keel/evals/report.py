@@ -599,6 +599,18 @@ async def _write_run_json(store: Store, run: dict[str, Any], path: PathLike) -> 
         await asyncio.to_thread(fh.close)
 
 
+async def run_html(store: Store, run_id: str) -> str:
+    """The HTML report of one stored run (its cases read from the store)."""
+    run = await q.get_run(store, run_id)
+    if run is None:
+        raise NotFound(f"no eval run '{run_id}'; GET /api/evals/runs lists them",
+                       code="eval_run_not_found")
+    table = CaseTable(MAX_HTML_CASES)
+    async for case in _stored_cases(store, run_id):
+        table.add(case)
+    return _render_run(run, table)
+
+
 async def write_run_report(store: Store, run_id: str, html: PathLike | None = None,
                            json: PathLike | None = None,
                            junit: PathLike | None = None) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError, NotFound
@@ -90,6 +90,18 @@ async def results_ep(request: Request) -> Response:
     return json_response({"object": "list", "data": rows, "next_after": nxt})
 
 
+async def report_ep(request: Request) -> Response:
+    """The run's self-contained HTML report."""
+    from keel.evals.report import run_html
+
+    try:
+        st = _admin(request)
+        page = await run_html(st.store, request.path_params["run_id"])
+    except KeelError as exc:
+        return openai_error(exc)
+    return HTMLResponse(page)
+
+
 async def events_ep(request: Request) -> Response:
     try:
         st = _admin(request)
@@ -107,5 +119,6 @@ def routes() -> list[Route]:
         Route("/api/evals/runs", list_runs_ep, methods=["GET"]),
         Route("/api/evals/runs/{run_id}", get_run_ep, methods=["GET"]),
         Route("/api/evals/runs/{run_id}/results", results_ep, methods=["GET"]),
+        Route("/api/evals/runs/{run_id}/report.html", report_ep, methods=["GET"]),
         Route("/api/evals/events", events_ep, methods=["GET"]),
     ]
