@@ -38,6 +38,7 @@ from keel.errors import (
 )
 from keel.evals.datasets import Case, Datasets
 from keel.evals.scorers import LLMError, Score, ScoreInput
+from keel.evals.scorers.support import BaseScorer
 from keel.evals.suite import Suite, SuiteError, TargetSpec
 from keel.gateway.internal import Reply
 from keel.prompts.registry import PromptRegistry, PromptVersion
@@ -431,8 +432,7 @@ class Runner:
                          variables=item.case.vars, context=item.case.context,
                          latency_ms=reply.latency_ms, cost_usd=reply.cost_usd, llm=llm,
                          messages=item.body["messages"])
-        scores = list(zip([s.name for s in suite.scorers],
-                          await asyncio.gather(*(safe_score(s, inp) for s in suite.scorers)),
+        scores = list(zip([s.name for s in suite.scorers], await score_all(suite.scorers, inp),
                           strict=True))
         row["scores"] = orjson.dumps([
             {"name": name, "value": s.value, "passed": s.passed, "explanation": s.explanation,
@@ -514,6 +514,30 @@ class ScoringLLM:
             raise LLMError(reply.error.message if reply.error else "no answer")
         data = sorted(reply.body.get("data") or [], key=lambda d: d.get("index", 0))
         return [list(d["embedding"]) for d in data]
+
+
+def inline(scorer: Any) -> bool:
+    """A scorer that never waits (the deterministic built-ins): awaited in place, since a
+    task per scorer per case costs more than the scoring (measured in bench/)."""
+    return isinstance(scorer, BaseScorer) and type(scorer).score is BaseScorer.score
+
+
+async def score_all(scorers: list[Any], inp: ScoreInput) -> list[Score]:
+    """Every scorer's score, in order; the ones that wait (model calls) run concurrently."""
+    out: list[Score | None] = [None] * len(scorers)
+    waiting: list[int] = []
+    for i, scorer in enumerate(scorers):
+        if inline(scorer):
+            out[i] = await safe_score(scorer, inp)
+        else:
+            waiting.append(i)
+    if len(waiting) == 1:
+        out[waiting[0]] = await safe_score(scorers[waiting[0]], inp)
+    elif waiting:
+        done = await asyncio.gather(*(safe_score(scorers[i], inp) for i in waiting))
+        for i, score in zip(waiting, done, strict=True):
+            out[i] = score
+    return [s for s in out if s is not None]
 
 
 async def safe_score(scorer: Any, inp: ScoreInput) -> Score:
