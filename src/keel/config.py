@@ -241,6 +241,23 @@ class EvalsConfig(_Strict):
     check_interval_s: float = Field(60.0, gt=0, description="How often the schedule is checked.")
 
 
+class RetentionSpec(_Strict):
+    content_days: float | None = Field(
+        None, gt=0, description="Days request/response content is kept (None: forever).")
+    rows_days: float | None = Field(
+        None, gt=0, description="Days trace rows are kept (None: forever); rollups stay.")
+
+
+class FeatureConfig(_Strict):
+    name: str
+    value_unit: str | None = Field(
+        None, description="The business outcome (by name) that measures this feature's "
+                          "value, e.g. ticket_resolved; cost per value unit divides by it.")
+    retention: RetentionSpec = Field(default_factory=RetentionSpec)
+    capture: Literal["full", "redacted", "none"] = Field(
+        "full", description="What of request/response content is stored.")
+
+
 class KeelConfig(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -248,6 +265,10 @@ class KeelConfig(_Strict):
     limits: list[LimitConfig] = Field(default_factory=list)
     budgets: list[BudgetConfig] = Field(default_factory=list)
     evals: EvalsConfig = Field(default_factory=EvalsConfig)
+    features: list[FeatureConfig] = Field(default_factory=list)
+
+    def feature(self, name: str) -> FeatureConfig | None:
+        return next((f for f in self.features if f.name == name), None)
 
     @model_validator(mode="after")
     def _references(self) -> KeelConfig:

@@ -180,6 +180,7 @@ class Trace:
     cost_saved_usd: float = 0.0
     prompt_name: str | None = None
     prompt_version: int | None = None
+    source: str | None = None  # None: the gateway; "otlp": ingested OpenTelemetry spans
     mono_start: float = field(default_factory=time.perf_counter)
 
     def mark_first_token(self) -> None:

@@ -49,6 +49,8 @@ traces = sa.Table(
     # 0003: prompts
     sa.Column("prompt_name", sa.String(128)),
     sa.Column("prompt_version", sa.Integer),
+    # 0006: where the trace came from: None (the gateway) | otlp
+    sa.Column("source", sa.String(16)),
     sa.Index("ix_traces_start_time", "start_time"),
     sa.Index("ix_traces_feature_time", "feature", "start_time"),
 )
@@ -75,6 +77,9 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float),
     sa.Column("last_used_at", sa.Float),
+    # 0006: None (the gateway) | feedback (may only write feedback; browser-safe)
+    sa.Column("scope", sa.String(16)),
+    sa.Column("origins", sa.JSON),  # browser origins allowed to use a feedback key
 )
 
 prompt_versions = sa.Table(
@@ -216,6 +221,131 @@ eval_schedule_claims = sa.Table(
     sa.Column("slot", sa.String(32), primary_key=True),  # e.g. the UTC date of a daily run
     sa.Column("claimed_at", sa.Float, nullable=False),
     sa.Column("claimed_by", sa.String(128)),
+)
+
+
+def _rollup_key() -> list[sa.Column[object]]:
+    return [
+        sa.Column("granularity", sa.String(1), primary_key=True),  # m | h | d
+        sa.Column("bucket", sa.Float, primary_key=True),  # bucket start, epoch seconds
+        sa.Column("feature", sa.String(128), primary_key=True),
+        sa.Column("team", sa.String(128), primary_key=True),
+        sa.Column("model", sa.String(256), primary_key=True),
+        sa.Column("prompt", sa.String(160), primary_key=True),  # name@version or ''
+    ]
+
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # the client's id, or generated
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("trace_time", sa.Float, nullable=False),  # rolled up at the trace's time
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("thumbs", sa.Integer),  # 1 | -1
+    sa.Column("outcome", sa.String(16)),  # accepted | edited | rejected | escalated
+    sa.Column("edit_distance", sa.Integer),
+    sa.Column("rework", sa.Float),  # 0..1: edit distance / length of the answer
+    sa.Column("corrected_text", sa.Text),
+    sa.Column("score_name", sa.String(64)),
+    sa.Column("score", sa.Float),
+    sa.Column("critical_error", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("critical_category", sa.String(64)),
+    sa.Column("comment", sa.Text),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("feature", sa.String(128)),  # copied from the trace
+    sa.Column("team", sa.String(128)),
+    sa.Column("model", sa.String(256)),
+    sa.Column("prompt", sa.String(160)),
+    sa.Index("ix_feedback_trace", "trace_id"),
+    sa.Index("ix_feedback_time", "trace_time"),
+)
+
+outcomes = sa.Table(
+    "outcomes",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("feature", sa.String(128), nullable=False),
+    sa.Column("team", sa.String(128)),
+    sa.Column("trace_ids", sa.JSON),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("key_id", sa.String(32)),
+    sa.Index("ix_outcomes_feature_time", "feature", "at"),
+)
+
+rollups = sa.Table(
+    "rollups",
+    metadata,
+    *_rollup_key(),
+    sa.Column("requests", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("errors", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cached_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("reasoning_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("cache_hits", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cost_saved_usd", sa.Float, nullable=False, server_default="0"),
+    sa.Column("latency_ms_sum", sa.Float, nullable=False, server_default="0"),
+    sa.Column("feedback", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("thumbs_up", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("thumbs_down", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("accepted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("edited", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rejected", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("escalated", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rework_sum", sa.Float, nullable=False, server_default="0"),
+    sa.Column("rework_n", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("critical_errors", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_rollups_window", "granularity", "bucket"),
+)
+
+rollup_errors = sa.Table(
+    "rollup_errors",
+    metadata,
+    *_rollup_key(),
+    sa.Column("error_type", sa.String(64), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False, server_default="0"),
+)
+
+rollup_sketches = sa.Table(
+    "rollup_sketches",
+    metadata,
+    *_rollup_key(),
+    sa.Column("metric", sa.String(8), primary_key=True),  # latency | ttft
+    sa.Column("idx", sa.Integer, primary_key=True),  # log-bucket index (keel/sketch.py)
+    sa.Column("count", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_rollup_sketches_window", "granularity", "bucket"),
+)
+
+rollup_outcomes = sa.Table(  # business outcomes by name; a feature's value unit is one name
+    "rollup_outcomes",
+    metadata,
+    sa.Column("granularity", sa.String(1), primary_key=True),
+    sa.Column("bucket", sa.Float, primary_key=True),
+    sa.Column("feature", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("events", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("value", sa.Float, nullable=False, server_default="0"),
+)
+
+cost_events = sa.Table(
+    "cost_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),  # reprice
+    sa.Column("model", sa.String(256)),
+    sa.Column("since", sa.Float),
+    sa.Column("until", sa.Float),
+    sa.Column("traces", sa.Integer),
+    sa.Column("cost_before_usd", sa.Float),
+    sa.Column("cost_after_usd", sa.Float),
+    sa.Column("actor", sa.String(128)),
+    sa.Column("detail", sa.Text),
 )
 
 meta = sa.Table(

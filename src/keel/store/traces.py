@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from keel.store import rollups
 from keel.store.db import Store, row_dict
 from keel.store.schema import trace_payloads, traces
 from keel.types import Trace
@@ -26,7 +27,7 @@ def trace_values(t: Trace) -> tuple[Any, ...]:
         t.error_message, t.latency_ms, t.ttft_ms, t.stream, u.input_tokens, u.output_tokens,
         u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, t.cost_usd,
         t.route, t.variant, orjson.dumps(t.attempt_log).decode() if t.attempt_log else None,
-        t.cache_hit, t.cost_saved_usd, t.prompt_name, t.prompt_version,
+        t.cache_hit, t.cost_saved_usd, t.prompt_name, t.prompt_version, t.source,
     )
 
 
@@ -67,9 +68,11 @@ def _insert_sql(store: Store, table: sa.Table, columns: tuple[str, ...]) -> str:
 
 
 async def insert_rows(
-    store: Store, rows: list[tuple[Any, ...]], payloads: list[tuple[Any, ...]]
+    store: Store, rows: list[tuple[Any, ...]], payloads: list[tuple[Any, ...]],
+    *, replay: bool = False,
 ) -> None:
-    """Insert a batch in one transaction; rows already stored (a replay) are skipped.
+    """Insert a batch in one transaction, with its rollups; rows already stored (a replay
+    of spilled traces) are skipped, and not rolled up twice (``replay`` checks for them).
 
     Positional tuples go straight to the driver's executemany: on the hot write path the
     per-row parameter processing of a Core ``insert()`` costs more than the insert itself.
@@ -77,10 +80,20 @@ async def insert_rows(
     if not rows:
         return
     async with store.begin() as conn:
+        if replay:
+            ids = [r[0] for r in rows]
+            stored = {str(i) for (i,) in (await conn.execute(
+                sa.select(traces.c.id).where(traces.c.id.in_(ids)))).all()}
+            rows = [r for r in rows if r[0] not in stored]
+            payloads = [p for p in payloads if p[0] not in stored]
+            if not rows:
+                return
         await conn.exec_driver_sql(_insert_sql(store, traces, TRACE_COLUMNS), rows)
         if payloads:
             await conn.exec_driver_sql(
                 _insert_sql(store, trace_payloads, PAYLOAD_COLUMNS), payloads)
+        await rollups.apply(conn, store, rollups.trace_deltas(
+            dict(zip(TRACE_COLUMNS, r, strict=True)) for r in rows))
 
 
 @dataclass(slots=True)

@@ -212,7 +212,7 @@ class TraceWriter:
     async def _replay_batch(self, batch: list[Row]) -> bool:
         try:
             await insert_rows(self.store, [r for r, _ in batch],
-                              [p for _, p in batch if p is not None])
+                              [p for _, p in batch if p is not None], replay=True)
             self.written += len(batch)
             return True
         except Exception:

@@ -1,0 +1,1 @@
+"""Operational measures: rollups of traces, feedback and outcomes; derived metrics."""

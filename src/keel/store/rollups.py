@@ -1,0 +1,245 @@
+"""Rollups: traces, feedback and outcomes added up per time bucket, maintained as they land.
+
+Each trace batch is added to the rollups in the transaction that stores it, so the two
+never disagree: per (granularity m|h|d, bucket, feature, team, model, prompt) counters,
+errors by type, and latency / time-to-first-token sketches (``keel.sketch``). Every
+write is an additive upsert (``ON CONFLICT ... DO UPDATE SET c = c + excluded.c``, the same
+SQL on SQLite and PostgreSQL), so concurrent writers and replicas never lose an update;
+rows are written in key order so concurrent transactions lock them in the same order.
+``rebuild`` recomputes a time range from the raw rows.
+
+Feedback is rolled up at the time of the trace it is about (so "acceptance of the answers
+given in March" is a window query); outcomes at their own time, per feature and name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from keel import sketch
+from keel.store.db import Store
+from keel.store.schema import (
+    feedback,
+    outcomes,
+    rollup_errors,
+    rollup_outcomes,
+    rollup_sketches,
+    rollups,
+    traces,
+)
+
+GRANULARITIES: dict[str, int] = {"m": 60, "h": 3600, "d": 86400}
+KEY = ("granularity", "bucket", "feature", "team", "model", "prompt")
+TRACE_COUNTERS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens",
+                  "reasoning_tokens", "cost_usd", "cache_hits", "cost_saved_usd",
+                  "latency_ms_sum")
+FEEDBACK_COUNTERS = ("feedback", "thumbs_up", "thumbs_down", "accepted", "edited", "rejected",
+                     "escalated", "rework_sum", "rework_n", "critical_errors")
+OUTCOMES = ("accepted", "edited", "rejected", "escalated")
+BATCH = 400
+
+Key = tuple[str, float, str, str, str, str]
+
+
+def bucket(t: float, granularity: str) -> float:
+    size = GRANULARITIES[granularity]
+    return float(math.floor(t / size) * size)
+
+
+def prompt_label(name: str | None, version: int | None) -> str:
+    return f"{name}@{version}" if name else ""
+
+
+class Deltas:
+    """Additions to the rollup tables, accumulated in memory, written by ``apply``."""
+
+    def __init__(self) -> None:
+        self.counters: dict[Key, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.errors: dict[tuple[Key, str], int] = defaultdict(int)
+        self.sketches: dict[tuple[Key, str, int], int] = defaultdict(int)
+        self.outcomes: dict[tuple[str, float, str, str], list[float]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.counters or self.outcomes)
+
+    def _keys(self, t: float, feature: str, team: str, model: str, prompt: str) -> list[Key]:
+        return [(g, bucket(t, g), feature, team, model, prompt) for g in GRANULARITIES]
+
+    def add_trace(self, row: dict[str, Any]) -> None:
+        ok = int(row["status"]) < 400
+        for key in self._keys(float(row["start_time"]), row.get("feature") or "",
+                              row.get("team") or "", row.get("model_requested") or "",
+                              prompt_label(row.get("prompt_name"), row.get("prompt_version"))):
+            c = self.counters[key]
+            c["requests"] += 1
+            c["errors"] += 0 if ok else 1
+            c["input_tokens"] += row.get("input_tokens") or 0
+            c["output_tokens"] += row.get("output_tokens") or 0
+            c["cached_tokens"] += row.get("cached_tokens") or 0
+            c["reasoning_tokens"] += row.get("reasoning_tokens") or 0
+            c["cost_usd"] += row.get("cost_usd") or 0.0
+            c["cache_hits"] += 1 if row.get("cache_hit") else 0
+            c["cost_saved_usd"] += row.get("cost_saved_usd") or 0.0
+            if not ok:
+                self.errors[(key, row.get("error_type") or f"http_{row['status']}")] += 1
+                continue
+            c["latency_ms_sum"] += row.get("latency_ms") or 0.0
+            self.sketches[(key, "latency", sketch.index(row.get("latency_ms") or 0.0))] += 1
+            if row.get("ttft_ms") is not None:
+                self.sketches[(key, "ttft", sketch.index(row["ttft_ms"]))] += 1
+
+    def add_feedback(self, row: dict[str, Any], sign: int = 1) -> None:
+        for key in self._keys(float(row["trace_time"]), row.get("feature") or "",
+                              row.get("team") or "", row.get("model") or "",
+                              row.get("prompt") or ""):
+            c = self.counters[key]
+            c["feedback"] += sign
+            if row.get("thumbs") == 1:
+                c["thumbs_up"] += sign
+            elif row.get("thumbs") == -1:
+                c["thumbs_down"] += sign
+            if row.get("outcome") in OUTCOMES:
+                c[row["outcome"]] += sign
+            if row.get("rework") is not None:
+                c["rework_sum"] += sign * float(row["rework"])
+                c["rework_n"] += sign
+            if row.get("critical_error"):
+                c["critical_errors"] += sign
+
+    def add_outcome(self, row: dict[str, Any]) -> None:
+        for g in GRANULARITIES:
+            key = (g, bucket(float(row["at"]), g), row["feature"], row["name"])
+            acc = self.outcomes.setdefault(key, [0.0, 0.0])
+            acc[0] += 1
+            acc[1] += float(row["value"])
+
+
+def _quote(store: Store) -> Any:
+    return store.engine.dialect.identifier_preparer.quote
+
+
+def _upsert_sql(store: Store, table: sa.Table, keys: Sequence[str],
+                adds: Sequence[str]) -> str:
+    cache_key = f"upsert:{table.name}:{','.join(adds)}"
+    sql = store.sql_cache.get(cache_key)
+    if sql is None:
+        from keel.store.traces import _placeholders
+
+        q = _quote(store)
+        t = q(table.name)
+        cols = [*keys, *adds]
+        sql = (f"INSERT INTO {t} ({', '.join(q(c) for c in cols)}) VALUES "
+               f"({_placeholders(store.engine.dialect.paramstyle, len(cols))}) "
+               f"ON CONFLICT ({', '.join(q(k) for k in keys)}) DO UPDATE SET "
+               + ", ".join(f"{q(c)} = {t}.{q(c)} + excluded.{q(c)}" for c in adds))
+        store.sql_cache[cache_key] = sql
+    return sql
+
+
+async def _run(conn: AsyncConnection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    for i in range(0, len(rows), BATCH):
+        await conn.exec_driver_sql(sql, rows[i:i + BATCH])
+
+
+async def apply(conn: AsyncConnection, store: Store, deltas: Deltas) -> None:
+    """Add ``deltas`` to the rollup tables, in the caller's transaction."""
+    if deltas.counters:
+        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = defaultdict(list)
+        for key in sorted(deltas.counters):
+            c = deltas.counters[key]
+            cols = tuple(sorted(c))
+            by_columns[cols].append((*key, *(c[n] for n in cols)))
+        for cols, rows in by_columns.items():
+            await _run(conn, _upsert_sql(store, rollups, KEY, cols), rows)
+    if deltas.errors:
+        rows = [(*key, etype, n) for (key, etype), n in sorted(deltas.errors.items())]
+        await _run(conn, _upsert_sql(store, rollup_errors, (*KEY, "error_type"), ("count",)),
+                   rows)
+    if deltas.sketches:
+        rows = [(*key, metric, idx, n) for (key, metric, idx), n
+                in sorted(deltas.sketches.items())]
+        await _run(conn, _upsert_sql(store, rollup_sketches, (*KEY, "metric", "idx"),
+                                     ("count",)), rows)
+    if deltas.outcomes:
+        rows = [(*key, n, v) for key, (n, v) in sorted(deltas.outcomes.items())]
+        await _run(conn, _upsert_sql(store, rollup_outcomes,
+                                     ("granularity", "bucket", "feature", "name"),
+                                     ("events", "value")), rows)
+
+
+def trace_deltas(rows: Iterable[dict[str, Any]]) -> Deltas:
+    d = Deltas()
+    for row in rows:
+        d.add_trace(row)
+    return d
+
+
+# --- rebuild ---------------------------------------------------------------------------------
+
+ROLLUP_TABLES = (rollups, rollup_errors, rollup_sketches)
+
+
+async def rebuild(store: Store, since: float, until: float | None = None,
+                  page: int = 5000) -> dict[str, int]:
+    """Recompute the rollups of whole days from ``since`` (rounded down to a UTC day) to
+    ``until`` (default: now and beyond) from the raw traces, feedback and outcomes.
+
+    Runs in one transaction: readers see the old rollups until it commits. Returns how
+    many traces, feedback items and outcomes were rolled up."""
+    start = bucket(since, "d")
+    end = None if until is None else bucket(until, "d") + GRANULARITIES["d"]
+    counts = {"traces": 0, "feedback": 0, "outcomes": 0}
+    async with store.begin() as conn:
+        for table in (*ROLLUP_TABLES, rollup_outcomes):
+            cond = table.c.bucket >= start
+            if end is not None:
+                cond = sa.and_(cond, table.c.bucket < end)
+            await conn.execute(table.delete().where(cond))
+        cols = [traces.c[n] for n in (
+            "id", "start_time", "feature", "team", "model_requested", "prompt_name",
+            "prompt_version", "status", "error_type", "input_tokens", "output_tokens",
+            "cached_tokens", "reasoning_tokens", "cost_usd", "cache_hit", "cost_saved_usd",
+            "latency_ms", "ttft_ms")]
+        after: tuple[float, str] = (start, "")
+        while True:
+            q = sa.select(*cols).where(
+                sa.or_(traces.c.start_time > after[0],
+                       sa.and_(traces.c.start_time == after[0], traces.c.id > after[1])))
+            if end is not None:
+                q = q.where(traces.c.start_time < end)
+            q = q.order_by(traces.c.start_time, traces.c.id).limit(page)
+            got = [dict(r._mapping) for r in (await conn.execute(q)).all()]
+            if not got:
+                break
+            await apply(conn, store, trace_deltas(got))
+            counts["traces"] += len(got)
+            after = (float(got[-1]["start_time"]), str(got[-1]["id"]))
+        for table, name, time_col in ((feedback, "feedback", "trace_time"),
+                                      (outcomes, "outcomes", "at")):
+            tc = table.c[time_col]
+            mark: tuple[float, str] = (start, "")
+            while True:
+                q = sa.select(table).where(
+                    sa.or_(tc > mark[0], sa.and_(tc == mark[0], table.c.id > mark[1])))
+                if end is not None:
+                    q = q.where(tc < end)
+                got = [dict(r._mapping) for r in (await conn.execute(
+                    q.order_by(tc, table.c.id).limit(page))).all()]
+                if not got:
+                    break
+                d = Deltas()
+                for row in got:
+                    if name == "feedback":
+                        d.add_feedback(row)
+                    else:
+                        d.add_outcome(row)
+                await apply(conn, store, d)
+                counts[name] += len(got)
+                mark = (float(got[-1][time_col]), str(got[-1]["id"]))
+    return counts
