@@ -291,8 +291,11 @@ def _register() -> None:
     from keel.cli.datasets import datasets
     from keel.cli.evals import evals
     from keel.cli.prompts import prompts
+    from keel.cli.stats import rollups_group, stats
 
     main.add_command(prompts)
+    main.add_command(stats)
+    main.add_command(rollups_group)
     main.add_command(datasets)
     main.add_command(evals)
 

@@ -18,7 +18,7 @@ from keel.config import KeelConfig, Settings
 from keel.errors import InvalidRequest, KeelError, NotFound
 from keel.gateway import anthropic_api, openai_api
 from keel.gateway.openai_api import json_response, openai_error
-from keel.server import admin, budgets_api, evals_api, prompts_api
+from keel.server import admin, budgets_api, evals_api, metrics_api, prompts_api
 from keel.server.state import AppState
 
 log = logging.getLogger("keel.server")
@@ -96,6 +96,7 @@ def routes() -> list[Route]:
         *budgets_api.routes(),
         *prompts_api.routes(),
         *evals_api.routes(),
+        *metrics_api.routes(),
     ]
 
 

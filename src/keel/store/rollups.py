@@ -41,6 +41,7 @@ TRACE_COUNTERS = ("requests", "errors", "input_tokens", "output_tokens", "cached
                   "latency_ms_sum")
 FEEDBACK_COUNTERS = ("feedback", "thumbs_up", "thumbs_down", "accepted", "edited", "rejected",
                      "escalated", "rework_sum", "rework_n", "critical_errors")
+COUNTERS = (*TRACE_COUNTERS, *FEEDBACK_COUNTERS)
 OUTCOMES = ("accepted", "edited", "rejected", "escalated")
 BATCH = 400
 
@@ -126,7 +127,7 @@ def _quote(store: Store) -> Any:
 
 def _upsert_sql(store: Store, table: sa.Table, keys: Sequence[str],
                 adds: Sequence[str]) -> str:
-    cache_key = f"upsert:{table.name}:{','.join(adds)}"
+    cache_key = f"upsert:{table.name}"
     sql = store.sql_cache.get(cache_key)
     if sql is None:
         from keel.store.traces import _placeholders
@@ -149,14 +150,13 @@ async def _run(conn: AsyncConnection, sql: str, rows: list[tuple[Any, ...]]) -> 
 
 async def apply(conn: AsyncConnection, store: Store, deltas: Deltas) -> None:
     """Add ``deltas`` to the rollup tables, in the caller's transaction."""
+    # One statement per table, rows in key order, tables always in the same order: every
+    # transaction takes its row locks in one global order, so concurrent writers (replicas)
+    # wait for each other instead of deadlocking.
     if deltas.counters:
-        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = defaultdict(list)
-        for key in sorted(deltas.counters):
-            c = deltas.counters[key]
-            cols = tuple(sorted(c))
-            by_columns[cols].append((*key, *(c[n] for n in cols)))
-        for cols, rows in by_columns.items():
-            await _run(conn, _upsert_sql(store, rollups, KEY, cols), rows)
+        rows = [(*key, *(deltas.counters[key].get(n, 0) for n in COUNTERS))
+                for key in sorted(deltas.counters)]
+        await _run(conn, _upsert_sql(store, rollups, KEY, COUNTERS), rows)
     if deltas.errors:
         rows = [(*key, etype, n) for (key, etype), n in sorted(deltas.errors.items())]
         await _run(conn, _upsert_sql(store, rollup_errors, (*KEY, "error_type"), ("count",)),

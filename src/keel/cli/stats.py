@@ -1,0 +1,131 @@
+"""``keel stats`` (derived measures over a window) and ``keel rollups rebuild``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from keel.cli.common import with_store
+from keel.config import Settings, load_config
+from keel.errors import ConfigError
+from keel.monitor.summary import Filters, summary
+from keel.monitor.timeparse import parse_time
+from keel.store import Store
+from keel.store import rollups as r
+
+console = Console(soft_wrap=True)
+
+
+if TYPE_CHECKING:  # generic in recent click releases only
+    _ParamType = click.ParamType[float]
+else:
+    _ParamType = click.ParamType
+
+
+class TimeParam(_ParamType):
+    name = "time"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_time(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+TIME = TimeParam()
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def _num(v: float | None, fmt: str = ".0f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+@click.command("stats")
+@click.option("--since", type=TIME, default="24h", show_default=True,
+              help="Start: epoch seconds, an ISO time, or a duration back from now (7d).")
+@click.option("--until", type=TIME, default=None, help="End [default: now].")
+@click.option("--feature", default=None)
+@click.option("--team", default=None)
+@click.option("--model", default=None)
+@click.option("--prompt", default=None, help="name@version")
+@click.option("--by", "group_by", default="feature", show_default=True,
+              help="Group by any of feature,team,model,prompt (comma-separated), or 'none'.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON the API returns.")
+def stats(since: float, until: float | None, feature: str | None, team: str | None,
+          model: str | None, prompt: str | None, group_by: str, as_json: bool) -> None:
+    """Quality, cost and value measures per group over a window (from the rollups):
+    volume, availability, latency, cost per request and per value unit, acceptance, rework,
+    escalation, critical errors per 1k, and whether unit cost falls as volume grows."""
+    try:
+        config = load_config(Settings().config)
+    except ConfigError as exc:
+        click.echo(f"config error: {exc.message}", err=True)
+        sys.exit(2)
+    units = {f.name: f.value_unit for f in config.features if f.value_unit}
+    groups = () if group_by == "none" else tuple(g.strip() for g in group_by.split(",") if g)
+
+    async def go(store: Store) -> dict[str, Any]:
+        return await summary(store, since, until or time.time(),
+                             filters=Filters(feature, team, model, prompt), group_by=groups,
+                             value_units=units)
+
+    data = with_store(go)
+    if as_json:
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table(title=f"{_when(data['from'])} .. {_when(data['to'])} UTC "
+                        f"({ {'m': 'minute', 'h': 'hour', 'd': 'day'}[data['granularity']]} "
+                        "buckets)", title_justify="left")
+    cols = [*groups, "requests", "avail.", "p50 ms", "p95 ms", "cost $", "$/req", "value",
+            "$/value", "accept", "rework", "escal.", "crit/1k", "unit cost trend"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in groups else "right")
+    for g in data["groups"]:
+        trend = g["trend"]
+        verdict = trend["unit_cost_falling_as_volume_grows"]
+        trend_text = "-" if trend["unit_cost_change"] is None else (
+            f"{trend['unit_cost_change']:+.0%} per {trend['unit']}, volume "
+            f"{_pct(trend['volume_change'])}" + (" ✓" if verdict else ""))
+        table.add_row(*(str(g[k]) or "-" for k in groups), str(g["requests"]),
+                      _pct(g["availability"]), _num(g["latency_ms"]["p50"]),
+                      _num(g["latency_ms"]["p95"]), f"{g['cost_usd']:.4f}",
+                      _num(g["cost_per_request_usd"], ".5f"),
+                      _num(g.get("value_units"), ".0f"),
+                      _num(g.get("cost_per_value_unit_usd"), ".4f"),
+                      _pct(g["acceptance_rate"]), _pct(g["rework_rate"]),
+                      _pct(g["escalation_rate"]), _num(g["critical_errors_per_1k"], ".2f"),
+                      trend_text)
+    console.print(table)
+
+
+@click.group("rollups")
+def rollups_group() -> None:
+    """The rollup tables behind stats and dashboards."""
+
+
+@rollups_group.command("rebuild")
+@click.option("--since", type=TIME, required=True,
+              help="From this time (rounded down to a UTC day): ISO date, epoch or 30d.")
+@click.option("--until", type=TIME, default=None, help="Up to this time [default: all].")
+def rebuild_cmd(since: float, until: float | None) -> None:
+    """Recompute the rollups of whole days from raw traces, feedback and outcomes (one
+    transaction; readers see the old rollups until it commits)."""
+    counts = with_store(lambda store: r.rebuild(store, since, until))
+    console.print(f"rolled up {counts['traces']} traces, {counts['feedback']} feedback "
+                  f"items and {counts['outcomes']} outcomes")
