@@ -204,12 +204,15 @@ async def test_flips_are_counted_listed_and_tested(store: Store) -> None:
                            cost=0.003, latency=600.0)
     cmp = await compare_runs(store, run_a["id"], run_b["id"])
 
-    assert cmp.matched_by == "case_idx" and cmp.warnings == []
-    assert (cmp.cases_compared, cmp.only_in_a, cmp.only_in_b) == (80, 0, 0)
-    assert (cmp.worse, cmp.better, cmp.ties) == (57, 4, 19)
-    assert cmp.p_worse == pytest.approx(float(_exact_tail(57, 4)))
-    assert cmp.p_better == pytest.approx(float(_exact_tail(4, 57)))
-    assert cmp.pass_to_fail.count == 57 and cmp.fail_to_pass.count == 4
+    # the 2 cases that errored on the candidate are left out of the paired comparison
+    assert cmp.matched_by == "case_idx"
+    assert cmp.warnings == ["2 case(s) with an errored execution on either side are left out "
+                            "of the paired comparison (see the errored counts)"]
+    assert (cmp.cases_compared, cmp.only_in_a, cmp.only_in_b) == (78, 0, 0)
+    assert (cmp.worse, cmp.better, cmp.ties) == (55, 4, 19)
+    assert cmp.p_worse == pytest.approx(float(_exact_tail(55, 4)))
+    assert cmp.p_better == pytest.approx(float(_exact_tail(4, 55)))
+    assert cmp.pass_to_fail.count == 55 and cmp.fail_to_pass.count == 4
     assert len(cmp.pass_to_fail.examples) == compare.MAX_EXAMPLES  # listed up to the cap
     first = cmp.pass_to_fail.examples[0]
     assert (first.case_id, first.a_rate, first.b_rate) == ("case-0000", 1.0, 0.0)
@@ -223,8 +226,8 @@ async def test_flips_are_counted_listed_and_tested(store: Store) -> None:
     assert cmp.a.pass_rate.rate == pytest.approx(73 / 80)
     assert (cmp.a.pass_rate.lo, cmp.a.pass_rate.hi) == pytest.approx(wilson(73, 80))
     assert cmp.b.pass_rate.rate == pytest.approx(20 / 80)
-    assert cmp.a_pass_rate == pytest.approx(73 / 80) and cmp.b_pass_rate == pytest.approx(20 / 80)
-    assert cmp.effect == pytest.approx(-53 / 80)
+    assert cmp.a_pass_rate == pytest.approx(71 / 78) and cmp.b_pass_rate == pytest.approx(20 / 78)
+    assert cmp.effect == pytest.approx(-51 / 78)
     mentions = cmp.b.scorers["mentions-answer"]
     assert (mentions.passed, mentions.failed, mentions.errored) == (23, 55, 0)
     assert (mentions.pass_rate.lo, mentions.pass_rate.hi) == pytest.approx(wilson(23, 78))
@@ -244,7 +247,8 @@ async def test_flips_are_counted_listed_and_tested(store: Store) -> None:
     assert cmp.deltas["errored"].delta == 2
 
     d = orjson.loads(orjson.dumps(cmp.to_dict()))
-    assert d["pass_to_fail"]["count"] == 57 and len(d["pass_to_fail"]["examples"]) == 50
+    assert d["pass_to_fail"]["count"] == 55 and len(d["pass_to_fail"]["examples"]) == 50
+    assert d["cases_compared"] == 78 and d["worse"] == 55
     assert d["a"]["dataset"] == "support@1" and d["b"]["pass_rate"]["n"] == 80
     assert d["deltas"]["full_cost_usd"]["a"] == pytest.approx(0.16)
 
@@ -258,17 +262,26 @@ async def test_repeats_give_per_case_rates_majority_flips_and_flakiness(store: S
     run_b = await make_run(store, b)
     cmp = await compare_runs(store, run_a["id"], run_b["id"])
     # case 0: 1 -> 2/3 worse, still passing; case 1: 2/3 -> 1/3 a flip; case 2: 0 -> 2/3 a
-    # flip back; case 3 tie; case 4: 2/3 -> 1/3 (an errored repeat counts as not passed)
-    assert (cmp.worse, cmp.better, cmp.ties) == (3, 1, 1)
-    assert [f.case_id for f in cmp.pass_to_fail.examples] == ["case-0001", "case-0004"]
+    # flip back; case 3 tie; case 4 has errored repeats (on both sides): left out
+    assert cmp.cases_compared == 4
+    assert cmp.warnings == ["1 case(s) with an errored execution on either side are left out "
+                            "of the paired comparison (see the errored counts)"]
+    assert (cmp.worse, cmp.better, cmp.ties) == (2, 1, 1)
+    assert [f.case_id for f in cmp.pass_to_fail.examples] == ["case-0001"]
     assert [f.case_id for f in cmp.fail_to_pass.examples] == ["case-0002"]
     flip = cmp.pass_to_fail.examples[0]
     assert flip.a_rate == pytest.approx(2 / 3) and flip.b_rate == pytest.approx(1 / 3)
     assert cmp.a.flaky_cases == 2 and cmp.b.flaky_cases == 4
     assert cmp.a.flaky_cases == orjson.loads(run_a["summary"])["flaky_cases"]
     assert cmp.b.errored_cases == 1 and cmp.b.errored == 2
+    assert cmp.a.errored_cases == 1 and cmp.a.errored == 1
+    # per-side rates still count every execution, the errored case's included
+    assert cmp.a.pass_rate.rate == pytest.approx(10 / 15)
+    assert cmp.b.pass_rate.rate == pytest.approx(9 / 15)
     assert cmp.a.repeats == cmp.b.repeats == 3
-    assert cmp.a_pass_rate == pytest.approx((1 + 2 / 3 + 0 + 1 + 2 / 3) / 5)
+    assert cmp.a_pass_rate == pytest.approx((1 + 2 / 3 + 0 + 1) / 4)
+    assert cmp.b_pass_rate == pytest.approx((2 / 3 + 1 / 3 + 2 / 3 + 1) / 4)
+    assert cmp.effect == pytest.approx(0.0, abs=1e-12)
 
 
 async def test_different_dataset_versions_match_cases_by_id(store: Store) -> None:
@@ -336,10 +349,52 @@ async def test_planted_regression_fires(store: Store) -> None:
     cmp = await compare_runs(store, run_a["id"], run_b["id"])
     v = gate_verdict(cmp, GATE, thresholds_of(run_b))
     assert v.code == 1 and v.regression
-    assert v.reasons[0].startswith("regression: pass rate 91.2% -> 25.0% (-66.2 points)")
-    assert "57 case(s) worse, 4 better" in v.reasons[0]
+    # 71 of 78 compared cases pass on the baseline, 20 on the candidate (the 2 errored
+    # cases are left out): -51/78 of a point, 55 worse and 4 better
+    assert v.reasons[0].startswith("regression: pass rate 91.0% -> 25.6% (-65.4 points)")
+    assert "55 case(s) worse, 4 better, 19 unchanged; sign test p = 8.49e-13 < alpha 0.05" \
+        in v.reasons[0]
     assert v.to_dict() == {"code": 1, "result": "failed", "regression": True,
                            "reasons": v.reasons}
+
+
+async def test_a_drop_made_only_of_errored_executions_is_not_a_regression(
+        store: Store) -> None:
+    """Errored executions are an outage, not a quality change: 20 of 100 candidate cases
+    errored (each passed on the baseline) and one baseline case errored. Counted as not
+    passed, that would be 20 cases worse (p = 2^-20, a 20-point drop) and fire; left out,
+    the 79 remaining cases are all unchanged."""
+    a_out = [[ERROR]] + [[PASS]] * 94 + [[FAIL]] * 5
+    b_out = [[FAIL]] + [[ERROR]] * 20 + [[PASS]] * 74 + [[FAIL]] * 5
+    tolerant = make_suite(threshold={"max_error_rate": 0.25})
+    run_a = await make_run(store, a_out, suite=tolerant)
+    run_b = await make_run(store, b_out, suite=tolerant)
+    cmp = await compare_runs(store, run_a["id"], run_b["id"])
+    assert cmp.warnings == ["21 case(s) with an errored execution on either side are left "
+                            "out of the paired comparison (see the errored counts)"]
+    assert (cmp.cases_compared, cmp.worse, cmp.better, cmp.ties) == (79, 0, 0, 79)
+    assert cmp.a_pass_rate == pytest.approx(74 / 79) and cmp.b_pass_rate == pytest.approx(74 / 79)
+    assert cmp.effect == pytest.approx(0.0, abs=1e-12) and cmp.p_worse == 1.0
+    assert cmp.pass_to_fail.count == 0 and cmp.fail_to_pass.count == 0
+    # the per-side numbers still show the errors
+    assert cmp.a.pass_rate.rate == pytest.approx(94 / 100)
+    assert cmp.b.pass_rate.rate == pytest.approx(74 / 100)
+    assert (cmp.a.errored, cmp.b.errored, cmp.b.errored_cases) == (1, 20, 20)
+    assert cmp.deltas["errored"].delta == 19
+    v = gate_verdict(cmp, GATE, thresholds_of(run_b))
+    assert (v.code, v.regression) == (0, False)
+    assert v.reasons == ["no regression: pass rate 93.7% -> 93.7% (+0.0 points); 0 case(s) "
+                         "worse, 0 better, 79 unchanged; sign test p = 1"]
+
+    # under the default max_error_rate (10%) the same candidate cannot be judged: exit 2
+    run_c = await make_run(store, a_out)
+    run_d = await make_run(store, b_out)
+    cmp = await compare_runs(store, run_c["id"], run_d["id"])
+    assert (cmp.cases_compared, cmp.worse, cmp.better) == (79, 0, 0)
+    v = gate_verdict(cmp, GATE, thresholds_of(run_d))
+    assert (v.code, v.regression) == (2, False)
+    assert v.reasons == ["the candidate run cannot be judged: 20 of 100 executions errored "
+                         "(20% > max_error_rate 10%)"]
 
 
 async def test_identical_runs_pass(store: Store) -> None:

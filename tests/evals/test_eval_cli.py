@@ -159,13 +159,13 @@ def test_repeats_option_and_the_cache_across_invocations(
     suite = write_suite(tmp_path, threshold={"pass_rate": 0.7})
     first = keel(ready, "eval", "run", str(suite), "--repeats", "2", "-c", "4")
     assert first.exit_code == 0, first.output
-    assert "10 cases x 2" in first.stdout and "0 answers from cache" in first.stdout
+    assert "10 cases x 2" in first.stdout and "0 from cache" in first.stdout
     assert "20/20" in first.stderr  # the progress bar, on stderr
     assert "20/20" not in first.stdout
     again = keel(ready, "eval", "run", str(suite), "--repeats", "2", "-q")
-    assert "20 answers from cache" in again.stdout and "cost $0.0000 spent" in again.stdout
+    assert "20 from cache" in again.stdout and "cost $0.0000 spent" in again.stdout
     fresh = keel(ready, "eval", "run", str(suite), "--no-cache", "-q")
-    assert "10 cases x 1" in fresh.stdout and "0 answers from cache" in fresh.stdout
+    assert "10 cases x 1" in fresh.stdout and "0 from cache" in fresh.stdout
     runs = stored_runs(ready)
     assert [(r["executions"], r["cached"]) for r in runs] == [(20, 0), (20, 20), (10, 0)]
     assert runs[1]["cost_usd"] == 0 and runs[2]["cost_usd"] == pytest.approx(

@@ -588,3 +588,12 @@ def test_read_claims_forms() -> None:
                 '{"claims": 1.5, "supported": 1}'):
         with pytest.raises(Unreadable):
             read_claims(bad)
+
+
+@pytest.mark.parametrize("raw", [
+    '{"reason": "it would deserve a score of 5, but the score is 2 points lower because',
+    "I would not give this a score: 4 is too high for an answer like this one.",
+])
+def test_read_score_never_guesses_from_prose_or_a_cut_json_reply(raw: str) -> None:
+    with pytest.raises(Unreadable):
+        read_score(raw, 1, 5)

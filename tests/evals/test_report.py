@@ -105,7 +105,11 @@ async def test_comparison_json(store: Store, tmp_path: Path) -> None:
     verdict = gate_verdict(cmp, GATE, thresholds_of(run_b))
     data = orjson.loads(orjson.dumps(comparison_json(cmp, verdict)))
     assert data["verdict"]["code"] == 1 and data["verdict"]["regression"] is True
-    assert data["comparison"]["pass_to_fail"]["count"] == 57
+    # the 2 cases errored on the candidate are not paired: 55 pass -> fail of 78 compared
+    assert data["comparison"]["pass_to_fail"]["count"] == 55
+    assert data["comparison"]["cases_compared"] == 78
+    assert data["comparison"]["a_pass_rate"] == pytest.approx(71 / 78)
+    assert data["comparison"]["b_pass_rate"] == pytest.approx(20 / 78)
     path = tmp_path / "gate.json"
     await write_comparison_report(store, cmp, verdict, json=path)
     assert orjson.loads(path.read_bytes()) == data
@@ -131,7 +135,9 @@ async def test_gate_junit_xml_parses_with_the_right_failures(store: Store,
     (gate,) = gate_suite.findall("testcase")
     failure = gate.find("failure")
     assert failure is not None and failure.get("type") == "regression"
-    assert failure.get("message", "").startswith("regression: pass rate 91.2% -> 25.0%")
+    # the paired rates over the 78 compared cases (the 2 errored ones left out)
+    assert failure.get("message", "").startswith(
+        "regression: pass rate 91.0% -> 25.6% (-65.4 points)")
     assert failure.text == "\n".join(verdict.reasons)
     assert cases_suite.get("failures") == "58" and cases_suite.get("errors") == "2"
     by_name = {tc.get("name"): tc for tc in cases_suite.findall("testcase")}
@@ -148,6 +154,7 @@ async def test_gate_junit_xml_parses_with_the_right_failures(store: Store,
     assert by_name["case-0070"].find("failure") is None
     props = {p.get("name"): p.get("value") for p in cases_suite.iter("property")}
     assert props["candidate_run"] == run_b["id"] and props["dataset"] == "support@1"
+    assert (props["baseline_pass_rate"], props["candidate_pass_rate"]) == ("91.0%", "25.6%")
 
 
 async def test_junit_lists_at_most_the_cap_failing_cases_first(store: Store) -> None:
@@ -163,6 +170,8 @@ async def test_junit_lists_at_most_the_cap_failing_cases_first(store: Store) -> 
     assert note is not None and "18 of 30 cases are not listed" in (note.text or "")
     gate = root.findall("testsuite")[0].find("testcase")
     assert verdict.code == 1  # 2 of 30 errored is within max_error_rate (10%)
+    # the regression is the 8 failed cases (of 28 compared), not the 2 errored ones
+    assert verdict.regression and (cmp.cases_compared, cmp.worse) == (28, 8)
     assert gate is not None and gate.find("failure") is not None
 
 
@@ -230,8 +239,12 @@ async def test_comparison_html(store: Store, tmp_path: Path) -> None:
     assert "<script" not in html.lower()
     assert "support-reply@3 &lt;candidate&gt;" in html
     assert "Regression" in html and "exit code 1" in html
-    assert "91.2%" in html and "25.0%" in html  # baseline and candidate pass rates
-    assert "-66.2" in html  # the paired change in points
+    assert "91.2%" in html and "25.0%" in html  # pass rates over all executions
+    assert "-66.2 pts" in html  # their change
+    assert "91.0%" in html and "25.6%" in html  # over the 78 compared cases
+    assert "-65.4 <small>pts</small>" in html  # the paired change in points
+    assert "78 cases compared: 55 worse, 4 better, 19 same" in html
+    assert "2 case(s) with an errored execution on either side are left out" in html
     assert "mentions-answer" in html and "concise" in html
     assert "Pass → fail" in html and "Fail → pass" in html
     assert "first 50 listed" in html
@@ -251,8 +264,10 @@ async def test_comparison_html_of_an_unjudgeable_gate(store: Store) -> None:
     run_a = await make_run(store, [[PASS]] * 10)
     run_b = await make_run(store, [[ERROR]] * 10)
     cmp = await compare_runs(store, run_a["id"], run_b["id"])
+    assert cmp.cases_compared == 0 and cmp.effect is None  # every case errored on B
     verdict = gate_verdict(cmp, GATE, thresholds_of(run_b))
     assert verdict.code == 2
+    assert verdict.reasons[0].startswith("the candidate run cannot be judged")
     html = render_comparison_html(cmp, verdict, run_a, run_b)
     assert "Cannot judge" in html and "cannot be judged" in html
     root = ET.fromstring(junit_xml(cmp, verdict, []))

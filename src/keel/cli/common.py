@@ -33,3 +33,6 @@ def with_store(fn: Callable[[Store], Awaitable[T]]) -> T:
     except KeelError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(2)
+    except OSError as exc:  # a report path that cannot be written, an unreachable store...
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

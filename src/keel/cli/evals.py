@@ -53,7 +53,7 @@ def with_gateway(config_path: str | None, fn: Callable[[Any], Awaitable[T]]) -> 
         settings = Settings(config=config_path) if config_path else Settings()
         config = load_config(settings.config, required=config_path is not None)
         state = AppState.build(settings, config)
-        await state.start()
+        await state.start(schedule=False)
         task = asyncio.current_task()
         if task is not None:  # SIGTERM (a CI timeout): stop, mark the runs failed, exit 2
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -147,8 +147,9 @@ def print_run(run: dict[str, Any]) -> None:
         f"[bold]{_rate(summary.get('pass_rate'))}[/bold] · passed {run['passed']} · failed "
         f"{run['failed']} · errored {run['errored']} · flaky cases {summary.get('flaky_cases', 0)}")
     console.print(
-        f"cost ${run['cost_usd']:.4f} spent (${summary.get('full_cost_usd', 0.0):.4f} "
-        f"uncached, {run['cached']} answers from cache) · tokens {run['input_tokens']} in / "
+        f"cost ${run['cost_usd']:.4f} spent (answers ${summary.get('full_cost_usd', 0.0):.4f}"
+        f" uncached, {run['cached']} from cache; scorers "
+        f"${summary.get('scoring_cost_usd', 0.0):.4f}) · tokens {run['input_tokens']} in / "
         f"{run['output_tokens']} out · latency p50 {_ms(run['latency_p50_ms'])} ms, p95 "
         f"{_ms(run['latency_p95_ms'])} ms, p99 {_ms(run['latency_p99_ms'])} ms"
         + (f" · commit {run['git_commit'][:12]}" if run.get("git_commit") else ""))
@@ -370,6 +371,8 @@ def compare_cmd(run_a: str, run_b: str, html: Path | None, json_path: Path | Non
 
     cmp, verdict = with_store(go)
     print_comparison(cmp, verdict)
+    if verdict.code == EXIT_ERROR:  # the runs cannot be compared (failed, unjudgeable...)
+        sys.exit(EXIT_ERROR)
 
 
 @evals.command("gate")
@@ -422,12 +425,19 @@ def gate_cmd(suite_file: Path, baseline: str | None, config_path: str | None,
 
                 runner.progress = advance
                 outcome = await run_gate(runner, suite, baseline, on_error=on_error)
-        await write_comparison_report(state.store, outcome.comparison, outcome.verdict,
-                                      html=html, json=json_path, junit=junit)
+        try:
+            await write_comparison_report(state.store, outcome.comparison, outcome.verdict,
+                                          html=html, json=json_path, junit=junit)
+        except OSError as exc:  # the verdict stands; the report could not be written
+            outcome.report_error = str(exc)
         return outcome
 
     outcome = with_gateway(config_path, go)
     print_comparison(outcome.comparison, outcome.verdict)
+    if outcome.report_error:
+        err_console.print(f"[red]error:[/red] writing a report failed: {outcome.report_error}",
+                          highlight=False)
+        sys.exit(EXIT_ERROR)
     sys.exit(outcome.verdict.code)
 
 

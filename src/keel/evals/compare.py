@@ -9,18 +9,20 @@ a map of case id to its per-case counts (a few integers per case: the one struct
 grows with the dataset), then the candidate is streamed against it. Such a comparison says
 so in its ``warnings``.
 
-Per case, each side has a pass rate across its repeats (passed / executions; an errored
-execution counts as not passed). A case *passes* on a side when the majority of its
-executions passed. A case is *worse* when B's rate is below A's, *better* when above;
-equal rates are ties. ``pass -> fail`` flips are cases that pass on A and not on B,
-``fail -> pass`` the reverse.
+Per case, each side has a pass rate across its repeats (passed / executions). A case with
+an errored execution on either side is left out of the paired comparison (an outage or a
+rate limit says nothing about quality; the errored counts and ``max_error_rate`` cover
+it). A case *passes* on a side when the majority of its executions passed. A case is
+*worse* when B's rate is below A's, *better* when above; equal rates are ties. ``pass ->
+fail`` flips are cases that pass on A and not on B, ``fail -> pass`` the reverse.
 
 Gate rule: the candidate regressed when its pass rate over the cases both runs share is
 lower than the baseline's by more than ``min_effect``, and the one-sided exact sign test
-over those cases (cases worse vs cases better, ties dropped) gives p < ``alpha``. The gate
-exits 1 when the candidate regressed or broke one of the suite's absolute thresholds; it
-exits 2 when either run is not ``done``, either run is not judgeable (more errored
-executions than ``max_error_rate`` allows), or the runs share no case; otherwise 0.
+over those cases (those with errored executions left out; cases worse vs cases better,
+ties dropped) gives p < ``alpha``. The gate exits 1 when the candidate regressed or broke
+one of the suite's absolute thresholds; it exits 2 when either run is not ``done``, either
+run is not judgeable (more errored executions than ``max_error_rate`` allows), or the runs
+share no case; otherwise 0.
 
 Why this does not fire on noise: a no-op change with flaky outputs makes some cases differ
 between the runs, but as often for the better as for the worse. Under that null hypothesis
@@ -51,13 +53,8 @@ MAX_OUTPUT_CHARS = 1000  # of a case's answer kept for reports
 EXACT_LIMIT = 2000  # sign test: exact integer sums up to this many untied cases, then logs
 _EPS = 1e-12
 
-GATE_RULE = (
-    "Gate rule: the candidate regressed when its pass rate over the cases both runs share is "
-    "lower than the baseline's by more than min_effect, and the one-sided exact sign test "
-    "over those cases (cases worse vs cases better, ties dropped) gives p < alpha. The gate "
-    "exits 1 when the candidate regressed or broke one of the suite's absolute thresholds; "
-    "it exits 2 when either run is not done, either run is not judgeable (more errored "
-    "executions than max_error_rate allows), or the runs share no case; otherwise 0.")
+GATE_RULE = "Gate rule: " + " ".join(  # the docstring's paragraph, as one line of text
+    (__doc__ or "").split("Gate rule:", 1)[1].split("\n\n", 1)[0].replace("``", "").split())
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -528,7 +525,7 @@ async def compare_runs(store: Store, run_a_id: str, run_b_id: str) -> Comparison
             "cases in both runs are compared")
     tally_a, tally_b = _Tally(), _Tally()
     notes: dict[str, int] = {}
-    compared = only_a = only_b = worse = better = ties = 0
+    compared = only_a = only_b = worse = better = ties = excluded = 0
     sum_a = sum_b = 0.0
     p2f, f2p = Flips(), Flips()
     async for a, b in _pairs(store, run_a_id, run_b_id, by, tally_a, tally_b, notes):
@@ -537,6 +534,10 @@ async def compare_runs(store: Store, run_a_id: str, run_b_id: str) -> Comparison
             continue
         if a is None:
             only_b += 1
+            continue
+        if a.errored or b.errored:
+            # an infrastructure failure says nothing about quality: out of the paired test
+            excluded += 1
             continue
         compared += 1
         sum_a += a.rate
@@ -554,6 +555,9 @@ async def compare_runs(store: Store, run_a_id: str, run_b_id: str) -> Comparison
     side_a = await _side(store, run_a, tally_a)
     side_b = await _side(store, run_b, tally_b)
 
+    if excluded:
+        warnings.append(f"{excluded} case(s) with an errored execution on either side are "
+                        "left out of the paired comparison (see the errored counts)")
     if only_a:
         warnings.append(f"{only_a} case(s) of the baseline are not in the candidate run; "
                         "not compared")

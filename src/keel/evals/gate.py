@@ -8,10 +8,11 @@ The suite's one target is the candidate. The baseline is, in order of precedence
 - a target mapping (``{prompt: ..., model: ...}``), e.g. to gate a model swap.
 
 A label or reference baseline calls the model its prompt version names (falling back to
-the candidate's model when the version names none) with the suite's params, so a prompt
-edit and a model change are each measured against what runs today. Both sides run in one
-pass over the dataset (one run each, sharing a group id); the verdict comes from
-:func:`keel.evals.compare.gate_verdict`.
+the model the candidate calls when the version names none) with the suite's params (not
+the candidate target's own params, which are part of the change under test), so a prompt
+edit, a param change and a model change are each measured against what runs today. Both
+sides run in one pass over the dataset (one run each, sharing a group id); the verdict
+comes from :func:`keel.evals.compare.gate_verdict`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class GateOutcome:
     baseline: dict[str, Any]
     comparison: Comparison
     verdict: Verdict
+    report_error: str | None = None
 
 
 def baseline_target(suite: Suite, runner: Runner, baseline: str | TargetSpec | None,
@@ -61,9 +63,12 @@ def baseline_target(suite: Suite, runner: Runner, baseline: str | TargetSpec | N
         version = runner.prompts.resolve(ref)
     except NotFound as exc:
         raise SuiteError(f"{where}: baseline: {exc.message}") from None
-    model = None if version.spec.model else candidate.model
-    return TargetSpec(prompt=ref, model=model, params=candidate.params,
-                      name=f"{ref} (v{version.version}, baseline)")
+    model = None
+    if not version.spec.model:  # the baseline names no model: the candidate's, as resolved
+        model = runner.target(suite, candidate).model
+    # the suite's params apply to both sides (Runner.target adds them); the candidate's own
+    # target params are part of what is being tested, so the baseline does not inherit them
+    return TargetSpec(prompt=ref, model=model, name=f"{ref} (v{version.version}, baseline)")
 
 
 async def run_gate(runner: Runner, suite: Suite, baseline: str | TargetSpec | None = None,

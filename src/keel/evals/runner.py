@@ -196,6 +196,18 @@ def request_key(body: JSON, salt: str) -> str:
     return hashlib.sha256(raw + b"\0" + salt.encode()).hexdigest()
 
 
+async def file_dataset_name(store: Store, path: Path) -> str:
+    """The stored dataset a suite's file becomes: its stem, unless a dataset of that name
+    came from another source (then the stem plus a hash of the path), so a file never adds
+    versions to an unrelated, curated dataset."""
+    from keel.store import datasets as dq
+
+    latest = await dq.latest_version(store, path.stem)
+    if latest is None or latest["source"] == str(path):
+        return path.stem
+    return f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+
+
 def git_commit(cwd: Path | None) -> str | None:
     """The commit under test: from the CI's environment, else ``git rev-parse HEAD``."""
     for var in ("KEEL_GIT_COMMIT", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT"):
@@ -249,11 +261,12 @@ class Runner:
                 raise SuiteError(f"{suite.path or 'suite'}: dataset: file '{path}' not found; "
                                  "give a path relative to the suite file, or the name of a "
                                  "stored dataset (keel datasets list)")
-            version, report = await datasets.import_file(path.stem, path, on_error=on_error,
+            name = await file_dataset_name(self.store, path)
+            version, report = await datasets.import_file(name, path, on_error=on_error,
                                                          reuse=True, message="eval suite")
             for line, why in report.skipped:
                 log.warning("dataset line %s skipped: %s", line, why)
-            return await datasets.resolve(f"{path.stem}@{version}")
+            return await datasets.resolve(f"{name}@{version}")
         try:
             return await datasets.resolve(suite.spec.dataset)
         except NotFound as exc:
@@ -291,7 +304,7 @@ class Runner:
         targets = [self.target(suite, t, r) for t, r in zip(suite.targets, roles, strict=True)]
         ds = await self.dataset(suite, on_error)
         group_id = group_id or uuid.uuid4().hex
-        commit = git_commit(suite.path.parent if suite.path else None)
+        commit = await asyncio.to_thread(git_commit, suite.path.parent if suite.path else None)
         config = orjson.dumps(suite.config_record()).decode()
         now = time.time()
         for t in targets:
@@ -423,11 +436,11 @@ class Runner:
         if reply.error is not None or reply.body is None:
             row["error"] = reply.error.message if reply.error else "no answer"
             return row, [], 0.0
-        if item.key is not None and not row["cached"]:
+        if item.key is not None and not row["cached"] and cacheable(reply.body):
             self._cache_new.append((item.key, reply_to_cache(reply)))
         text = answer_text(reply.body)
         row["output"] = text[:MAX_OUTPUT_CHARS]
-        llm = ScoringLLM(self, suite.spec.retries, t.run_id)
+        llm = ScoringLLM(self, suite.spec.retries, t.run_id, item.repeat)
         inp = ScoreInput(output_text=text, output=reply.body, expected=item.case.expected,
                          variables=item.case.vars, context=item.case.context,
                          latency_ms=reply.latency_ms, cost_usd=reply.cost_usd, llm=llm,
@@ -477,9 +490,10 @@ class Runner:
 class ScoringLLM:
     """Model calls made by scorers for one case: through the gateway, cached, costed."""
 
-    def __init__(self, runner: Runner, retries: int, run_id: str) -> None:
+    def __init__(self, runner: Runner, retries: int, run_id: str, repeat: int = 0) -> None:
         self.runner = runner
         self.retries = retries
+        self.salt = f"scorer:repeat={repeat}"  # a judge's noise shows across repeats too
         self.tags = {"keel.eval_run": run_id, "keel.purpose": "eval-scorer"}
         self.cost_usd = 0.0
 
@@ -490,12 +504,13 @@ class ScoringLLM:
         return reply_from_cache(found[key]) if key in found else None
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        key = request_key(body, "scorer")
+        key = request_key(body, self.salt)
         reply = await self._cached(key)
         if reply is None:
             reply = await self.runner.call(body, self.retries, self.tags)
             self.cost_usd += reply.cost_usd
-            if reply.error is None and reply.body is not None:
+            if reply.error is None and reply.body is not None and cacheable(reply.body,
+                                                                            judge=True):
                 self.runner._cache_new.append((key, reply_to_cache(reply)))
         if reply.error is not None or reply.body is None:
             raise LLMError(reply.error.message if reply.error else "no answer")
@@ -544,11 +559,26 @@ async def safe_score(scorer: Any, inp: ScoreInput) -> Score:
     """A scorer's result; a scorer that raises gives an errored score, never a pass."""
     try:
         result: Awaitable[Score] = scorer.score(inp)
-        return await result
+        score = await result
     except LLMError as exc:
         return Score(0.0, None, "", error=f"model call failed: {exc}")
     except Exception as exc:
         return Score(0.0, None, "", error=f"scorer raised {type(exc).__name__}: {exc}")
+    if not isinstance(score, Score):
+        return Score(0.0, None, "", error=f"scorer returned {type(score).__name__}, not a Score")
+    if score.passed is not None and not isinstance(score.passed, bool):
+        try:  # e.g. numpy.bool_ from a custom scorer
+            return Score(score.value, bool(score.passed), score.explanation, score.error)
+        except Exception:
+            return Score(0.0, None, "", error=f"scorer's passed is {score.passed!r}, not a bool")
+    return score
+
+
+def cacheable(body: JSON, *, judge: bool = False) -> bool:
+    """Whether an answer may be replayed by later runs: not a content-filter refusal (often
+    a one-off), and for a judge not a reply cut off at max_tokens (it holds no verdict)."""
+    reasons = {c.get("finish_reason") for c in body.get("choices") or ()}
+    return "content_filter" not in reasons and not (judge and "length" in reasons)
 
 
 def answer_text(body: JSON) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 import os
 import socket
@@ -41,6 +42,13 @@ if TYPE_CHECKING:
     from keel.server.state import AppState
 
 log = logging.getLogger("keel.evals")
+
+
+def claim_key(entry: ScheduledSuite) -> str:
+    """What a claim is for: the entry (file, time and baseline), hashed to a fixed length,
+    so two entries for one file each run."""
+    raw = f"{entry.suite}|{entry.at}|{entry.baseline or ''}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32] + ":" + Path(entry.suite).name[:200]
 
 
 def due_slot(at: str, now: float) -> str | None:
@@ -85,7 +93,7 @@ class EvalScheduler:
             slot = due_slot(entry.at, now)
             if slot is None:
                 continue
-            if not await q.claim_slot(self.state.store, entry.suite, slot, self.instance):
+            if not await q.claim_slot(self.state.store, claim_key(entry), slot, self.instance):
                 continue
             ran.append(await self.run_entry(entry, slot))
         return ran
@@ -112,10 +120,18 @@ class EvalScheduler:
             else:
                 runs = await runner.run(suite)
                 code, run_id = thresholds_code(runs), runs[0]["id"]
+                detail["runs"] = [r["id"] for r in runs]
                 detail["reasons"] = [f for r in runs for f in (orjson.loads(
                     r["summary"] or "{}").get("thresholds") or {}).get("failures", [])]
         except KeelError as exc:
             code, detail["reasons"] = 2, [exc.message]
+        except asyncio.CancelledError:  # a shutdown mid-run: the day's run is lost; say so
+            detail["reasons"] = ["the server stopped while the suite ran; it runs again at "
+                                 "the next scheduled time"]
+            with contextlib.suppress(Exception):
+                await q.add_event(self.state.store, "error", suite_name, run_id,
+                                  orjson.dumps(detail).decode())
+            raise
         except Exception as exc:
             log.exception("scheduled suite %s failed", entry.suite)
             code, detail["reasons"] = 2, [f"{type(exc).__name__}: {exc}"]

@@ -51,8 +51,9 @@ class _Strict(BaseModel):
 
 class TargetSpec(_Strict):
     prompt: str | None = Field(None, description="name, name@version or name@label")
-    model: str | None = Field(None, description="Model (or route) to call; overrides the "
-                                                "prompt version's model.")
+    model: str | None = Field(None, max_length=256,
+                              description="Model (or route) to call; overrides the prompt "
+                                          "version's model.")
     params: dict[str, Any] = Field(default_factory=dict)
     name: str | None = Field(None, description="Label in reports.")
 
@@ -84,7 +85,7 @@ class GateSpec(_Strict):
 
 
 class SuiteSpec(_Strict):
-    name: str | None = None
+    name: str | None = Field(None, min_length=1, max_length=128)
     description: str | None = None
     dataset: str
     targets: list[str | TargetSpec] = Field(min_length=1)
@@ -94,7 +95,8 @@ class SuiteSpec(_Strict):
     retries: int = Field(2, ge=0, le=10, description="Retries of a transient provider error.")
     params: dict[str, Any] = Field(default_factory=dict,
                                    description="Request params for every target.")
-    feature: str = Field("eval", description="Feature the eval traffic is attributed to.")
+    feature: str = Field("eval", min_length=1, max_length=128,
+                         description="Feature the eval traffic is attributed to.")
     threshold: ThresholdSpec = Field(default_factory=ThresholdSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
 
@@ -143,6 +145,8 @@ def load_suite(path: Path) -> Suite:
         raise SuiteError(f"{path}: suite file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, OSError) as exc:
+        raise SuiteError(f"{path}: cannot read the suite file: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -176,5 +180,5 @@ def parse_suite(data: Any, path: Path | None) -> Suite:
         raise SuiteError(f"{where}: threshold.scorers.{unknown[0]}: no scorer has that name; "
                          f"scorers: {', '.join(sorted(names))}")
     targets = [TargetSpec(prompt=t) if isinstance(t, str) else t for t in spec.targets]
-    name = spec.name or (path.stem if path is not None else "suite")
+    name = spec.name or (path.stem[:128] if path is not None else "suite")
     return Suite(spec, name, path, targets, scorers)

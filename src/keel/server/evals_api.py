@@ -20,9 +20,13 @@ MAX_PAGE = 1000
 STATUSES = ("passed", "failed", "errored")
 
 
+def _digits(raw: str) -> bool:
+    return raw.isascii() and raw.isdigit() and len(raw) <= 9
+
+
 def _limit(query: Any, default: int = 50) -> int:
     raw = query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not _digits(raw) or not 1 <= int(raw) <= MAX_PAGE:
         raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_PAGE}", param="limit")
     return int(raw)
 
@@ -74,11 +78,11 @@ async def results_ep(request: Request) -> Response:
                                  param="status")
         after = (-1, -1)
         if qp.get("after"):
-            idx, _, rep = qp["after"].partition(":")
-            if not (idx.isdigit() and (rep.isdigit() or not rep)):
+            idx, sep, rep = qp["after"].partition(":")
+            if not (sep and _digits(idx) and _digits(rep)):
                 raise InvalidRequest("'after' must be CASE_IDX:REPEAT, as in next_after",
                                      param="after")
-            after = (int(idx), int(rep or 0))
+            after = (int(idx), int(rep))
         limit = _limit(qp, 100)
         rows = await q.page_results(st.store, run["id"], status=status, after=after,
                                     limit=limit)

@@ -48,7 +48,9 @@ class AppState:
             gateway=Gateway(settings, config, writer, metrics), prompts=PromptRegistry(store),
         )
 
-    async def start(self, *, migrate: bool = True) -> None:
+    async def start(self, *, migrate: bool = True, schedule: bool = True) -> None:
+        """Start everything; ``schedule``: also the daily eval schedule (``keel serve`` only:
+        a CLI command that starts keel must not run or claim scheduled suites)."""
         if migrate:
             await self.store.upgrade()
         await self.keys.start(self.settings.refresh_interval_s)
@@ -71,7 +73,7 @@ class AppState:
         self.limits = Limits(self.config, self.store, self.redis,
                              prefix=self.settings.redis_prefix)
         await self.limits.start()
-        if self.config.evals.schedule:
+        if schedule and self.config.evals.schedule:
             from keel.evals.schedule import EvalScheduler
 
             self.scheduler = EvalScheduler(self, self.config.evals,

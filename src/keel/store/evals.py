@@ -40,6 +40,9 @@ async def get_run(store: Store, run_id: str) -> dict[str, Any] | None:
 
 async def find_runs(store: Store, prefix: str) -> list[str]:
     """Run ids starting with ``prefix`` (so a short id can name a run), at most 2."""
+    prefix = prefix.lower()
+    if not prefix or len(prefix) > 32 or any(c not in "0123456789abcdef" for c in prefix):
+        return []  # run ids are hex: anything else (incl. LIKE wildcards) names none
     q = sa.select(eval_runs.c.id).where(eval_runs.c.id.like(prefix + "%")).limit(2)
     async with store.connect() as conn:
         return [str(r[0]) for r in (await conn.execute(q)).all()]

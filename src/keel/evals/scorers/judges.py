@@ -91,8 +91,12 @@ _FENCE = re.compile(r"```[A-Za-z]*[ \t]*\n?(.*?)```", re.DOTALL)
 _NUM = r"[-+]?\d+(?:\.\d+)?"
 _NUMBER_TEXT = re.compile(rf"^\s*({_NUM})\s*(?:(?:/|out of)\s*({_NUM}))?\s*$", re.IGNORECASE)
 _LABEL = r"[\"'*]*\s*(?:[:=]|is)\s*[\"'*]*\s*"  # `score: `, `"score": "`, `**Score:** `
-_SCORE_TEXT = re.compile(rf"\bscore\b{_LABEL}({_NUM})(?:\s*(?:/|out of)\s*({_NUM}))?",
-                         re.IGNORECASE)
+# "Score: 4/5" starting a line or a sentence and ending one (never a number picked out of
+# the middle of prose)
+_SCORE_TEXT = re.compile(
+    rf"(?:^|(?<=[.;!?])\s+)[\s*_#>-]*(?:(?:the|my|final|overall)\s+)*score\b{_LABEL}"
+    rf"({_NUM})(?:\s*(?:/|out of)\s*({_NUM}))?[\s*_]*(?:[.;]|$)",
+    re.IGNORECASE | re.MULTILINE)
 _REASON_TEXT = re.compile(rf"\breason(?:ing)?\b{_LABEL}(.+)", re.IGNORECASE)
 _WINNER_TEXT = re.compile(
     rf"\b(?:winner|better answer|verdict)\b{_LABEL}(?:answer\s+)?(A|B|tie)\b", re.IGNORECASE)
@@ -161,7 +165,7 @@ def read_score(raw: str, low: float, high: float) -> tuple[float, str]:
         found = number(obj["score"])
         if found is None:
             raise Unreadable(f"'score' is not a number: {obj['score']!r}")
-    if found is None:
+    if found is None and obj is None and "{" not in raw:  # a JSON reply cut short: no guess
         match = _SCORE_TEXT.search(raw)
         if match:
             found = float(match[1]), float(match[2]) if match[2] else None
