@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keel.errors import ConfigError
-from keel.types import Price
+from keel.types import Price, PriceTier
 
 DEFAULT_CONFIG_FILE = "keel.yaml"
 
@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     trace_batch_size: int = 500
     trace_flush_interval_s: float = 0.25
     refresh_interval_s: float = Field(2.0, description="How often keys are re-read from the store.")
+    otlp_endpoint: str | None = Field(
+        None, description="Export every stored trace as an OpenTelemetry span (OTLP/HTTP "
+                          "protobuf) to this collector, e.g. http://otel-collector:4318; spans "
+                          "are POSTed to {endpoint}/v1/traces. Unset: no export.")
+    otlp_headers: str | None = Field(
+        None, description="Extra headers on every OTLP export request, 'k=v,k2=v2' (values "
+                          "may be URL-encoded), e.g. 'authorization=Bearer%20TOKEN'.")
+    otlp_capture_content: bool = Field(
+        False, description="Also export message content (gen_ai.input.messages / "
+                           "gen_ai.output.messages); off by default.")
     log_level: str = "warning"
 
     def resolved_database_url(self) -> str:
@@ -97,16 +107,46 @@ class ProviderConfig(_Strict):
         return v
 
 
+class PriceTierSpec(_Strict):
+    """Rates for a whole request whose input exceeds ``above_input_tokens``; unset rates
+    keep the model's base rates."""
+
+    above_input_tokens: int = Field(gt=0)
+    input_per_mtok: float | None = Field(None, ge=0)
+    output_per_mtok: float | None = Field(None, ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+    cache_write_per_mtok: float | None = Field(None, ge=0)
+    reasoning_per_mtok: float | None = Field(None, ge=0)
+
+
 class PriceSpec(_Strict):
-    """USD per million tokens. Cached input defaults to the input price when unset."""
+    """USD per million tokens. Cached input and cache writes default to the input price,
+    reasoning tokens (counted in the output) to the output price."""
 
     input_per_mtok: float = Field(0.0, ge=0)
     output_per_mtok: float = Field(0.0, ge=0)
     cached_input_per_mtok: float | None = Field(None, ge=0)
     cache_write_per_mtok: float | None = Field(None, ge=0)
+    reasoning_per_mtok: float | None = Field(None, ge=0)
+    per_request_usd: float = Field(0.0, ge=0, description="A fixed fee per request.")
+    tiers: list[PriceTierSpec] = Field(default_factory=list)
+
+    @field_validator("tiers")
+    @classmethod
+    def _distinct_tiers(cls, v: list[PriceTierSpec]) -> list[PriceTierSpec]:
+        seen = [t.above_input_tokens for t in v]
+        if len(set(seen)) != len(seen):
+            raise ValueError("two tiers have the same above_input_tokens; give each tier its "
+                             "own threshold")
+        return v
 
     def to_price(self) -> Price:
-        return Price(**self.model_dump())
+        return Price(
+            input_per_mtok=self.input_per_mtok, output_per_mtok=self.output_per_mtok,
+            cached_input_per_mtok=self.cached_input_per_mtok,
+            cache_write_per_mtok=self.cache_write_per_mtok,
+            reasoning_per_mtok=self.reasoning_per_mtok, per_request_usd=self.per_request_usd,
+            tiers=tuple(PriceTier(**t.model_dump()) for t in self.tiers))
 
 
 class DeploymentConfig(_Strict):
@@ -143,7 +183,9 @@ class ModelConfig(_Strict):
     balance: Literal["weighted", "least-busy", "latency"] = "weighted"
     breaker: BreakerSpec = Field(default_factory=BreakerSpec)
     kind: Literal["chat", "embedding"] = "chat"
-    price: PriceSpec = Field(default_factory=PriceSpec)
+    price: PriceSpec | None = Field(
+        None, description="Unset: keel's built-in price for the upstream model, if it has one "
+                          "(keel.costs.prices); set (even to zeros) to override it.")
     max_output_tokens: int = Field(
         4096, gt=0, description="Worst-case answer length, for budget reservations.")
 

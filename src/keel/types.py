@@ -89,29 +89,89 @@ class Usage:
 
 
 @dataclass(slots=True, frozen=True)
+class PriceTier:
+    """Rates for a whole request whose input exceeds ``above_input_tokens`` (long-context
+    pricing). Unset rates keep the base price's values."""
+
+    above_input_tokens: int
+    input_per_mtok: float | None = None
+    output_per_mtok: float | None = None
+    cached_input_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+    reasoning_per_mtok: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
 class Price:
-    """USD per million tokens."""
+    """USD per million tokens, plus an optional fixed fee per request.
+
+    Cached input and cache writes cost the input rate unless priced; reasoning tokens are
+    part of ``Usage.output_tokens`` and cost the output rate unless ``reasoning_per_mtok``
+    is set (then the rest of the output costs the output rate). When ``tiers`` are given,
+    the tier with the highest threshold below the request's input tokens prices the whole
+    request.
+    """
 
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
     cached_input_per_mtok: float | None = None
     cache_write_per_mtok: float | None = None
+    reasoning_per_mtok: float | None = None
+    per_request_usd: float = 0.0
+    tiers: tuple[PriceTier, ...] = ()
+    # (threshold, the base price with the tier's rates), highest threshold first
+    _tiered: tuple[tuple[int, Price], ...] = field(
+        default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.tiers:
+            resolved = tuple(
+                (t.above_input_tokens, Price(
+                    input_per_mtok=(self.input_per_mtok if t.input_per_mtok is None
+                                    else t.input_per_mtok),
+                    output_per_mtok=(self.output_per_mtok if t.output_per_mtok is None
+                                     else t.output_per_mtok),
+                    cached_input_per_mtok=_or(t.cached_input_per_mtok,
+                                              self.cached_input_per_mtok),
+                    cache_write_per_mtok=_or(t.cache_write_per_mtok, self.cache_write_per_mtok),
+                    reasoning_per_mtok=_or(t.reasoning_per_mtok, self.reasoning_per_mtok),
+                    per_request_usd=self.per_request_usd))
+                for t in self.tiers)
+            object.__setattr__(self, "_tiered",
+                               tuple(sorted(resolved, key=lambda x: x[0], reverse=True)))
 
     def cost(self, usage: Usage) -> float:
-        cached_rate = self.input_per_mtok
-        if self.cached_input_per_mtok is not None:
-            cached_rate = self.cached_input_per_mtok
-        write_rate = (
-            self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok
-        )
-        fresh = max(usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
-        total = (
-            fresh * self.input_per_mtok
-            + usage.cached_tokens * cached_rate
-            + usage.cache_write_tokens * write_rate
-            + usage.output_tokens * self.output_per_mtok
-        )
-        return total / 1_000_000
+        p = self
+        if self._tiered:
+            n = usage.input_tokens
+            for above, tier in self._tiered:
+                if n > above:
+                    p = tier
+                    break
+        rate = p.input_per_mtok
+        cached = usage.cached_tokens
+        written = usage.cache_write_tokens
+        fresh = usage.input_tokens - cached - written
+        total = fresh * rate if fresh > 0 else 0.0
+        if cached:
+            total += cached * (rate if p.cached_input_per_mtok is None
+                               else p.cached_input_per_mtok)
+        if written:
+            total += written * (rate if p.cache_write_per_mtok is None
+                                else p.cache_write_per_mtok)
+        out = usage.output_tokens
+        reasoning = usage.reasoning_tokens
+        if reasoning and p.reasoning_per_mtok is not None:
+            if reasoning > out:  # output includes reasoning; never price it twice
+                reasoning = out
+            total += (out - reasoning) * p.output_per_mtok + reasoning * p.reasoning_per_mtok
+        else:
+            total += out * p.output_per_mtok
+        return total / 1_000_000 + p.per_request_usd
+
+
+def _or(value: float | None, default: float | None) -> float | None:
+    return default if value is None else value
 
 
 @dataclass(slots=True)
@@ -124,6 +184,7 @@ class Principal:
     models: tuple[str, ...] | None  # None: every model
     feature_override: bool
     is_admin: bool = False
+    scope: str | None = None  # None: a gateway key; "feedback": may only write feedback
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models

@@ -100,9 +100,15 @@ def keys() -> None:
 @click.option("--name", default=None, help="A label to recognise the key by.")
 @click.option("--allow-feature-override", is_flag=True,
               help="Let callers report another feature via X-Keel-Feature / metadata.feature.")
+@click.option("--scope", type=click.Choice(["feedback"]), default=None,
+              help="feedback: a browser-safe key that may only POST /api/feedback.")
+@click.option("--origin", "origins", multiple=True, metavar="URL",
+              help="A browser origin a feedback key may be used from (repeatable), "
+                   "e.g. https://app.example.com.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def keys_create(team: str, feature: str | None, models: str | None, name: str | None,
-                allow_feature_override: bool, as_json: bool) -> None:
+                allow_feature_override: bool, scope: str | None, origins: tuple[str, ...],
+                as_json: bool) -> None:
     """Create a key. It is shown once; only a salted hash is stored."""
     from keel.keys.service import create_key
     from keel.store import Store
@@ -111,14 +117,16 @@ def keys_create(team: str, feature: str | None, models: str | None, name: str | 
 
     async def go(store: Store) -> tuple[str, dict[str, Any]]:
         return await create_key(store, team=team, feature=feature, models=model_list,
-                                name=name, feature_override=allow_feature_override)
+                                name=name, feature_override=allow_feature_override,
+                                scope=scope, origins=list(origins) or None)
 
     key, record = with_store(go)
     if as_json:
         click.echo(orjson.dumps({**record, "key": key}).decode())
         return
-    console.print(f"created key [bold]{record['id']}[/bold] for team {team}"
-                  + (f", feature {feature}" if feature else ""))
+    console.print(f"created {'feedback ' if scope else ''}key [bold]{record['id']}[/bold] "
+                  f"for team {team}" + (f", feature {feature}" if feature else "")
+                  + (f", origins {', '.join(record['origins'])}" if record["origins"] else ""))
     console.print("key (shown once, store it now):")
     click.echo(key)
 
@@ -139,9 +147,14 @@ def keys_list(as_json: bool) -> None:
     if as_json:
         click.echo(orjson.dumps(rows).decode())
         return
-    table = Table("id", "name", "team", "feature", "models", "created", "last used", "state")
+    scoped = any(r["scope"] for r in rows)  # the scope column only when some key has one
+    table = Table("id", "name", "team", "feature", *(["scope"] if scoped else []), "models",
+                  "created", "last used")
+    table.add_column("state", no_wrap=True)
     for r in rows:
-        table.add_row(r["id"], r["name"] or "-", r["team"], r["feature"] or "-",
+        scope = [(r["scope"] or "gateway") + (f" ({', '.join(r['origins'])})"
+                                              if r["origins"] else "")] if scoped else []
+        table.add_row(r["id"], r["name"] or "-", r["team"], r["feature"] or "-", *scope,
                       ",".join(r["models"] or []) or "all", _when(r["created_at"]),
                       _when(r["last_used_at"]), "revoked" if r["revoked_at"] else "active")
     console.print(table)
@@ -288,14 +301,17 @@ def budgets_cmd(config_path: str | None, as_json: bool) -> None:
 
 
 def _register() -> None:
+    from keel.cli.costs import costs
     from keel.cli.datasets import datasets
     from keel.cli.evals import evals
     from keel.cli.prompts import prompts
-    from keel.cli.stats import rollups_group, stats
+    from keel.cli.stats import purge_cmd, rollups_group, stats
 
     main.add_command(prompts)
     main.add_command(stats)
     main.add_command(rollups_group)
+    main.add_command(purge_cmd)
+    main.add_command(costs)
     main.add_command(datasets)
     main.add_command(evals)
 

@@ -129,3 +129,35 @@ def rebuild_cmd(since: float, until: float | None) -> None:
     counts = with_store(lambda store: r.rebuild(store, since, until))
     console.print(f"rolled up {counts['traces']} traces, {counts['feedback']} feedback "
                   f"items and {counts['outcomes']} outcomes")
+
+
+@click.command("purge")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def purge_cmd(dry_run: bool, as_json: bool) -> None:
+    """Apply each feature's retention (features[].retention in the config): delete message
+    content older than content_days and trace rows older than rows_days. Rollups stay.
+    `keel serve` also does this every hour."""
+    from keel.store.retention import purge, rules_from
+
+    try:
+        config = load_config(Settings().config)
+    except ConfigError as exc:
+        click.echo(f"config error: {exc.message}", err=True)
+        sys.exit(2)
+    rules = rules_from(config.features)
+    if not rules:
+        console.print("no feature has a retention rule (features[].retention); nothing to do")
+        return
+    report = with_store(lambda store: purge(store, rules, dry_run=dry_run))
+    if as_json:
+        click.echo(orjson.dumps({"dry_run": report.dry_run, "at": report.at,
+                                 "features": report.features, "total": report.total}))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for feature, e in report.features.items():
+        console.print(f"{feature}: {verb} {e['traces']} trace rows"
+                      + (f" (before {_when(e['rows_before'])})" if e["rows_before"] else "")
+                      + f" and the content of {e['payloads']} traces"
+                      + (f" (before {_when(e['content_before'])})" if e["content_before"]
+                         else ""))

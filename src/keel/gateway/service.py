@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keel.config import KeelConfig, ModelConfig, Settings
+from keel.costs.prices import model_price
 from keel.errors import (
     KeelError,
     PermissionDenied,
@@ -25,6 +26,7 @@ from keel.errors import (
 from keel.gateway.executor import execute, is_filtered
 from keel.gateway.providers.base import Provider, build_provider
 from keel.gateway.tokens import estimate_messages, estimate_text
+from keel.guard.redact import redact_json
 from keel.routing import Balancer, BreakerBoard, Deployment, Plan, Router
 from keel.telemetry.metrics import Metrics
 from keel.telemetry.writer import TraceWriter
@@ -73,6 +75,8 @@ class Gateway:
             m.name: self._entry(m, m.name in with_fallback) for m in config.models}
         self.router = Router(config.routes)
         self._background: set[asyncio.Task[Any]] = set()
+        # features whose stored content is not "full": feature -> "none" | "redacted"
+        self.capture = {f.name: f.capture for f in config.features if f.capture != "full"}
 
     def _entry(self, m: ModelConfig, in_fallback_chain: bool) -> ModelEntry:
         spec = m.breaker
@@ -87,7 +91,18 @@ class Gateway:
             name = f"{m.name}:{label}"
             deployments.append(Deployment(name, m.name, self.providers[d.provider], upstream,
                                           d.weight, self.breakers.add(name, spec)))
-        return ModelEntry(m, m.price.to_price(), Balancer(deployments, m.balance))
+        return ModelEntry(m, self._price(m), Balancer(deployments, m.balance))
+
+    def _price(self, m: ModelConfig) -> Price:
+        """The configured price, else the built-in one for the upstream model, else free."""
+        found = model_price(m)
+        if found is not None:
+            return found[1]
+        if any(self.providers[d.provider].kind != "mock" for d in m.all_deployments()):
+            log.warning("model '%s' has no price: keel does not know '%s'; its requests are "
+                        "costed at 0 (add price: to the model in the config)", m.name,
+                        m.upstream_name)
+        return Price()
 
     async def start(self, redis: Any = None) -> None:
         for p in self.providers.values():
@@ -223,10 +238,19 @@ class Gateway:
             trace.finish(error.status, error.error_type, error.message)
         else:
             trace.finish(status)
-        if price is not None:
+        if price is not None and (error is None or trace.usage.input_tokens
+                                  or trace.usage.output_tokens):
+            # A failed call is costed only for the tokens it used (no per-request fee).
             trace.cost_usd = price.cost(trace.usage)
         if not self.settings.capture_content:
             trace.request_body = trace.response_body = None
+        elif self.capture:
+            mode = self.capture.get(trace.feature or "")
+            if mode == "none":
+                trace.request_body = trace.response_body = None
+            elif mode == "redacted":
+                trace.request_body = redact_json(trace.request_body)
+                trace.response_body = redact_json(trace.response_body)
         self.metrics.observe(trace)
         self.writer.submit(trace)
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from keel.errors import AuthenticationFailed, InvalidRequest
+from keel.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from keel.store import Store
 from keel.store import keys as q
 from keel.types import Principal
@@ -31,6 +31,8 @@ PREFIX = "sk-keel-"
 ID_LEN = 12
 MASTER_HASH = "master_key_hash"
 ADMIN_PREFIX = "sk-keel-admin-"
+FEEDBACK_SCOPE = "feedback"
+SCOPES = (FEEDBACK_SCOPE,)
 
 
 def _hash(salt: str, secret: str) -> str:
@@ -47,10 +49,13 @@ class KeyRecord:
     models: tuple[str, ...] | None
     salt: str
     secret_hash: str
+    scope: str | None = None  # None: a gateway key; "feedback": may only write feedback
+    origins: frozenset[str] = frozenset()  # browser origins a feedback key may be used from
 
     def principal(self) -> Principal:
         return Principal(key_id=self.id, team=self.team, feature=self.feature,
-                         models=self.models, feature_override=self.feature_override)
+                         models=self.models, feature_override=self.feature_override,
+                         scope=self.scope)
 
 
 def _record(row: dict[str, Any]) -> KeyRecord:
@@ -59,7 +64,8 @@ def _record(row: dict[str, Any]) -> KeyRecord:
         id=row["id"], name=row.get("name"), team=row["team"], feature=row.get("feature"),
         feature_override=bool(row.get("feature_override")),
         models=tuple(models) if models else None, salt=row["salt"],
-        secret_hash=row["secret_hash"],
+        secret_hash=row["secret_hash"], scope=row.get("scope"),
+        origins=frozenset(row.get("origins") or ()),
     )
 
 
@@ -68,14 +74,53 @@ def _check_name(value: str | None, what: str) -> None:
         raise InvalidRequest(f"{what} must be 1-128 printable characters", param=what)
 
 
+def normalize_origin(origin: str) -> str:
+    """``https://App.example.com/`` -> ``https://app.example.com``: the form browsers send in
+    the ``Origin`` header (scheme, host and port only)."""
+    from urllib.parse import urlsplit
+
+    bad = InvalidRequest(
+        f"origin {origin!r} is not a browser origin: use scheme://host[:port], e.g. "
+        "https://app.example.com (no path, no wildcard)", param="origins")
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        raise bad from None
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/")
+            or parts.query or parts.fragment or parts.username or "*" in origin):
+        raise bad
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def _check_scope(scope: str | None, origins: list[str] | None) -> list[str] | None:
+    if scope is not None and scope not in SCOPES:
+        raise InvalidRequest(f"unknown key scope {scope!r}: omit it for a gateway key, or use "
+                             f"{' or '.join(SCOPES)}", param="scope")
+    if origins and scope != FEEDBACK_SCOPE:
+        raise InvalidRequest("origins are for browser-safe feedback keys only: add "
+                             "scope 'feedback' (`--scope feedback`)", param="origins")
+    if not origins:
+        return None
+    return sorted({normalize_origin(o) for o in origins})
+
+
 async def create_key(
     store: Store, *, team: str, feature: str | None = None, models: list[str] | None = None,
-    name: str | None = None, feature_override: bool = False,
+    name: str | None = None, feature_override: bool = False, scope: str | None = None,
+    origins: list[str] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Create a key; returns (the full key, shown once; its public record)."""
+    """Create a key; returns (the full key, shown once; its public record).
+
+    ``scope="feedback"`` makes a key that may only write feedback (safe to ship in a web
+    page); ``origins`` are the browser origins it may be used from."""
     _check_name(team, "team")
     _check_name(feature, "feature")
     _check_name(name, "name")
+    origin_list = _check_scope(scope, origins)
     key_id = secrets.token_hex(ID_LEN // 2)
     secret = secrets.token_urlsafe(32)
     salt = secrets.token_hex(16)
@@ -83,7 +128,7 @@ async def create_key(
         "id": key_id, "name": name, "team": team, "feature": feature,
         "feature_override": feature_override, "models": list(models) if models else None,
         "salt": salt, "secret_hash": _hash(salt, secret), "created_at": time.time(),
-        "revoked_at": None, "last_used_at": None,
+        "revoked_at": None, "last_used_at": None, "scope": scope, "origins": origin_list,
     }
     await q.insert_key(store, row)
     return f"{PREFIX}{key_id}{secret}", public_record(row)
@@ -91,7 +136,8 @@ async def create_key(
 
 def public_record(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in ("id", "name", "team", "feature", "feature_override", "models",
-                                    "created_at", "revoked_at", "last_used_at")}
+                                    "scope", "origins", "created_at", "revoked_at",
+                                    "last_used_at")}
 
 
 async def ensure_master_key(store: Store, configured: str | None) -> str | None:
@@ -121,6 +167,7 @@ class KeyRing:
         self._master_plain = master_key
         self._master_hash: tuple[str, str] | None = None
         self._keys: dict[str, KeyRecord] = {}
+        self.feedback_origins: frozenset[str] = frozenset()  # of every active feedback key
         self._version: str | None = None
         self._last_used: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
@@ -139,6 +186,8 @@ class KeyRing:
                 self._master_hash = (salt, digest)
         rows = await q.list_keys(self.store, include_revoked=False)
         self._keys = {r["id"]: _record(r) for r in rows}
+        self.feedback_origins = frozenset().union(
+            *(k.origins for k in self._keys.values() if k.scope == FEEDBACK_SCOPE))
         self._version = version
 
     async def start(self, interval_s: float) -> None:
@@ -175,7 +224,13 @@ class KeyRing:
             return hmac.compare_digest(_hash(salt, key), digest)
         return False
 
-    def authenticate(self, key: str | None) -> Principal:
+    def record(self, key_id: str | None) -> KeyRecord | None:
+        return self._keys.get(key_id) if key_id else None
+
+    def authenticate(self, key: str | None, scope: str | None = None) -> Principal:
+        """The caller behind ``key``. A scoped key (e.g. a feedback key) is refused unless
+        the endpoint accepts that ``scope``; gateway keys and the admin key are never
+        refused here."""
         if not key:
             raise AuthenticationFailed(
                 "no API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>'); "
@@ -186,6 +241,11 @@ class KeyRing:
             if record is not None and hmac.compare_digest(
                 _hash(record.salt, key[len(PREFIX) + ID_LEN:]), record.secret_hash
             ):
+                if record.scope is not None and record.scope != scope:
+                    raise PermissionDenied(
+                        f"this is a {record.scope}-only key: it may only POST /api/feedback "
+                        "(e.g. from a web page); use a gateway key for this endpoint",
+                        code=f"{record.scope}_only_key")
                 self._last_used[record.id] = time.time()
                 return record.principal()
         if self.is_master(key):

@@ -62,7 +62,8 @@ async def create_key_ep(request: Request) -> Response:
             raise InvalidRequest("'feature_override' must be a boolean", param="feature_override")
         key, record = await create_key(
             st.store, team=team, feature=_opt_str(body, "feature"), models=models,
-            name=_opt_str(body, "name"), feature_override=override)
+            name=_opt_str(body, "name"), feature_override=override,
+            scope=_opt_str(body, "scope"), origins=_str_list(body, "origins"))
         await st.keys.refresh()
     except KeelError as exc:
         return openai_error(exc)

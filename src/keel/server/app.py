@@ -18,7 +18,16 @@ from keel.config import KeelConfig, Settings
 from keel.errors import InvalidRequest, KeelError, NotFound
 from keel.gateway import anthropic_api, openai_api
 from keel.gateway.openai_api import json_response, openai_error
-from keel.server import admin, budgets_api, evals_api, metrics_api, prompts_api
+from keel.server import (
+    admin,
+    budgets_api,
+    costs_api,
+    evals_api,
+    feedback_api,
+    metrics_api,
+    otlp_api,
+    prompts_api,
+)
 from keel.server.state import AppState
 
 log = logging.getLogger("keel.server")
@@ -96,6 +105,9 @@ def routes() -> list[Route]:
         *budgets_api.routes(),
         *prompts_api.routes(),
         *evals_api.routes(),
+        *costs_api.routes(),  # /api/costs: spend, reprice, events
+        *otlp_api.routes(),  # POST /v1/traces: OTLP/HTTP ingest
+        *feedback_api.routes(),
         *metrics_api.routes(),
     ]
 

@@ -95,6 +95,13 @@ class Deltas:
             if row.get("ttft_ms") is not None:
                 self.sketches[(key, "ttft", sketch.index(row["ttft_ms"]))] += 1
 
+    def add_cost(self, row: dict[str, Any], delta: float) -> None:
+        """A trace's cost changed by ``delta`` (repricing)."""
+        for key in self._keys(float(row["start_time"]), row.get("feature") or "",
+                              row.get("team") or "", row.get("model_requested") or "",
+                              prompt_label(row.get("prompt_name"), row.get("prompt_version"))):
+            self.counters[key]["cost_usd"] += delta
+
     def add_feedback(self, row: dict[str, Any], sign: int = 1) -> None:
         for key in self._keys(float(row["trace_time"]), row.get("feature") or "",
                               row.get("team") or "", row.get("model") or "",

@@ -84,8 +84,9 @@ async def insert_rows(
             ids = [r[0] for r in rows]
             stored = {str(i) for (i,) in (await conn.execute(
                 sa.select(traces.c.id).where(traces.c.id.in_(ids)))).all()}
-            rows = [r for r in rows if r[0] not in stored]
-            payloads = [p for p in payloads if p[0] not in stored]
+            # Also once per id within the batch (a re-sent span may share a batch with itself).
+            rows = list({r[0]: r for r in rows if r[0] not in stored}.values())
+            payloads = list({p[0]: p for p in payloads if p[0] not in stored}.values())
             if not rows:
                 return
         await conn.exec_driver_sql(_insert_sql(store, traces, TRACE_COLUMNS), rows)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from keel.store.traces import (
     payload_values,
     trace_values,
 )
-from keel.types import Trace
+from keel.types import Trace, Usage
 
 log = logging.getLogger("keel.telemetry")
 
@@ -60,6 +61,8 @@ class TraceWriter:
         self.written = 0
         self.spilled = 0
         self.failed_batches = 0
+        # Called with the traces of each batch once stored (the OTLP exporter's submit).
+        self.on_stored: Callable[[list[Trace]], None] | None = None
 
     # --- hot path ----------------------------------------------------------------------------
 
@@ -131,27 +134,39 @@ class TraceWriter:
                             break
                         await asyncio.sleep(0.005)
                 if batch:
-                    await self._write([_row(t) for t in batch])
+                    await self._write([_row(t) for t in batch], batch)
 
     async def _drain_queue(self) -> None:
         while not self._queue.empty():
-            batch: list[Row] = []
-            while len(batch) < self.batch_size and not self._queue.empty():
-                batch.append(_row(self._queue.get_nowait()))
-            await self._write(batch)
+            traces: list[Trace] = []
+            while len(traces) < self.batch_size and not self._queue.empty():
+                traces.append(self._queue.get_nowait())
+            await self._write([_row(t) for t in traces], traces)
 
-    async def _write(self, batch: list[Row]) -> None:
+    async def _write(self, batch: list[Row], traces: list[Trace] | None = None) -> None:
         rows = [r for r, _ in batch]
         payloads = [p for _, p in batch if p is not None]
         try:
-            await insert_rows(self.store, rows, payloads)
+            # Ingested OTLP spans may be re-sent: skip (and do not roll up) stored ones.
+            await insert_rows(self.store, rows, payloads,
+                              replay=any(r[_SOURCE] == "otlp" for r in rows))
             self.written += len(batch)
+            self._stored(traces, batch)
         except Exception:
             # The store is unavailable or rejected the batch: keep the traces on disk and
             # replay them later rather than lose them.
             self.failed_batches += 1
             log.exception("trace batch of %d failed; spilled to %s", len(batch), self.spill_path)
             self._spill(batch)
+
+    def _stored(self, traces: list[Trace] | None, batch: list[Row]) -> None:
+        """Hand a stored batch on (``on_stored``); its failures never affect the store."""
+        if self.on_stored is None:
+            return
+        try:
+            self.on_stored(traces if traces is not None else [_trace(r, p) for r, p in batch])
+        except Exception:
+            log.exception("handing on %d stored traces failed", len(batch))
 
     def _spill(self, rows: list[Row]) -> None:
         if self._spill_file is None:
@@ -214,6 +229,7 @@ class TraceWriter:
             await insert_rows(self.store, [r for r, _ in batch],
                               [p for _, p in batch if p is not None], replay=True)
             self.written += len(batch)
+            self._stored(None, batch)
             return True
         except Exception:
             log.exception("replaying spilled traces failed; they stay on disk")
@@ -222,3 +238,26 @@ class TraceWriter:
 
 def _row(trace: Trace) -> Row:
     return trace_values(trace), payload_values(trace)
+
+
+_SOURCE = TRACE_COLUMNS.index("source")
+
+
+def _trace(values: tuple[Any, ...], payload: tuple[Any, ...] | None) -> Trace:
+    """A trace rebuilt from its row (spilled traces have no Trace object left to export)."""
+    row = dict(zip(TRACE_COLUMNS, values, strict=True))
+    usage = Usage(**{k: int(row.get(k) or 0) for k in (
+        "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens",
+        "reasoning_tokens")})
+    fields = {k: v for k, v in row.items() if k in _TRACE_FIELDS and v is not None}
+    for k in ("tags", "attempt_log"):
+        if isinstance(fields.get(k), str):
+            fields[k] = orjson.loads(fields[k])
+    t = Trace(**fields, usage=usage)
+    if payload:
+        t.request_body = orjson.loads(payload[1]) if payload[1] else None
+        t.response_body = orjson.loads(payload[2]) if payload[2] else None
+    return t
+
+
+_TRACE_FIELDS = frozenset(Trace.__dataclass_fields__) - {"usage", "mono_start"}

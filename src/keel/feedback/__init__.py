@@ -1,0 +1,23 @@
+"""Feedback on traces and business outcomes (value units), rolled up as they land."""
+
+from keel.feedback.service import (
+    answer_text,
+    feedback_for_trace,
+    list_outcomes,
+    measure_rework,
+    parse_feedback,
+    parse_outcome,
+    record_feedback,
+    record_outcome,
+)
+
+__all__ = [
+    "answer_text",
+    "feedback_for_trace",
+    "list_outcomes",
+    "measure_rework",
+    "parse_feedback",
+    "parse_outcome",
+    "record_feedback",
+    "record_outcome",
+]

@@ -1,0 +1,1 @@
+"""Guardrails: scanners and redaction applied in the request path and to stored content."""

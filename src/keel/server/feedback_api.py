@@ -1,0 +1,189 @@
+"""``/api/feedback`` and ``/api/outcomes``: feedback on traces, business outcomes.
+
+Written by the admin key, by gateway keys (for their own team's traces) and, for feedback
+only, by browser-safe feedback keys. A feedback key is used from web pages, so
+``/api/feedback`` speaks CORS: a preflight is answered for any origin listed by an active
+feedback key (a preflight carries no credentials), and the request itself must come from an
+origin of the key that authenticates it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keel import feedback as fb
+from keel.errors import InvalidRequest, KeelError, NotFound, PermissionDenied
+from keel.gateway.openai_api import api_key, json_response, openai_error, read_body, state_of
+from keel.gateway.validate import parse_body
+from keel.keys.service import FEEDBACK_SCOPE
+from keel.server.admin import _float
+from keel.server.state import AppState
+from keel.store import feedback as queries
+from keel.store.traces import get_trace
+from keel.types import JSON, Principal
+
+LIMIT = 1024 * 1024
+MAX_PAGE = 500
+ALLOW_HEADERS = "authorization, content-type, x-api-key"
+PREFLIGHT_MAX_AGE = "600"
+
+
+def _in_flight(st: AppState) -> bool:
+    """Traces answered by this process but maybe not yet in the store."""
+    w = st.writer
+    return bool(w.pending) or w.submitted > w.written
+
+
+async def find_trace(st: AppState, trace_id: str) -> JSON:
+    row = await get_trace(st.store, trace_id)
+    if row is None and _in_flight(st):  # answered a moment ago, still in the writer's queue
+        await st.writer.flush()
+        row = await get_trace(st.store, trace_id)
+    if row is None:
+        raise NotFound(f"no trace with id '{trace_id}': feedback attaches to an answered "
+                       "request (its x-keel-trace-id response header)", param="trace_id")
+    return row
+
+
+async def find_trace_teams(st: AppState, trace_ids: list[str]) -> dict[str, str | None]:
+    teams = await queries.trace_teams(st.store, trace_ids)
+    if len(teams) < len(trace_ids) and _in_flight(st):
+        await st.writer.flush()
+        teams = await queries.trace_teams(st.store, trace_ids)
+    return teams
+
+
+# --- CORS ------------------------------------------------------------------------------------
+
+
+def _key_origins(st: AppState, principal: Principal | None) -> frozenset[str]:
+    record = st.keys.record(principal.key_id) if principal is not None else None
+    return record.origins if record is not None else frozenset()
+
+
+def _with_cors(response: Response, st: AppState, origin: str | None,
+               principal: Principal | None) -> Response:
+    """Allow the browser to read the response only from an allowed origin: the key's own
+    origins once authenticated, any feedback key's before (so auth errors are readable)."""
+    if origin is None:
+        return response
+    response.headers["vary"] = "Origin"
+    allowed = (st.keys.feedback_origins if principal is None
+               else _key_origins(st, principal))
+    if origin in allowed:
+        response.headers["access-control-allow-origin"] = origin
+    return response
+
+
+def _check_origin(st: AppState, principal: Principal, origin: str | None) -> None:
+    if principal.scope != FEEDBACK_SCOPE or origin is None:
+        return
+    if origin not in _key_origins(st, principal):
+        raise PermissionDenied(
+            f"origin '{origin}' may not use this feedback key; allow it when creating the "
+            "key (`keel keys create --scope feedback --origin URL`)", code="origin_not_allowed")
+
+
+async def feedback_preflight(request: Request) -> Response:
+    st = state_of(request)
+    origin = request.headers.get("origin")
+    method = request.headers.get("access-control-request-method")
+    if origin is None or origin not in st.keys.feedback_origins:
+        err = PermissionDenied(
+            f"origin '{origin}' is not allowed: no active feedback key lists it (create one "
+            "with `keel keys create --scope feedback --origin URL`)", code="origin_not_allowed")
+        return _with_cors(openai_error(err), st, origin, None)
+    if method is not None and method.upper() != "POST":
+        err = PermissionDenied(f"only POST is allowed cross-origin on /api/feedback, not "
+                               f"{method}", code="method_not_allowed")
+        return _with_cors(openai_error(err), st, origin, None)
+    return Response(status_code=204, headers={
+        "access-control-allow-origin": origin,
+        "access-control-allow-methods": "POST, OPTIONS",
+        "access-control-allow-headers": ALLOW_HEADERS,
+        "access-control-max-age": PREFLIGHT_MAX_AGE,
+        "vary": "Origin",
+    })
+
+
+# --- feedback --------------------------------------------------------------------------------
+
+
+async def post_feedback(request: Request) -> Response:
+    st = state_of(request)
+    origin = request.headers.get("origin")
+    principal: Principal | None = None
+    try:
+        principal = st.keys.authenticate(api_key(request.headers), scope=FEEDBACK_SCOPE)
+        _check_origin(st, principal, origin)
+        item = fb.parse_feedback(parse_body(await read_body(request, LIMIT), LIMIT))
+        trace = await find_trace(st, item["trace_id"])
+        out, created = await fb.record_feedback(st.store, principal, item, trace)
+    except KeelError as exc:
+        return _with_cors(openai_error(exc), st, origin, principal)
+    return _with_cors(json_response(out, 201 if created else 200), st, origin, principal)
+
+
+async def get_feedback(request: Request) -> Response:
+    st = state_of(request)
+    try:
+        principal = st.keys.authenticate(api_key(request.headers))
+        trace_id = request.query_params.get("trace_id")
+        if not trace_id:
+            raise InvalidRequest("pass ?trace_id=<the trace's id>", param="trace_id")
+        trace = await find_trace(st, trace_id)
+        data = await fb.feedback_for_trace(st.store, principal, trace)
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response({"object": "list", "data": data})
+
+
+# --- outcomes --------------------------------------------------------------------------------
+
+
+async def post_outcome(request: Request) -> Response:
+    st = state_of(request)
+    try:
+        principal = st.keys.authenticate(api_key(request.headers))
+        now = time.time()
+        item = fb.parse_outcome(parse_body(await read_body(request, LIMIT), LIMIT), now)
+        teams = await find_trace_teams(st, item["trace_ids"]) if item["trace_ids"] else {}
+        out, created = await fb.record_outcome(st.store, principal, item, teams, now)
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response(out, 201 if created else 200)
+
+
+def _limit(q: Any) -> int:
+    raw = q.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_PAGE}", param="limit")
+    return int(raw)
+
+
+async def get_outcomes(request: Request) -> Response:
+    st = state_of(request)
+    try:
+        principal = st.keys.authenticate(api_key(request.headers))
+        q = request.query_params
+        data = await fb.list_outcomes(
+            st.store, principal, feature=q.get("feature") or None, name=q.get("name") or None,
+            since=_float(q, "since"), until=_float(q, "until"), limit=_limit(q))
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response({"object": "list", "data": data})
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/api/feedback", post_feedback, methods=["POST"]),
+        Route("/api/feedback", feedback_preflight, methods=["OPTIONS"]),
+        Route("/api/feedback", get_feedback, methods=["GET"]),
+        Route("/api/outcomes", post_outcome, methods=["POST"]),
+        Route("/api/outcomes", get_outcomes, methods=["GET"]),
+    ]

@@ -1,0 +1,47 @@
+"""``POST /v1/traces``: an OTLP/HTTP trace receiver (see ``keel.telemetry.otlp_ingest``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keel.config import KeelConfig
+from keel.errors import KeelError
+from keel.gateway.openai_api import api_key, openai_error, read_body, state_of
+from keel.telemetry.otlp_ingest import MAX_EXPANSION, Outcome, decode_request, ingest, response_for
+from keel.types import Principal
+
+
+def _process(raw: bytes, content_type: str | None, content_encoding: str | None, limit: int,
+             principal: Principal, config: KeelConfig, capture_content: bool,
+             ) -> tuple[Outcome, bytes, str]:
+    req, is_json = decode_request(raw, content_type, content_encoding, limit * MAX_EXPANSION)
+    out = ingest(req, principal, config, capture_content=capture_content)
+    body, media_type = response_for(out, as_json=is_json)
+    return out, body, media_type
+
+
+async def otlp_traces(request: Request) -> Response:
+    st = state_of(request)
+    try:
+        principal = st.keys.authenticate(api_key(request.headers))
+        limit = st.settings.max_body_bytes
+        raw = await read_body(request, limit)
+        # A batch may decompress to tens of MB: decode it off the event loop, so the
+        # gateway's requests are not held up meanwhile.
+        out, body, media_type = await asyncio.to_thread(
+            _process, raw, request.headers.get("content-type"),
+            request.headers.get("content-encoding"), limit, principal, st.config,
+            st.settings.capture_content)
+    except KeelError as exc:
+        return openai_error(exc)
+    for trace in out.traces:
+        st.writer.submit(trace)  # non-blocking; stored, rolled up and priced like any trace
+    return Response(body, media_type=media_type)
+
+
+def routes() -> list[Route]:
+    return [Route("/v1/traces", otlp_traces, methods=["POST"])]
