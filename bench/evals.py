@@ -34,11 +34,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
-import platform
-import re
 import shutil
 import sqlite3
 import statistics
@@ -50,6 +47,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from common import loadavg, log, write_section
+from common import machine as facts
 
 BENCH = Path(__file__).resolve().parent
 WORK = BENCH / ".work"
@@ -246,31 +246,13 @@ def measure(kind: str, rep: int, store: Store, suite: Path, config: Path, cases:
     return m
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 # --- RESULTS.md -------------------------------------------------------------------------------
 
 
-def facts() -> dict[str, str]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    version = "?"
-    with contextlib.suppress(Exception):
-        from importlib.metadata import version as pkg_version
-        version = pkg_version("keel")
-    return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
-            "cores": str(os.cpu_count()), "kernel": platform.release(),
-            "python": platform.python_version(), "keel": version, "load": loadavg()}
 
 
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def mib(kb: float | None) -> str:
@@ -389,15 +371,6 @@ def section(results: list[Measured], f: dict[str, str], command: str, load_after
     return "\n".join(L) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the evals section of `path` with `text`, or append it."""
-    old = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text, old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text if old.strip() else text
-    path.write_text(new)
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -480,7 +453,7 @@ def main() -> None:
     print()
     print(text)
     if not args.no_write:
-        write_section(Path(args.output), text)
+        write_section(Path(args.output), text, START, END)
         log(f"wrote the evals section of {args.output}")
 
 
