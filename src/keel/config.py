@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     otlp_capture_content: bool = Field(
         False, description="Also export message content (gen_ai.input.messages / "
                            "gen_ai.output.messages); off by default.")
+    audit_key: str | None = Field(
+        None, description="Secret that signs audit checkpoints (HMAC-SHA256); also needed "
+                          "to check their signatures. Unset: checkpoints are unsigned hashes "
+                          "and `keel audit verify` says so.")
+    audit_checkpoint_every: int = Field(
+        100, ge=1, description="Audit entries between automatic checkpoints.")
     log_level: str = "warning"
 
     def resolved_database_url(self) -> str:

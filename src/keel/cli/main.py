@@ -110,6 +110,7 @@ def keys_create(team: str, feature: str | None, models: str | None, name: str | 
                 allow_feature_override: bool, scope: str | None, origins: tuple[str, ...],
                 as_json: bool) -> None:
     """Create a key. It is shown once; only a salted hash is stored."""
+    from keel.audit import local_user
     from keel.keys.service import create_key
     from keel.store import Store
 
@@ -118,7 +119,8 @@ def keys_create(team: str, feature: str | None, models: str | None, name: str | 
     async def go(store: Store) -> tuple[str, dict[str, Any]]:
         return await create_key(store, team=team, feature=feature, models=model_list,
                                 name=name, feature_override=allow_feature_override,
-                                scope=scope, origins=list(origins) or None)
+                                scope=scope, origins=list(origins) or None,
+                                actor=local_user())
 
     key, record = with_store(go)
     if as_json:
@@ -164,12 +166,12 @@ def keys_list(as_json: bool) -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key by id; running servers stop accepting it within seconds."""
+    from keel.audit import local_user
+    from keel.keys.service import revoke_key
     from keel.store import Store
-    from keel.store import keys as q
-
 
     async def go(store: Store) -> bool:
-        return await q.revoke_key(store, key_id)
+        return await revoke_key(store, key_id, actor=local_user())
 
     if not with_store(go):
         click.echo(f"error: no active key with id '{key_id}'; see `keel keys list`", err=True)
@@ -301,6 +303,7 @@ def budgets_cmd(config_path: str | None, as_json: bool) -> None:
 
 
 def _register() -> None:
+    from keel.cli.audit import audit
     from keel.cli.costs import costs
     from keel.cli.datasets import datasets
     from keel.cli.evals import evals
@@ -314,6 +317,7 @@ def _register() -> None:
     main.add_command(costs)
     main.add_command(datasets)
     main.add_command(evals)
+    main.add_command(audit)
 
 
 _register()

@@ -138,7 +138,8 @@ def purge_cmd(dry_run: bool, as_json: bool) -> None:
     """Apply each feature's retention (features[].retention in the config): delete message
     content older than content_days and trace rows older than rows_days. Rollups stay.
     `keel serve` also does this every hour."""
-    from keel.store.retention import purge, rules_from
+    from keel.audit import AuditLog, local_user
+    from keel.store.retention import PurgeReport, purge, rules_from
 
     try:
         config = load_config(Settings().config)
@@ -149,7 +150,12 @@ def purge_cmd(dry_run: bool, as_json: bool) -> None:
     if not rules:
         console.print("no feature has a retention rule (features[].retention); nothing to do")
         return
-    report = with_store(lambda store: purge(store, rules, dry_run=dry_run))
+    async def go(store: Store) -> PurgeReport:
+        report = await purge(store, rules, dry_run=dry_run)
+        await AuditLog.from_settings(store).record_purge(report, actor=local_user())
+        return report
+
+    report = with_store(go)
     if as_json:
         click.echo(orjson.dumps({"dry_run": report.dry_run, "at": report.at,
                                  "features": report.features, "total": report.total}))

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from keel.audit import AuditLog, content_hash
 from keel.config import KeelConfig
 from keel.costs.prices import PRICES_AS_OF, resolve, snapshot_base
 from keel.costs.times import day_label
@@ -97,7 +98,8 @@ def _costed(row: dict[str, Any]) -> bool:
 
 async def reprice(store: Store, config: KeelConfig, model: str, since: float,
                   until: float | None = None, *, dry_run: bool = False,
-                  actor: str | None = None, batch: int = 1000) -> RepriceResult:
+                  actor: str | None = None, batch: int = 1000,
+                  audit: AuditLog | None = None) -> RepriceResult:
     """Reprice ``model``'s traces that started in ``[since, until)`` at its current price.
 
     Each batch of cost updates and the matching rollup changes is one transaction, so an
@@ -160,6 +162,12 @@ async def reprice(store: Store, config: KeelConfig, model: str, since: float,
             "price_source": source, "price": price_json(price), "changed": result.changed,
             "skipped": result.skipped, "days": [day_label(d) for d in result.days],
         }).decode())
+    await (audit or AuditLog.from_settings(store)).try_record(
+        "costs.reprice", actor=actor, target=model, after=content_hash(price_json(price)),
+        detail={"event_id": result.event_id, "since": since, "until": until,
+                "price_source": source, "traces": result.traces, "changed": result.changed,
+                "cost_before_usd": result.cost_before_usd,
+                "cost_after_usd": result.cost_after_usd})
     return result
 
 

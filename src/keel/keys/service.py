@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from keel.audit import AuditLog, content_hash
 from keel.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from keel.store import Store
 from keel.store import keys as q
@@ -111,12 +112,13 @@ def _check_scope(scope: str | None, origins: list[str] | None) -> list[str] | No
 async def create_key(
     store: Store, *, team: str, feature: str | None = None, models: list[str] | None = None,
     name: str | None = None, feature_override: bool = False, scope: str | None = None,
-    origins: list[str] | None = None,
+    origins: list[str] | None = None, actor: str | None = None, audit: AuditLog | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Create a key; returns (the full key, shown once; its public record).
 
     ``scope="feedback"`` makes a key that may only write feedback (safe to ship in a web
-    page); ``origins`` are the browser origins it may be used from."""
+    page); ``origins`` are the browser origins it may be used from. The creation is
+    recorded in the audit log (``key.create``, by ``actor``)."""
     _check_name(team, "team")
     _check_name(feature, "feature")
     _check_name(name, "name")
@@ -131,7 +133,27 @@ async def create_key(
         "revoked_at": None, "last_used_at": None, "scope": scope, "origins": origin_list,
     }
     await q.insert_key(store, row)
-    return f"{PREFIX}{key_id}{secret}", public_record(row)
+    record = public_record(row)
+    await (audit or AuditLog.from_settings(store)).try_record(
+        "key.create", actor=actor, target=key_id, after=content_hash(record),
+        detail={k: record[k] for k in ("name", "team", "feature", "feature_override", "models",
+                                       "scope", "origins")})
+    return f"{PREFIX}{key_id}{secret}", record
+
+
+async def revoke_key(store: Store, key_id: str, *, actor: str | None = None,
+                     audit: AuditLog | None = None) -> bool:
+    """Revoke an active key (recorded as ``key.revoke``); False if there is none."""
+    if not await q.revoke_key(store, key_id):
+        return False
+    row = next((r for r in await q.list_keys(store) if r["id"] == key_id), None)
+    after = public_record(row) if row else None
+    await (audit or AuditLog.from_settings(store)).try_record(
+        "key.revoke", actor=actor, target=key_id,
+        before=content_hash({**after, "revoked_at": None}) if after else None,
+        after=content_hash(after) if after else None,
+        detail={"team": after["team"] if after else None})
+    return True
 
 
 def public_record(row: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import yaml
 
+from keel.audit import AuditLog
 from keel.errors import InvalidRequest, NotFound
 from keel.prompts.spec import PromptSpec
 from keel.store import Store
@@ -50,8 +51,9 @@ def split_ref(ref: str) -> tuple[str, str]:
 
 
 class PromptRegistry:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, audit: AuditLog | None = None) -> None:
         self.store = store
+        self.audit = audit or AuditLog.from_settings(store)  # pushes and label moves
         self._versions: dict[str, dict[int, PromptVersion]] = {}
         self._labels: dict[str, dict[str, int]] = {}
         self._version: str | None = None
@@ -139,7 +141,23 @@ class PromptRegistry:
             self.store, spec.name, orjson.dumps(spec.to_dict()).decode(), spec.content_hash(),
             message, author)
         await self.refresh(force=True)
+        if created:
+            await self.audit.try_record(
+                "prompt.push", actor=author, target=f"{spec.name}@{version}",
+                before=self._hash_of(spec.name, version - 1), after=spec.content_hash(),
+                detail={"version": version, "message": message})
         return self._versions[spec.name][version], created
+
+    def _hash_of(self, name: str, version: int | None) -> str | None:
+        found = self._versions.get(name, {}).get(version) if version is not None else None
+        return found.content_hash if found else None
+
+    async def _audit_move(self, action: str, name: str, label: str, old: int | None, new: int,
+                          actor: str | None, reason: str | None) -> None:
+        await self.audit.try_record(
+            action, actor=actor, target=f"{name}@{label}", before=self._hash_of(name, old),
+            after=self._hash_of(name, new),
+            detail={"label": label, "from_version": old, "to_version": new, "reason": reason})
 
     async def set_label(self, ref: str, label: str, *, actor: str | None = None,
                         reason: str | None = None) -> tuple[int | None, int]:
@@ -150,6 +168,8 @@ class PromptRegistry:
         old = await q.move_label(self.store, target.name, label, target.version, actor,
                                  reason=reason)
         await self.refresh(force=True)
+        await self._audit_move("prompt.label", target.name, label, old, target.version, actor,
+                               reason)
         return old, target.version
 
     async def rollback(self, name: str, label: str, *, actor: str | None = None,
@@ -168,6 +188,8 @@ class PromptRegistry:
         await q.move_label(self.store, name, label, last["from_version"], actor,
                            action="rollback", reason=reason)
         await self.refresh(force=True)
+        await self._audit_move("prompt.rollback", name, label, last["to_version"],
+                               last["from_version"], actor, reason)
         return last["to_version"], last["from_version"]
 
     def diff(self, ref_a: str, ref_b: str) -> str:

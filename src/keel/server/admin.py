@@ -11,12 +11,13 @@ from starlette.routing import Route
 from keel.errors import InvalidRequest, KeelError, NotFound, PermissionDenied
 from keel.gateway.openai_api import api_key, json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
-from keel.keys.service import create_key
+from keel.keys.service import create_key, revoke_key
 from keel.server.state import AppState
 from keel.store import keys as key_queries
 from keel.store.traces import TraceFilter, get_trace, list_traces
 
 MAX_PAGE = 500
+ADMIN_ACTOR = "admin"  # the audit actor of changes made with the admin (master) key
 
 
 def _admin(request: Request) -> AppState:
@@ -63,7 +64,8 @@ async def create_key_ep(request: Request) -> Response:
         key, record = await create_key(
             st.store, team=team, feature=_opt_str(body, "feature"), models=models,
             name=_opt_str(body, "name"), feature_override=override,
-            scope=_opt_str(body, "scope"), origins=_str_list(body, "origins"))
+            scope=_opt_str(body, "scope"), origins=_str_list(body, "origins"),
+            actor=ADMIN_ACTOR, audit=st.audit)
         await st.keys.refresh()
     except KeelError as exc:
         return openai_error(exc)
@@ -85,7 +87,7 @@ async def revoke_key_ep(request: Request) -> Response:
     try:
         st = _admin(request)
         key_id = request.path_params["key_id"]
-        if not await key_queries.revoke_key(st.store, key_id):
+        if not await revoke_key(st.store, key_id, actor=ADMIN_ACTOR, audit=st.audit):
             raise NotFound(f"no active key with id '{key_id}'")
         await st.keys.refresh()
     except KeelError as exc:

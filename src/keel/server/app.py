@@ -20,6 +20,7 @@ from keel.gateway import anthropic_api, openai_api
 from keel.gateway.openai_api import json_response, openai_error
 from keel.server import (
     admin,
+    audit_api,
     budgets_api,
     costs_api,
     evals_api,
@@ -109,6 +110,7 @@ def routes() -> list[Route]:
         *otlp_api.routes(),  # POST /v1/traces: OTLP/HTTP ingest
         *feedback_api.routes(),
         *metrics_api.routes(),
+        *audit_api.routes(),  # /api/audit: the audit log and its verification
     ]
 
 

@@ -74,7 +74,7 @@ async def reprice_ep(request: Request) -> Response:
         if actor is not None and not isinstance(actor, str):
             raise InvalidRequest("'actor' must be a string", param="actor")
         result = await reprice(st.store, st.config, model, since, until, dry_run=dry_run,
-                               actor=actor or "admin-api")
+                               actor=actor or "admin-api", audit=st.audit)
     except KeelError as exc:
         return openai_error(exc)
     return json_response(result.to_json())

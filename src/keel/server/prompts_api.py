@@ -10,7 +10,7 @@ from keel.errors import InvalidRequest, KeelError
 from keel.gateway.openai_api import json_response, openai_error, read_body
 from keel.gateway.validate import parse_body
 from keel.prompts import PromptSpec, PromptSpecError
-from keel.server.admin import _admin, _opt_str
+from keel.server.admin import ADMIN_ACTOR, _admin, _opt_str
 
 LIMIT = 1024 * 1024
 
@@ -25,7 +25,8 @@ async def push(request: Request) -> Response:
             spec = PromptSpec.parse(spec_data, "body")
         except PromptSpecError as exc:
             raise InvalidRequest(str(exc)) from None
-        version, created = await st.prompts.push(spec, message=message, author=author)
+        version, created = await st.prompts.push(spec, message=message,
+                                                 author=author or ADMIN_ACTOR)
     except KeelError as exc:
         return openai_error(exc)
     return json_response({**version.public(st.prompts.labels_for(version)),
@@ -74,7 +75,7 @@ async def label(request: Request) -> Response:
                                  param="version")
         ref = f"{request.path_params['name']}@{version}"
         old, new = await st.prompts.set_label(ref, request.path_params["label"],
-                                              actor=_opt_str(body, "actor"),
+                                              actor=_opt_str(body, "actor") or ADMIN_ACTOR,
                                               reason=_opt_str(body, "reason"))
     except KeelError as exc:
         return openai_error(exc)
@@ -88,7 +89,8 @@ async def rollback(request: Request) -> Response:
         body = parse_body(await read_body(request, LIMIT), LIMIT) if \
             request.headers.get("content-length", "0") != "0" else {}
         name, lab = request.path_params["name"], request.path_params["label"]
-        was, now = await st.prompts.rollback(name, lab, actor=_opt_str(body, "actor"),
+        was, now = await st.prompts.rollback(name, lab,
+                                             actor=_opt_str(body, "actor") or ADMIN_ACTOR,
                                              reason=_opt_str(body, "reason"))
     except KeelError as exc:
         return openai_error(exc)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keel.audit import AuditLog, local_user
+from keel.audit.digest import TraceDigest
 from keel.cache import ResponseCache
 from keel.config import KeelConfig, Settings
 from keel.gateway.service import Gateway
@@ -18,6 +22,9 @@ from keel.store import Store
 from keel.telemetry.metrics import Metrics
 from keel.telemetry.otel_export import OtlpExporter
 from keel.telemetry.writer import TraceWriter
+
+log = logging.getLogger("keel.server")
+AUDIT_CHECKPOINT_INTERVAL_S = 3600.0
 
 
 @dataclass
@@ -30,12 +37,15 @@ class AppState:
     metrics: Metrics
     gateway: Gateway
     prompts: PromptRegistry
+    audit: AuditLog
+    digest: TraceDigest  # of the trace batches stored, flushed to the audit log each minute
     redis: Any = None
     cache: ResponseCache | None = None
     limits: Limits | None = None
     scheduler: Any = None  # keel.evals.schedule.EvalScheduler, when suites are scheduled
     retention_task: asyncio.Task[None] | None = None
     otlp: OtlpExporter | None = None  # with KEEL_OTLP_ENDPOINT: stored traces leave as spans
+    audit_task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings, config: KeelConfig) -> AppState:
@@ -49,11 +59,14 @@ class AppState:
         otlp = OtlpExporter(settings, config, metrics) if settings.otlp_endpoint else None
         if otlp is not None:
             writer.on_stored = otlp.submit
+        audit = AuditLog.from_settings(store, settings)
+        digest = TraceDigest()
+        writer.on_stored_rows = digest.observe
         return cls(
             settings=settings, config=config, store=store,
             keys=KeyRing(store, master_key=settings.master_key), writer=writer, metrics=metrics,
-            gateway=Gateway(settings, config, writer, metrics), prompts=PromptRegistry(store),
-            otlp=otlp,
+            gateway=Gateway(settings, config, writer, metrics),
+            prompts=PromptRegistry(store, audit=audit), audit=audit, digest=digest, otlp=otlp,
         )
 
     async def start(self, *, migrate: bool = True, schedule: bool = True) -> None:
@@ -61,6 +74,11 @@ class AppState:
         a CLI command that starts keel must not run or claim scheduled suites)."""
         if migrate:
             await self.store.upgrade()
+        try:  # recorded when it differs from the last config recorded
+            await self.audit.record_config(self.config, self.settings.config,
+                                           actor=local_user())
+        except Exception:
+            log.exception("could not record the config in the audit log")
         await self.keys.start(self.settings.refresh_interval_s)
         await self.prompts.start(self.settings.refresh_interval_s)
         if self.otlp is not None:
@@ -87,14 +105,43 @@ class AppState:
 
         rules = rules_from(self.config.features)
         if schedule and rules:  # keel serve: apply features' retention every hour
-            self.retention_task = asyncio.create_task(retention_loop(self.store, rules),
-                                                      name="keel-retention")
+            self.retention_task = asyncio.create_task(
+                retention_loop(self.store, rules, on_purge=self.audit.record_purge),
+                name="keel-retention")
+        self.audit_task = asyncio.create_task(self._audit_loop(), name="keel-audit")
         if schedule and self.config.evals.schedule:
             from keel.evals.schedule import EvalScheduler
 
             self.scheduler = EvalScheduler(self, self.config.evals,
                                            Path(self.settings.config).parent)
             self.scheduler.start()
+
+    async def _audit_loop(self, interval_s: float = 60.0) -> None:
+        """Record the digests of stored trace batches each ``interval_s``; write a
+        checkpoint hourly if entries are not covered yet (appends also checkpoint every
+        KEEL_AUDIT_CHECKPOINT_EVERY entries)."""
+        last_checkpoint = time.monotonic()
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.digest.flush(self.audit)
+                if time.monotonic() - last_checkpoint >= AUDIT_CHECKPOINT_INTERVAL_S:
+                    await self.audit.checkpoint()
+                    last_checkpoint = time.monotonic()
+            except Exception:
+                log.exception("audit log upkeep failed; will try again")
+
+    async def _close_audit(self) -> None:
+        if self.audit_task is not None:
+            self.audit_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.audit_task
+            self.audit_task = None
+        try:  # the last batches, and a checkpoint covering everything recorded
+            await self.digest.flush(self.audit)
+            await self.audit.checkpoint()
+        except Exception:
+            log.exception("could not write the last audit entries")
 
     async def aclose(self) -> None:
         """Graceful stop: providers closed, every trace written, keys flushed, store closed."""
@@ -110,6 +157,7 @@ class AppState:
         if self.cache is not None:
             await self.cache.aclose()
         await self.writer.close()
+        await self._close_audit()  # after the writer: its last batches are digested
         if self.otlp is not None:
             await self.otlp.aclose()  # after the writer: it hands over the last batches
         await self.keys.aclose()

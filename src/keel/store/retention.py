@@ -9,6 +9,7 @@ transaction, so a large purge never holds long locks.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,9 +100,12 @@ async def purge(store: Store, rules: list[Rule], *, dry_run: bool = False,
     return report
 
 
-async def retention_loop(store: Store, rules: list[Rule], interval_s: float = 3600.0) -> None:
+async def retention_loop(store: Store, rules: list[Rule], interval_s: float = 3600.0,
+                         on_purge: Callable[[PurgeReport], Awaitable[Any]] | None = None
+                         ) -> None:
     """Purge now and then every ``interval_s`` (inside ``keel serve``); failures are logged
-    and retried at the next round."""
+    and retried at the next round. ``on_purge``: called with each report that deleted
+    something (the audit log records it)."""
     import asyncio
     import logging
 
@@ -112,6 +116,8 @@ async def retention_loop(store: Store, rules: list[Rule], interval_s: float = 36
             if any(report.total.values()):
                 log.warning("retention purge: deleted %d trace rows and the content of %d "
                             "traces", report.total["traces"], report.total["payloads"])
+                if on_purge is not None:
+                    await on_purge(report)
         except Exception:
             log.exception("retention purge failed; will try again")
         await asyncio.sleep(interval_s)

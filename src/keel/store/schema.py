@@ -348,6 +348,39 @@ cost_events = sa.Table(
     sa.Column("detail", sa.Text),
 )
 
+# 0007: the audit trail. Entries are only ever inserted (keel has no code that updates or
+# deletes them); each is a leaf of a hash chain and of an RFC 6962 Merkle tree (keel/audit).
+audit_entries = sa.Table(
+    "audit_entries",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),  # 1, 2, 3...
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(128)),
+    sa.Column("action", sa.String(64), nullable=False),  # key.create, prompt.label...
+    sa.Column("target", sa.String(512)),
+    sa.Column("before_hash", sa.String(128)),
+    sa.Column("after_hash", sa.String(128)),
+    sa.Column("detail", sa.Text),  # canonical JSON text, hashed as stored
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_entries_action", "action", "seq"),
+    sa.Index("ix_audit_entries_at", "at"),
+)
+
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("size", sa.BigInteger, nullable=False),  # entries 1..size
+    sa.Column("root", sa.String(64), nullable=False),  # their Merkle tree head
+    sa.Column("head", sa.String(64), nullable=False),  # hash of entry `size`
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("peaks", sa.Text, nullable=False),  # JSON: the tree's peaks, to extend it
+    sa.Column("key_id", sa.String(16)),
+    sa.Column("signature", sa.String(64)),  # HMAC-SHA256 with KEEL_AUDIT_KEY, or None
+    sa.Index("ix_audit_checkpoints_size", "size"),
+)
+
 meta = sa.Table(
     "keel_meta",
     metadata,

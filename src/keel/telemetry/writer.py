@@ -63,6 +63,8 @@ class TraceWriter:
         self.failed_batches = 0
         # Called with the traces of each batch once stored (the OTLP exporter's submit).
         self.on_stored: Callable[[list[Trace]], None] | None = None
+        # Called with the rows of each batch once stored (the audit log's batch digests).
+        self.on_stored_rows: Callable[[list[Row]], None] | None = None
 
     # --- hot path ----------------------------------------------------------------------------
 
@@ -160,7 +162,13 @@ class TraceWriter:
             self._spill(batch)
 
     def _stored(self, traces: list[Trace] | None, batch: list[Row]) -> None:
-        """Hand a stored batch on (``on_stored``); its failures never affect the store."""
+        """Hand a stored batch on (``on_stored``, ``on_stored_rows``); their failures never
+        affect the store."""
+        if self.on_stored_rows is not None:
+            try:
+                self.on_stored_rows(batch)
+            except Exception:
+                log.exception("digesting %d stored traces failed", len(batch))
         if self.on_stored is None:
             return
         try:
