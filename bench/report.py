@@ -566,7 +566,8 @@ def write_report(results: list[TargetResult], args: argparse.Namespace, facts: d
 
 EVALS_START, EVALS_END = "<!-- evals:start -->", "<!-- evals:end -->"
 SUMMARY_START, SUMMARY_END = "<!-- summary:start -->", "<!-- summary:end -->"
-KEPT = ((EVALS_START, EVALS_END), (SUMMARY_START, SUMMARY_END))
+GUARD_START, GUARD_END = "<!-- guard:start -->", "<!-- guard:end -->"  # bench/guard/run.py
+KEPT = ((EVALS_START, EVALS_END), (SUMMARY_START, SUMMARY_END), (GUARD_START, GUARD_END))
 
 
 def kept_sections(path: Path) -> str:

@@ -1,1 +1,3 @@
-"""Guardrails: scanners and redaction applied in the request path and to stored content."""
+"""Guardrails: PII patterns shared by stored-content redaction (``redact``) and reversible,
+request-scoped redaction (``pii``), and the scanners (``scanners``) that the policy engine
+runs in the request path."""
