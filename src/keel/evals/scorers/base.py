@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from keel.errors import ConfigError
+from keel.plugins import LocatedConfigError, Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,24 +65,22 @@ Factory = Callable[[dict[str, Any]], Scorer]
 F = TypeVar("F", bound=Factory)
 
 
-class ScorerConfigError(ConfigError):
+class ScorerConfigError(LocatedConfigError):
     """A ``scorers:`` entry that cannot be built; the message names where, which key and the fix.
 
     ``key`` is the offending option (``None`` for the entry as a whole); ``detail`` is the
     message without the location prefix.
     """
 
-    def __init__(self, detail: str, *, key: str | None = None, where: str | None = None) -> None:
-        self.key = key
-        self.detail = detail
-        self.where = where
-        location = where or ""
-        if key:
-            location = f"{location}.{key}" if location else key
-        super().__init__(f"{location}: {detail}" if location else detail, param=key)
+
+def _load_builtins() -> None:
+    from keel.evals import scorers  # noqa: F401  (imports the built-ins, which register)
 
 
-_REGISTRY: dict[str, Factory] = {}
+_SCORERS: Registry[Scorer] = Registry(
+    "scorer", ScorerConfigError, _load_builtins,
+    example="{type: contains, value: \"{{expected}}\"}")
+_REGISTRY: dict[str, Factory] = _SCORERS.factories
 
 
 def register_scorer(type_name: str) -> Callable[[F], F]:
@@ -91,43 +89,14 @@ def register_scorer(type_name: str) -> Callable[[F], F]:
     Registering the same name again replaces the earlier factory (a plugin may override a
     built-in on purpose).
     """
-
-    def deco(factory: F) -> F:
-        _REGISTRY[type_name] = factory
-        return factory
-
-    return deco
-
-
-def _load_builtins() -> None:
-    from keel.evals import scorers  # noqa: F401  (imports the built-ins, which register)
+    return _SCORERS.register(type_name)
 
 
 def scorer_types() -> list[str]:
     """Every registered scorer type, sorted."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return _SCORERS.types()
 
 
 def build_scorer(config: dict[str, Any], where: str = "scorers[0]") -> Scorer:
     """Build one scorer from its config mapping (``{type: contains, value: ..., ...}``)."""
-    _load_builtins()
-    if not isinstance(config, dict):
-        raise ScorerConfigError(
-            "must be a mapping with a type:, e.g. {type: contains, value: \"{{expected}}\"}",
-            where=where)
-    type_name = config.get("type")
-    if not isinstance(type_name, str) or not type_name:
-        raise ScorerConfigError(f"required: one of {', '.join(sorted(_REGISTRY))}",
-                                key="type", where=where)
-    factory = _REGISTRY.get(type_name)
-    if factory is None:
-        raise ScorerConfigError(f"unknown scorer type '{type_name}'; known types: "
-                                f"{', '.join(sorted(_REGISTRY))}", key="type", where=where)
-    try:
-        return factory(dict(config))
-    except ScorerConfigError as exc:
-        raise ScorerConfigError(exc.detail, key=exc.key, where=where) from None
-    except Exception as exc:  # a plugin factory that fails in its own way
-        raise ScorerConfigError(f"scorer type '{type_name}' could not be built: "
-                                f"{type(exc).__name__}: {exc}", where=where) from exc
+    return _SCORERS.build(config, where)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from keel.plugins import LocatedConfigError
+
 SUPPORTED = ("type", "properties", "required", "additionalProperties", "items", "enum",
              "const", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems",
              "pattern")
@@ -81,6 +83,19 @@ def check_schema(schema: Any, path: str = "") -> None:
                 re.compile(value)
             except re.error as exc:
                 raise SchemaError(here, f"not a valid regular expression: {exc}") from None
+
+
+def schema_option(schema: dict[str, Any], error: type[LocatedConfigError],
+                  hint: str = "") -> dict[str, Any]:
+    """``schema``, the ``schema:`` option of a scorer or scanner entry, once
+    :func:`check_schema` accepts it; else ``error`` on the key ``schema.<path>``, its message
+    the SchemaError's followed by ``hint``."""
+    try:
+        check_schema(schema)
+    except SchemaError as exc:
+        key = f"schema.{exc.path}" if exc.path else "schema"
+        raise error(exc.message + hint, key=key) from None
+    return schema
 
 
 def _is_type(value: Any, name: str) -> bool:

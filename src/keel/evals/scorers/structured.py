@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from keel.evals.scorers.base import Score, ScoreInput, ScorerConfigError, register_scorer
-from keel.evals.scorers.schema import SchemaError, check_schema, json_equal, validate
+from keel.evals.scorers.schema import json_equal, schema_option, validate
 from keel.evals.scorers.support import BaseScorer, Options, Template, clip
 
 
@@ -49,12 +49,7 @@ class JsonSchema(BaseScorer):
     def configure(self, opts: Options) -> None:
         schema = opts.mapping("schema", "{type: object, required: [answer]}")
         assert schema is not None
-        try:
-            check_schema(schema)
-        except SchemaError as exc:
-            key = f"schema.{exc.path}" if exc.path else "schema"
-            raise ScorerConfigError(exc.message, key=key) from None
-        self.schema = schema
+        self.schema = schema_option(schema, ScorerConfigError)
 
     def evaluate(self, inp: ScoreInput) -> Score:
         value, why_not = parse_answer(inp.output_text)

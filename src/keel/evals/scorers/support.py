@@ -8,37 +8,23 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import orjson
 
 from keel.evals.scorers.base import Score, ScoreInput, ScorerConfigError
+from keel.plugins import StrictOptions
 from keel.prompts.spec import VAR
 
 COMMON = ("type", "name")
 
 
-class Options:
+class Options(StrictOptions):
     """The options of one scorer entry; every getter raises ScorerConfigError naming the key."""
 
-    def __init__(self, config: dict[str, Any], allowed: Iterable[str]) -> None:
-        self.config = config
-        self.type = str(config.get("type", ""))
-        known = (*COMMON, *allowed)
-        unknown = sorted(set(config) - set(known))
-        if unknown:
-            raise ScorerConfigError(
-                f"unknown option for '{self.type}'; allowed: {', '.join(known)}",
-                key=str(unknown[0]))
-        name = config.get("name", self.type)
-        if not isinstance(name, str) or not name:
-            raise ScorerConfigError("a non-empty string naming this scorer in reports",
-                                    key="name")
-        self.name = name
-
-    def has(self, key: str) -> bool:
-        return self.config.get(key) is not None
+    error = ScorerConfigError
+    common = COMMON
+    name_help = "a non-empty string naming this scorer in reports"
 
     def string(self, key: str, example: str, default: str | None = None) -> str:
         value = self.config.get(key, default)
@@ -46,26 +32,6 @@ class Options:
             what = "required" if value is None else f"must be a string, got {value!r}"
             raise ScorerConfigError(f"{what}; e.g. {key}: {example}", key=key)
         return value
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.config.get(key, default)
-        if not isinstance(value, bool):
-            raise ScorerConfigError(f"must be true or false, got {value!r}", key=key)
-        return value
-
-    def number(self, key: str, example: str, default: float | None = None,
-               minimum: float | None = None, maximum: float | None = None) -> float:
-        value = self.config.get(key, default)
-        if value is None:
-            raise ScorerConfigError(f"required; e.g. {key}: {example}", key=key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ScorerConfigError(f"must be a number, got {value!r}; e.g. {key}: {example}",
-                                    key=key)
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            lo = "-inf" if minimum is None else f"{minimum:g}"
-            hi = "inf" if maximum is None else f"{maximum:g}"
-            raise ScorerConfigError(f"must be between {lo} and {hi}, got {value!r}", key=key)
-        return float(value)
 
     def count(self, key: str) -> int | None:
         value = self.config.get(key)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
-from keel.errors import ConfigError
+from keel.plugins import LocatedConfigError, Registry
 
 Stage = Literal["input", "output", "both"]
 Cost = Literal["cheap", "moderate"]
@@ -123,24 +123,22 @@ Factory = Callable[[dict[str, Any]], Scanner]
 F = TypeVar("F", bound=Factory)
 
 
-class ScannerConfigError(ConfigError):
+class ScannerConfigError(LocatedConfigError):
     """A scanner entry that cannot be built; the message names where, which key and the fix.
 
     ``key`` is the offending option (``None`` for the entry as a whole); ``detail`` is the
     message without the location prefix.
     """
 
-    def __init__(self, detail: str, *, key: str | None = None, where: str | None = None) -> None:
-        self.key = key
-        self.detail = detail
-        self.where = where
-        location = where or ""
-        if key:
-            location = f"{location}.{key}" if location else key
-        super().__init__(f"{location}: {detail}" if location else detail, param=key)
+
+def _load_builtins() -> None:
+    from keel.guard import scanners  # noqa: F401  (imports the built-ins, which register)
 
 
-_REGISTRY: dict[str, Factory] = {}
+_SCANNERS: Registry[Scanner] = Registry(
+    "scanner", ScannerConfigError, _load_builtins,
+    example="{type: pii} or {type: injection, threshold: 0.7}", type_example="pii")
+_REGISTRY: dict[str, Factory] = _SCANNERS.factories
 
 
 def register_scanner(type_name: str) -> Callable[[F], F]:
@@ -149,43 +147,14 @@ def register_scanner(type_name: str) -> Callable[[F], F]:
     Registering the same name again replaces the earlier factory (a plugin may override a
     built-in on purpose).
     """
-
-    def deco(factory: F) -> F:
-        _REGISTRY[type_name] = factory
-        return factory
-
-    return deco
-
-
-def _load_builtins() -> None:
-    from keel.guard import scanners  # noqa: F401  (imports the built-ins, which register)
+    return _SCANNERS.register(type_name)
 
 
 def scanner_types() -> list[str]:
     """Every registered scanner type, sorted."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return _SCANNERS.types()
 
 
 def build_scanner(config: dict[str, Any], where: str = "scanners[0]") -> Scanner:
     """Build one scanner from its config mapping (``{type: pii, kinds: [email, card]}``)."""
-    _load_builtins()
-    if not isinstance(config, dict):
-        raise ScannerConfigError(
-            "must be a mapping with a type:, e.g. {type: pii} or {type: injection, "
-            "threshold: 0.7}", where=where)
-    type_name = config.get("type")
-    if not isinstance(type_name, str) or not type_name:
-        raise ScannerConfigError(f"required: one of {', '.join(sorted(_REGISTRY))}; "
-                                 "e.g. type: pii", key="type", where=where)
-    factory = _REGISTRY.get(type_name)
-    if factory is None:
-        raise ScannerConfigError(f"unknown scanner type '{type_name}'; known types: "
-                                 f"{', '.join(sorted(_REGISTRY))}", key="type", where=where)
-    try:
-        return factory(dict(config))
-    except ScannerConfigError as exc:
-        raise ScannerConfigError(exc.detail, key=exc.key, where=where) from None
-    except Exception as exc:  # a plugin factory that fails in its own way
-        raise ScannerConfigError(f"scanner type '{type_name}' could not be built: "
-                                 f"{type(exc).__name__}: {exc}", where=where) from exc
+    return _SCANNERS.build(config, where)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from keel.evals.scorers.schema import SchemaError, check_schema, validate
+from keel.evals.scorers.schema import schema_option, validate
 from keel.guard.scanners.base import (
     Finding,
     ScanContext,
@@ -108,13 +108,9 @@ class JsonSchemaScanner(BaseScanner):
     def configure(self, opts: Options) -> None:
         schema = opts.mapping("schema", "{type: object, required: [answer]}")
         assert schema is not None
-        try:
-            check_schema(schema)
-        except SchemaError as exc:
-            key = f"schema.{exc.path}" if exc.path else "schema"
-            raise ScannerConfigError(f"{exc.message}; e.g. schema: {{type: object, properties: "
-                                     "{answer: {type: string}}}", key=key) from None
-        self.schema: dict[str, Any] = schema
+        self.schema: dict[str, Any] = schema_option(
+            schema, ScannerConfigError,
+            "; e.g. schema: {type: object, properties: {answer: {type: string}}}")
         self.fences = opts.flag("allow_code_fence", True)
 
     def check(self, text: str, ctx: ScanContext) -> Finding:

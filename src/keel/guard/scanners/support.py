@@ -19,30 +19,18 @@ from keel.guard.scanners.base import (
     Span,
     Stage,
 )
+from keel.plugins import StrictOptions
 
 COMMON = ("type", "name", "stage")
 
 
-class Options:
+class Options(StrictOptions):
     """The options of one scanner entry; every getter raises ScannerConfigError naming the key."""
 
-    def __init__(self, config: dict[str, Any], allowed: Iterable[str]) -> None:
-        self.config = config
-        self.type = str(config.get("type", ""))
-        known = (*COMMON, *allowed)
-        unknown = sorted(str(k) for k in set(config) - set(known))
-        if unknown:
-            raise ScannerConfigError(
-                f"unknown option for '{self.type}'; allowed: {', '.join(known)}",
-                key=unknown[0])
-        name = config.get("name", self.type)
-        if not isinstance(name, str) or not name:
-            raise ScannerConfigError("a non-empty string naming this scanner in verdicts; "
-                                     f"e.g. name: {self.type}-strict", key="name")
-        self.name = name
-
-    def has(self, key: str) -> bool:
-        return self.config.get(key) is not None
+    error = ScannerConfigError
+    common = COMMON
+    name_help = "a non-empty string naming this scanner in verdicts; e.g. name: {type}-strict"
+    range_example = True
 
     def string(self, key: str, example: str, default: str | None = None) -> str:
         value = self.config.get(key, default)
@@ -58,27 +46,6 @@ class Options:
             raise ScannerConfigError(f"must be one of {', '.join(options)}, got {value!r}",
                                      key=key)
         return str(value)
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.config.get(key, default)
-        if not isinstance(value, bool):
-            raise ScannerConfigError(f"must be true or false, got {value!r}", key=key)
-        return value
-
-    def number(self, key: str, example: str, default: float | None = None,
-               minimum: float | None = None, maximum: float | None = None) -> float:
-        value = self.config.get(key, default)
-        if value is None:
-            raise ScannerConfigError(f"required; e.g. {key}: {example}", key=key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ScannerConfigError(f"must be a number, got {value!r}; e.g. {key}: {example}",
-                                     key=key)
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            lo = "-inf" if minimum is None else f"{minimum:g}"
-            hi = "inf" if maximum is None else f"{maximum:g}"
-            raise ScannerConfigError(f"must be between {lo} and {hi}, got {value!r}; "
-                                     f"e.g. {key}: {example}", key=key)
-        return float(value)
 
     def whole(self, key: str, example: str, default: int | None = None,
               minimum: int = 0) -> int:
