@@ -304,6 +304,12 @@ def test_feedback_key_writes_feedback_only(keel: Keel) -> None:
     keel.flush()
     ok = post(keel, "/api/feedback", {"trace_id": trace_id, "thumbs": "up"}, fkey)
     assert ok.status_code == 201 and ok.json()["key_id"] == r.json()["id"]
+    # a page may not pose as a reviewer or a judge
+    posing = post(keel, "/api/feedback", {"trace_id": trace_id, "thumbs": "down",
+                                          "source": "reviewer"}, fkey)
+    assert posing.status_code == 403 and error(posing)["code"] == "source_not_allowed"
+    assert post(keel, "/api/feedback", {"trace_id": trace_id, "thumbs": "down",
+                                        "source": "reviewer"}, gateway_key).status_code == 201
 
     c = openai.OpenAI(base_url=keel.base_url, api_key=fkey, max_retries=0)
     with pytest.raises(openai.PermissionDeniedError) as exc:
