@@ -17,6 +17,8 @@
     |                                       when the budget's period resets)
     +-- LimitsUnavailable              503 limits_unavailable (Redis unreachable and a
     |                                       budget is configured to fail closed)
+    +-- FeatureStopped                 503 service_unavailable feature_stopped (the
+    |                                       feature's kill switch: `keel features stop`)
     +-- UpstreamError                  502 upstream_error   (provider failed)
         +-- UpstreamRateLimited        429 rate_limit_error
         +-- UpstreamTimeout            504 upstream_timeout
@@ -137,6 +139,14 @@ class LimitsUnavailable(KeelError):
     status = 503
     type = "api_error"
     code = "limits_unavailable"
+
+
+class FeatureStopped(KeelError):
+    """The request's feature is stopped (its kill switch) until it is started again."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "feature_stopped"
 
 
 class UpstreamError(KeelError):

@@ -307,6 +307,7 @@ def _register() -> None:
     from keel.cli.costs import costs
     from keel.cli.datasets import datasets
     from keel.cli.evals import evals
+    from keel.cli.features import features
     from keel.cli.prompts import prompts
     from keel.cli.stats import purge_cmd, rollups_group, stats
 
@@ -318,6 +319,7 @@ def _register() -> None:
     main.add_command(datasets)
     main.add_command(evals)
     main.add_command(audit)
+    main.add_command(features)
 
 
 _register()

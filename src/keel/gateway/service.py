@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.config import KeelConfig, ModelConfig, Settings
 from keel.costs.prices import model_price
@@ -31,6 +31,9 @@ from keel.routing import Balancer, BreakerBoard, Deployment, Plan, Router
 from keel.telemetry.metrics import Metrics
 from keel.telemetry.writer import TraceWriter
 from keel.types import JSON, ChatResult, EmbeddingResult, Price, Principal, Trace, Usage
+
+if TYPE_CHECKING:
+    from keel.features import FeatureSwitches
 
 log = logging.getLogger("keel.gateway")
 
@@ -77,6 +80,8 @@ class Gateway:
         self._background: set[asyncio.Task[Any]] = set()
         # features whose stored content is not "full": feature -> "none" | "redacted"
         self.capture = {f.name: f.capture for f in config.features if f.capture != "full"}
+        # feature kill switches (keel.features), checked in memory by resolve; set by AppState
+        self.switches: FeatureSwitches | None = None
 
     def _entry(self, m: ModelConfig, in_fallback_chain: bool) -> ModelEntry:
         spec = m.breaker
@@ -128,6 +133,8 @@ class Gateway:
 
     def resolve(self, principal: Principal, name: str, kind: str, trace: Trace) -> Plan:
         """The plan for a request: which models, in which order, with which policies."""
+        if self.switches is not None:
+            self.switches.check(trace.feature)  # a stopped feature: 503 feature_stopped
         route = self.router.route_for(name, trace.feature) if kind == "chat" else None
         entry = self.models.get(name)
         if (route is None and entry is None) or not principal.may_use(name):

@@ -24,6 +24,7 @@ from keel.server import (
     budgets_api,
     costs_api,
     evals_api,
+    features_api,
     feedback_api,
     metrics_api,
     otlp_api,
@@ -111,6 +112,7 @@ def routes() -> list[Route]:
         *feedback_api.routes(),
         *metrics_api.routes(),
         *audit_api.routes(),  # /api/audit: the audit log and its verification
+        *features_api.routes(),  # /api/features: per-feature kill switches
     ]
 
 

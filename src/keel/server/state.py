@@ -14,6 +14,7 @@ from keel.audit import AuditLog, local_user
 from keel.audit.digest import TraceDigest
 from keel.cache import ResponseCache
 from keel.config import KeelConfig, Settings
+from keel.features import FeatureSwitches
 from keel.gateway.service import Gateway
 from keel.keys.service import KeyRing
 from keel.limits import Limits
@@ -46,6 +47,7 @@ class AppState:
     retention_task: asyncio.Task[None] | None = None
     otlp: OtlpExporter | None = None  # with KEEL_OTLP_ENDPOINT: stored traces leave as spans
     audit_task: asyncio.Task[None] | None = None
+    features: FeatureSwitches | None = None  # kill switches; the gateway checks them
 
     @classmethod
     def build(cls, settings: Settings, config: KeelConfig) -> AppState:
@@ -62,11 +64,13 @@ class AppState:
         audit = AuditLog.from_settings(store, settings)
         digest = TraceDigest()
         writer.on_stored_rows = digest.observe
+        gateway = Gateway(settings, config, writer, metrics)
+        gateway.switches = features = FeatureSwitches(store, audit=audit)
         return cls(
             settings=settings, config=config, store=store,
             keys=KeyRing(store, master_key=settings.master_key), writer=writer, metrics=metrics,
-            gateway=Gateway(settings, config, writer, metrics),
-            prompts=PromptRegistry(store, audit=audit), audit=audit, digest=digest, otlp=otlp,
+            gateway=gateway, prompts=PromptRegistry(store, audit=audit), audit=audit,
+            digest=digest, otlp=otlp, features=features,
         )
 
     async def start(self, *, migrate: bool = True, schedule: bool = True) -> None:
@@ -81,6 +85,8 @@ class AppState:
             log.exception("could not record the config in the audit log")
         await self.keys.start(self.settings.refresh_interval_s)
         await self.prompts.start(self.settings.refresh_interval_s)
+        if self.features is not None:
+            await self.features.start(self.settings.refresh_interval_s)
         if self.otlp is not None:
             await self.otlp.start()
         await self.writer.start()
@@ -162,6 +168,8 @@ class AppState:
             await self.otlp.aclose()  # after the writer: it hands over the last batches
         await self.keys.aclose()
         await self.prompts.aclose()
+        if self.features is not None:
+            await self.features.aclose()
         if self.redis is not None:
             with contextlib.suppress(Exception):
                 await self.redis.aclose()

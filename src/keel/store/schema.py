@@ -381,6 +381,18 @@ audit_checkpoints = sa.Table(
     sa.Index("ix_audit_checkpoints_size", "size"),
 )
 
+# 0008: per-feature kill switches (the last stop or start of each feature; the audit log
+# keeps the history).
+feature_switches = sa.Table(
+    "feature_switches",
+    metadata,
+    sa.Column("feature", sa.String(128), primary_key=True),
+    sa.Column("stopped", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("actor", sa.String(128)),
+    sa.Column("at", sa.Float, nullable=False),  # when it was last stopped or started
+)
+
 meta = sa.Table(
     "keel_meta",
     metadata,

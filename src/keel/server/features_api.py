@@ -1,0 +1,60 @@
+"""Feature kill switches (admin key):
+
+- ``GET /api/features``: every feature ever stopped: state, since, by, reason.
+- ``POST /api/features/{name}/stop`` with ``{"reason": "..."}`` (required): refuse the
+  feature's requests (503 ``feature_stopped``) until it is started.
+- ``POST /api/features/{name}/start``: serve it again.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keel.errors import InvalidRequest, KeelError
+from keel.features import FeatureSwitches
+from keel.gateway.openai_api import json_response, openai_error, read_body
+from keel.gateway.validate import parse_body
+from keel.server.admin import ADMIN_ACTOR, _admin
+from keel.server.state import AppState
+
+
+def _switches(st: AppState) -> FeatureSwitches:
+    if st.features is None:
+        raise KeelError("feature switches are not running in this process")
+    return st.features
+
+
+async def list_ep(request: Request) -> Response:
+    try:
+        st = _admin(request)
+        rows = await _switches(st).rows()
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response({"object": "list", "data": rows})
+
+
+async def switch_ep(request: Request) -> Response:
+    try:
+        st = _admin(request)
+        name, verb = request.path_params["name"], request.path_params["verb"]
+        if verb == "stop":
+            raw = await read_body(request, 16 * 1024)
+            body = parse_body(raw, 16 * 1024) if raw.strip() else {}
+            row = await _switches(st).stop_feature(name, reason=body.get("reason"),
+                                                   actor=ADMIN_ACTOR)
+        elif verb == "start":
+            row = await _switches(st).start_feature(name, actor=ADMIN_ACTOR)
+        else:
+            raise InvalidRequest(f"unknown action '{verb}'; use stop or start", param="action")
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response(row)
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/api/features", list_ep, methods=["GET"]),
+        Route("/api/features/{name}/{verb}", switch_ep, methods=["POST"]),
+    ]
