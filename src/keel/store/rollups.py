@@ -65,35 +65,72 @@ class Deltas:
         self.errors: dict[tuple[Key, str], int] = defaultdict(int)
         self.sketches: dict[tuple[Key, str, int], int] = defaultdict(int)
         self.outcomes: dict[tuple[str, float, str, str], list[float]] = {}
+        # traces are added per minute only (the writer's hot loop), and folded into the
+        # hour and day rows once per batch by _fold
+        self._minute: dict[Key, list[float]] = {}
+        self._minute_errors: dict[tuple[Key, str], int] = defaultdict(int)
+        self._minute_sketches: dict[tuple[Key, str, int], int] = defaultdict(int)
 
     def __bool__(self) -> bool:
-        return bool(self.counters or self.outcomes)
+        return bool(self.counters or self.outcomes or self._minute)
 
     def _keys(self, t: float, feature: str, team: str, model: str, prompt: str) -> list[Key]:
         return [(g, bucket(t, g), feature, team, model, prompt) for g in GRANULARITIES]
 
     def add_trace(self, row: dict[str, Any]) -> None:
         ok = int(row["status"]) < 400
-        for key in self._keys(float(row["start_time"]), row.get("feature") or "",
-                              row.get("team") or "", row.get("model_requested") or "",
-                              prompt_label(row.get("prompt_name"), row.get("prompt_version"))):
-            c = self.counters[key]
-            c["requests"] += 1
-            c["errors"] += 0 if ok else 1
-            c["input_tokens"] += row.get("input_tokens") or 0
-            c["output_tokens"] += row.get("output_tokens") or 0
-            c["cached_tokens"] += row.get("cached_tokens") or 0
-            c["reasoning_tokens"] += row.get("reasoning_tokens") or 0
-            c["cost_usd"] += row.get("cost_usd") or 0.0
-            c["cache_hits"] += 1 if row.get("cache_hit") else 0
-            c["cost_saved_usd"] += row.get("cost_saved_usd") or 0.0
-            if not ok:
-                self.errors[(key, row.get("error_type") or f"http_{row['status']}")] += 1
-                continue
-            c["latency_ms_sum"] += row.get("latency_ms") or 0.0
-            self.sketches[(key, "latency", sketch.index(row.get("latency_ms") or 0.0))] += 1
-            if row.get("ttft_ms") is not None:
-                self.sketches[(key, "ttft", sketch.index(row["ttft_ms"]))] += 1
+        get = row.get
+        name, version = get("prompt_name"), get("prompt_version")
+        key: Key = ("m", float(math.floor(float(row["start_time"]) / 60) * 60),
+                    get("feature") or "", get("team") or "", get("model_requested") or "",
+                    f"{name}@{version}" if name else "")
+        c = self._minute.get(key)
+        if c is None:
+            c = self._minute[key] = [0.0] * len(TRACE_COUNTERS)
+        # the order of TRACE_COUNTERS
+        c[0] += 1
+        c[2] += get("input_tokens") or 0
+        c[3] += get("output_tokens") or 0
+        c[4] += get("cached_tokens") or 0
+        c[5] += get("reasoning_tokens") or 0
+        c[6] += get("cost_usd") or 0.0
+        c[7] += 1 if get("cache_hit") else 0
+        c[8] += get("cost_saved_usd") or 0.0
+        if not ok:
+            c[1] += 1
+            self._minute_errors[(key, get("error_type") or f"http_{row['status']}")] += 1
+            return
+        latency = get("latency_ms") or 0.0
+        c[9] += latency
+        self._minute_sketches[(key, "latency", sketch.index(latency))] += 1
+        ttft = get("ttft_ms")
+        if ttft is not None:
+            self._minute_sketches[(key, "ttft", sketch.index(ttft))] += 1
+
+    def _fold(self) -> None:
+        """Add the per-minute trace sums to the minute, hour and day rows."""
+        if not self._minute:
+            return
+
+        def up(key: Key) -> tuple[Key, Key, Key]:
+            t = key[1]
+            return (key, ("h", bucket(t, "h"), *key[2:]), ("d", bucket(t, "d"), *key[2:]))
+
+        for key, sums in self._minute.items():
+            for k in up(key):
+                d = self.counters[k]
+                for counter, v in zip(TRACE_COUNTERS, sums, strict=True):
+                    if v:
+                        d[counter] += v
+        for (key, etype), n in self._minute_errors.items():
+            for k in up(key):
+                self.errors[(k, etype)] += n
+        for (key, metric, idx), n in self._minute_sketches.items():
+            for k in up(key):
+                self.sketches[(k, metric, idx)] += n
+        self._minute.clear()
+        self._minute_errors.clear()
+        self._minute_sketches.clear()
 
     def add_cost(self, row: dict[str, Any], delta: float) -> None:
         """A trace's cost changed by ``delta`` (repricing)."""
@@ -160,6 +197,7 @@ async def apply(conn: AsyncConnection, store: Store, deltas: Deltas) -> None:
     # One statement per table, rows in key order, tables always in the same order: every
     # transaction takes its row locks in one global order, so concurrent writers (replicas)
     # wait for each other instead of deadlocking.
+    deltas._fold()
     if deltas.counters:
         rows = [(*key, *(deltas.counters[key].get(n, 0) for n in COUNTERS))
                 for key in sorted(deltas.counters)]
