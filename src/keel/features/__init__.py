@@ -10,14 +10,13 @@ and at once after a change made in this process).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 from typing import Any
 
 from keel.audit import AuditLog, content_hash
 from keel.errors import FeatureStopped, InvalidRequest
+from keel.polling import Poller
 from keel.store import Store
 from keel.store import features as q
 
@@ -54,7 +53,8 @@ class FeatureSwitches:
         self.audit = audit or AuditLog.from_settings(store)
         self.stopped: dict[str, dict[str, Any]] = {}  # feature -> its switch row
         self._version: str | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._poller = Poller("keel-feature-switches", log,
+                              "refreshing feature switches failed; keeping those in memory")
 
     # --- index -------------------------------------------------------------------------------
 
@@ -68,22 +68,10 @@ class FeatureSwitches:
 
     async def start(self, interval_s: float) -> None:
         await self.refresh(force=True)
-        self._task = asyncio.create_task(self._poll(interval_s), name="keel-feature-switches")
-
-    async def _poll(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("refreshing feature switches failed; keeping those in memory")
+        self._poller.start(self.refresh, interval_s)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._poller.stop()
 
     # --- the check (in memory) ---------------------------------------------------------------
 

@@ -10,7 +10,6 @@ memory and written in batches.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -22,6 +21,7 @@ from typing import Any
 
 from keel.audit import AuditLog, content_hash
 from keel.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from keel.polling import Poller
 from keel.store import Store
 from keel.store import keys as q
 from keel.types import Principal
@@ -192,7 +192,8 @@ class KeyRing:
         self.feedback_origins: frozenset[str] = frozenset()  # of every active feedback key
         self._version: str | None = None
         self._last_used: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._poller = Poller("keel-key-refresh", log,
+                              "refreshing keys failed; keeping the keys in memory")
 
     async def load(self) -> None:
         await self.refresh(force=True)
@@ -214,23 +215,14 @@ class KeyRing:
 
     async def start(self, interval_s: float) -> None:
         await self.load()
-        self._task = asyncio.create_task(self._poll(interval_s), name="keel-key-refresh")
+        self._poller.start(self._tick, interval_s)
 
-    async def _poll(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.refresh()
-                await self.flush_last_used()
-            except Exception:
-                log.exception("refreshing keys failed; keeping the keys in memory")
+    async def _tick(self) -> None:
+        await self.refresh()
+        await self.flush_last_used()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._poller.stop()
         with contextlib.suppress(Exception):
             await self.flush_last_used()
 

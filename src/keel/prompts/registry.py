@@ -8,8 +8,6 @@ counter in the store changes (polled, and at once after a change made in this pr
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import difflib
 import logging
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ import yaml
 
 from keel.audit import AuditLog
 from keel.errors import InvalidRequest, NotFound
+from keel.polling import Poller
 from keel.prompts.spec import PromptSpec
 from keel.store import Store
 from keel.store import prompts as q
@@ -57,7 +56,8 @@ class PromptRegistry:
         self._versions: dict[str, dict[int, PromptVersion]] = {}
         self._labels: dict[str, dict[str, int]] = {}
         self._version: str | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._poller = Poller("keel-prompt-refresh", log,
+                              "refreshing prompts failed; keeping the prompts in memory")
 
     # --- index -------------------------------------------------------------------------------
 
@@ -78,21 +78,10 @@ class PromptRegistry:
 
     async def start(self, interval_s: float) -> None:
         await self.refresh(force=True)
-        self._task = asyncio.create_task(self._poll(interval_s), name="keel-prompt-refresh")
-
-    async def _poll(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("refreshing prompts failed; keeping the prompts in memory")
+        self._poller.start(self.refresh, interval_s)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._poller.stop()
 
     # --- reads (in memory) -------------------------------------------------------------------
 
