@@ -13,16 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
-from keel.evals import compare
-from keel.evals.compare import (
-    GATE_RULE,
-    compare_runs,
-    gate_verdict,
-    sign_test_p,
-    wilson,
-)
+from keel.evals import compare, stats
+from keel.evals.compare import GATE_RULE, compare_runs, gate_verdict
 from keel.evals.runner import Tally, check_thresholds
 from keel.evals.scorers import Score
+from keel.evals.stats import sign_test_p, wilson
 from keel.evals.suite import GateSpec, Suite, parse_suite
 from keel.store import Store
 from keel.store import evals as q
@@ -175,7 +170,7 @@ def test_sign_test_p_values_are_exact_binomial_tails() -> None:
     assert sign_test_p(0, 10) == 1.0 and sign_test_p(0, 0) == 1.0
     # the log-space path (many untied cases) agrees with exact arithmetic
     for worse, better in ((1100, 1000), (1050, 1051), (1300, 1200), (2500, 2400)):
-        assert worse + better > compare.EXACT_LIMIT
+        assert worse + better > stats.EXACT_LIMIT
         assert sign_test_p(worse, better) == pytest.approx(float(_exact_tail(worse, better)),
                                                            rel=1e-9)
 

@@ -24,16 +24,8 @@ import jinja2
 import orjson
 
 from keel.errors import NotFound
-from keel.evals.compare import (
-    GATE_RULE,
-    CaseResult,
-    Comparison,
-    Pair,
-    Rate,
-    Verdict,
-    case_pairs,
-    clip,
-)
+from keel.evals.cases import CaseResult, Pair, clip
+from keel.evals.compare import GATE_RULE, Comparison, Rate, Verdict, case_pairs
 from keel.store import Store
 from keel.store import evals as q
 
