@@ -81,15 +81,20 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def row_scores(row: dict[str, Any]) -> list[Any]:
+    """A result row's stored scores (a list; empty when missing or unreadable)."""
+    try:
+        scores = orjson.loads(row.get("scores") or "[]")
+    except orjson.JSONDecodeError:
+        return []
+    return scores if isinstance(scores, list) else []
+
+
 def row_failures(row: dict[str, Any]) -> list[str]:
     """Why a result row did not pass: its failing or errored scorers' explanations, or the
     execution's error."""
     out: list[str] = []
-    try:
-        scores = orjson.loads(row.get("scores") or "[]")
-    except orjson.JSONDecodeError:
-        scores = []
-    for s in scores if isinstance(scores, list) else []:
+    for s in row_scores(row):
         if not isinstance(s, dict):
             continue
         if s.get("error"):
@@ -125,11 +130,7 @@ class SideTally:
         self.cost_usd += float(row["cost_usd"] or 0.0)
         self.input_tokens += int(row["input_tokens"] or 0)
         self.output_tokens += int(row["output_tokens"] or 0)
-        try:
-            scores = orjson.loads(row.get("scores") or "[]")
-        except orjson.JSONDecodeError:
-            scores = []
-        for s in scores if isinstance(scores, list) else []:
+        for s in row_scores(row):
             if not isinstance(s, dict) or "name" not in s:
                 continue
             acc = self.scorers.setdefault(str(s["name"]), [0, 0, 0, 0.0, 0])
