@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keel.errors import ConfigError
@@ -306,6 +314,48 @@ class FeatureConfig(_Strict):
         "full", description="What of request/response content is stored.")
 
 
+class PolicyReview(_Strict):
+    when: str | bool = Field(
+        True, description="Which answers are held: true (every one), false (only those a "
+                          "rule with action review holds), or a condition on the request and "
+                          "the findings, e.g. \"feature == 'contracts' or flagged\".")
+    mode: Literal["wait", "async"] = Field(
+        "wait", description="wait: the client's request waits for the decision (up to "
+                            "timeout_s, at most 600 s); async: the client gets 202 and a "
+                            "review id to poll.")
+    timeout_s: float = Field(600.0, gt=0, le=7 * 86400,
+                             description="With no decision by then, the answer is rejected.")
+
+    @model_validator(mode="after")
+    def _wait_cap(self) -> PolicyReview:
+        if self.mode == "wait" and self.timeout_s > 600:
+            raise _KeyProblem("timeout_s", f"wait mode holds the client's request open, at "
+                              f"most 600 s (got {self.timeout_s:g})",
+                              "lower timeout_s, or use mode: async (202 and a review id)")
+        return self
+
+
+class PolicyConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
+    features: list[str] = Field(default_factory=list, description=(
+        "The features it governs; '*' for every feature no other policy names."))
+    routes: list[str] = Field(default_factory=list,
+                              description="Routes it governs (when no policy names the feature).")
+    input: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "Scanners on the request: {scanner: TYPE, action: allow|flag|redact|block|review, "
+        "...options}"))
+    output: list[dict[str, Any]] = Field(default_factory=list,
+                                         description="Scanners on the answer, as input:.")
+    review: PolicyReview | None = None
+    safe_reply: str | None = Field(
+        None, description="Answer a blocked request with this text (a normal completion) "
+                          "instead of a policy_blocked error.")
+    canary: bool = Field(False, description="Plant a canary token in the system prompt; "
+                                            "pair with an output canary scanner.")
+    on_scanner_error: Literal["block", "allow"] = Field(
+        "block", description="What a scanner that cannot scan means (block: fail closed).")
+
+
 class KeelConfig(_Strict):
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -314,6 +364,14 @@ class KeelConfig(_Strict):
     budgets: list[BudgetConfig] = Field(default_factory=list)
     evals: EvalsConfig = Field(default_factory=EvalsConfig)
     features: list[FeatureConfig] = Field(default_factory=list)
+    policies: list[PolicyConfig] = Field(default_factory=list)
+    # where relative paths in the config (a policy's schema file) are found: the config
+    # file's directory, else the working directory
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir or Path.cwd()
 
     def feature(self, name: str) -> FeatureConfig | None:
         return next((f for f in self.features if f.name == name), None)
@@ -387,6 +445,35 @@ class KeelConfig(_Strict):
             if lim.rpm is None and lim.tpm is None:
                 raise _KeyProblem(f"limits[{i}]", "a limit needs rpm, tpm or both",
                                   "add rpm: N and/or tpm: N")
+        self._check_policies(route_names)
+
+    def _check_policies(self, routes: set[str]) -> None:
+        names: set[str] = set()
+        owner: dict[str, str] = {}
+        for i, p in enumerate(self.policies):
+            where = f"policies[{i}]"
+            if p.name in names:
+                raise _KeyProblem(f"{where}.name", f"policy '{p.name}' is declared twice",
+                                  "give each policy a unique name")
+            names.add(p.name)
+            if not p.features and not p.routes:
+                raise _KeyProblem(f"{where}.features", "the policy governs nothing",
+                                  "list features: [NAME, ...] (or ['*']) and/or routes:")
+            for f in p.features:
+                if f in owner:
+                    raise _KeyProblem(f"{where}.features",
+                                      f"feature '{f}' is already governed by policy "
+                                      f"'{owner[f]}'", "a feature has one policy; merge them")
+                owner[f] = p.name
+            for j, r in enumerate(p.routes):
+                if r not in routes:
+                    raise _KeyProblem(f"{where}.routes[{j}]", f"unknown route '{r}'",
+                                      "use one of the names under routes:")
+                if f"route:{r}" in owner:
+                    raise _KeyProblem(f"{where}.routes[{j}]",
+                                      f"route '{r}' is already governed by policy "
+                                      f"'{owner['route:' + r]}'", "a route has one policy")
+                owner[f"route:{r}"] = p.name
 
     def route(self, name: str) -> RouteConfig | None:
         return next((r for r in self.routes if r.name == name), None)
@@ -449,9 +536,18 @@ def parse_config(data: Any, path: str) -> KeelConfig:
         raise ConfigError(f"{path}: the file must be a mapping with keys providers: and models:")
     data = _resolve_env(data, "", path) if data else data
     try:
-        return KeelConfig.model_validate(data)
+        config = KeelConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(validation_message(exc, path)) from None
+    config._base_dir = Path(path).parent
+    if config.policies:  # scanners, conditions and schema files are checked now, not later
+        from keel.guard.policy import compile_policies
+
+        try:
+            compile_policies(config.policies, config.base_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc.message}") from None
+    return config
 
 
 def validation_message(exc: ValidationError, path: str) -> str:

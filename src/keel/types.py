@@ -174,6 +174,10 @@ def _or(value: float | None, default: float | None) -> float | None:
     return default if value is None else value
 
 
+# Roles on the admin API, from most to least power (what each may do: keel.server.auth).
+ROLES: tuple[str, ...] = ("admin", "operator", "reviewer", "auditor", "viewer")
+
+
 @dataclass(slots=True)
 class Principal:
     """Who is calling: an admin (master key) or a virtual key."""
@@ -185,6 +189,7 @@ class Principal:
     feature_override: bool
     is_admin: bool = False
     scope: str | None = None  # None: a gateway key; "feedback": may only write feedback
+    role: str | None = None  # the role on the admin API (keel.server.auth); None: no /api
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -242,6 +247,10 @@ class Trace:
     prompt_name: str | None = None
     prompt_version: int | None = None
     source: str | None = None  # None: the gateway; "otlp": ingested OpenTelemetry spans
+    policy: str | None = None  # the guardrail policy that governed the request
+    policy_version: str | None = None  # its content hash
+    guard_ms: float | None = None  # time spent in its scanners
+    guard: list[JSON] | None = None  # what they found and did (spans, never text)
     mono_start: float = field(default_factory=time.perf_counter)
 
     def mark_first_token(self) -> None:

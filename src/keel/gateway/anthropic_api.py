@@ -23,7 +23,13 @@ from keel.gateway.anthropic_inbound_format import (
     openai_body_from_anthropic,
 )
 from keel.gateway.flow import ChatFlow
-from keel.gateway.openai_api import SSE_HEADERS, TRACE_HEADER, Exchange, json_response
+from keel.gateway.openai_api import (
+    SSE_HEADERS,
+    TRACE_HEADER,
+    Exchange,
+    json_response,
+    openai_error,
+)
 from keel.gateway.validate import check_chat
 from keel.prompts import apply_prompt
 from keel.types import JSON, Usage
@@ -45,6 +51,8 @@ def error_status_and_body(exc: KeelError, request_id: str | None = None) -> tupl
 
 
 def anthropic_error(exc: KeelError, trace_id: str | None = None) -> Response:
+    if exc.status == 202:  # held for review: the same pending-review body as on /v1/chat
+        return openai_error(exc, trace_id)
     status, body = error_status_and_body(exc, trace_id)
     headers = dict(exc.headers)
     if trace_id:

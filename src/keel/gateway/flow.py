@@ -19,12 +19,15 @@ from typing import TYPE_CHECKING, Protocol
 from keel.cache import CachePolicy, ResponseCache, completion_to_chunks, parse_cache_directive
 from keel.errors import KeelError
 from keel.gateway.tokens import estimate_messages, estimate_text
+from keel.guard.engine import GuardRun, HeldForReview, PolicyBlocked
+from keel.guard.policy import DEFAULT_REVIEW, Policy
 from keel.limits import Admission, LimitRequest
 from keel.routing import Plan
 from keel.types import JSON, Principal, Trace, Usage, new_trace_id
 
 if TYPE_CHECKING:
     from keel.gateway.service import Gateway, ModelEntry
+    from keel.review import Review
     from keel.server.state import AppState
 
 log = logging.getLogger("keel.gateway")
@@ -54,30 +57,133 @@ class ChatFlow:
         self.semantic: tuple[str, list[float]] | None = None  # (params key, vector)
         self.policy: CachePolicy | None = None
         self.namespace = ""
+        self.guard: GuardRun | None = None
 
     async def run(self) -> JSON | AsyncIterator[JSON]:
         """A completion body, or (for ``stream: true``) a chunk stream already started."""
         assert self.ex.principal is not None
         plan = self.gw.resolve(self.ex.principal, self.body["model"], "chat", self.trace)
+        if self.gw.policies:
+            policy = self.gw.policies.for_request(self.trace.feature, plan.route)
+            if policy is not None and await self._guard_input(policy):
+                return self._deliver(self._safe_reply())
+        held = self.guard is not None and self.guard.policy.holds_output
         self.namespace = cache_namespace(plan, self.trace)
         self.policy = parse_cache_directive(self.ex.headers_in, plan.cache)
         await self._admit(plan)
         try:
             hit = await self._cache_read(plan)
             if hit is not None:
-                return self._serve_hit(hit)
-            if self.body.get("stream"):
+                return await self._guarded_hit(hit) if held else self._serve_hit(hit)
+            if self.body.get("stream") and not held:
                 chunks, _ = await self.gw.open_stream(plan, self.body, self.trace,
                                                       on_end=self._stream_ended)
                 return chunks
-            result, entry = await self.gw.chat(plan, self.body, self.trace)
+            body = self.body
+            if held and body.get("stream"):  # the whole answer is scanned before any of it
+                body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+            result, entry = await self.gw.chat(plan, body, self.trace)
         except BaseException:
             self._release()
             raise
         self.trace.response_body = result.body
+        if held:
+            return await self._guard_output(result.body, entry)
         self.gw.complete(self.trace, 200, price=entry.price)
         self._after_success(result.body, entry)
         return result.body
+
+    # --- guardrails --------------------------------------------------------------------------
+
+    async def _guard_input(self, policy: Policy) -> bool:
+        """Scan the request; True when it was blocked and the policy answers with its safe
+        reply (else a block raises). The stored request is what the provider is sent."""
+        self.guard = guard = GuardRun(policy, self.trace)
+        try:
+            self.body = await guard.inbound(self.body)
+        except PolicyBlocked:
+            guard.record()
+            self.trace.request_body = guard.stored_request
+            if policy.safe_reply is None:
+                raise
+            return True
+        guard.record()
+        if self.body is not self.trace.request_body:
+            self.trace.request_body = self.body
+        return False
+
+    def _safe_reply(self) -> JSON:
+        """The policy's safe reply for a blocked request, its trace finished."""
+        assert self.guard is not None
+        reply = self.guard.safe_completion(self.body.get("model"))
+        self.trace.response_body = reply
+        self.trace.tags = {**self.trace.tags, "keel.safe_reply": self.guard.policy.name}
+        self.gw.complete(self.trace, 200)
+        return reply
+
+    async def _guarded_hit(self, hit: JSON) -> JSON | AsyncIterator[JSON]:
+        t = self.trace
+        t.cache_hit = True
+        t.cost_saved_usd = float(hit.get("cost_usd") or 0.0)
+        t.model_served = hit.get("model")
+        self._settle(0.0, Usage())
+        t.response_body = hit["completion"]
+        return await self._guard_output(hit["completion"], None)
+
+    async def _guard_output(self, completion: JSON, entry: ModelEntry | None
+                            ) -> JSON | AsyncIterator[JSON]:
+        """Scan the answer, then deliver it, answer with the safe reply, refuse it, or hold
+        it for review. ``entry`` is None for a cache hit (nothing to settle or cache)."""
+        guard, t = self.guard, self.trace
+        assert guard is not None
+        price = entry.price if entry is not None else None
+        try:
+            final = await guard.outbound(completion)
+        except PolicyBlocked:
+            guard.record()
+            t.response_body = guard.stored_answer
+            if price is not None:  # the tokens were spent: count them, refused or not
+                t.cost_usd = price.cost(t.usage)
+                self._settle(t.cost_usd, t.usage)
+            if guard.policy.safe_reply is None:
+                raise
+            return self._deliver(self._safe_reply())
+        guard.record()
+        if guard.stored_answer is not None:
+            t.response_body = guard.stored_answer
+        reasons = guard.review_reasons(self.body.get("model"))
+        review = None
+        if reasons:
+            review = await self._hold(final, reasons)
+            t.tags = {**t.tags, "keel.review": review.id}
+        if self.body.get("stream"):
+            t.mark_first_token()  # the client gets the first token now, all at once
+        self.gw.complete(t, 200, price=price)
+        if entry is not None:  # cached as stored (nothing restored), and guarded on each use
+            self._after_success(guard.stored_answer or completion, entry)
+        if review is None:
+            return self._deliver(final)
+        if review.mode == "async":
+            raise HeldForReview(review.id, review.expires_at)
+        reviews = self.st.reviews
+        await reviews.wait(review.id, review.expires_at - time.time())
+        return self._deliver(await reviews.release(review.id))
+
+    async def _hold(self, final: JSON, reasons: list[JSON]) -> Review:
+        guard, t = self.guard, self.trace
+        assert guard is not None
+        rule = guard.policy.review or DEFAULT_REVIEW
+        return await self.st.reviews.hold(
+            trace_id=t.id, key_id=t.key_id, team=t.team, feature=t.feature,
+            policy=guard.policy.name, policy_version=guard.policy.version, reasons=reasons,
+            mode=rule.mode, timeout_s=rule.timeout_s, request=self.body, completion=final)
+
+    def _deliver(self, completion: JSON) -> JSON | AsyncIterator[JSON]:
+        """``completion`` as the client asked for it: the body, or replayed as chunks (the
+        trace is already finished)."""
+        if not self.body.get("stream"):
+            return completion
+        return _chunks(completion)
 
     # --- limits ------------------------------------------------------------------------------
 
@@ -207,6 +313,11 @@ class ChatFlow:
             self._settle(trace.cost_usd, trace.usage)
         else:
             self._release()
+
+
+async def _chunks(completion: JSON) -> AsyncIterator[JSON]:
+    for chunk in completion_to_chunks(completion):
+        yield chunk
 
 
 async def run_embeddings(ex: Inbound, body: JSON) -> JSON:

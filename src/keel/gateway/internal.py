@@ -99,7 +99,8 @@ class LocalGateway:
         return _reply(trace, out)
 
     def _failed(self, trace: Trace, exc: KeelError) -> Reply:
-        self.state.gateway.complete(trace, exc.status, error=exc)
+        if not trace.end_time:  # a held answer's trace is finished before the decision
+            self.state.gateway.complete(trace, exc.status, error=exc)
         reply = _reply(trace, None)
         reply.error = exc
         return reply

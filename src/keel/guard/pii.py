@@ -261,33 +261,52 @@ class RedactionMap(Mapping[str, str]):
         return RedactionMap(self._values)
 
 
+class Redactor:
+    """Reversible redaction across the texts of one request: each value becomes a numbered
+    placeholder (``[EMAIL_1]``), the same value the same placeholder in every text, and
+    :attr:`mapping` puts them back with :func:`restore`. Numbers already used by
+    placeholder-like text in ``avoid`` (the request's texts) are skipped, so restoring never
+    rewrites what the user wrote."""
+
+    __slots__ = ("_by_value", "_counters", "_used", "_values")
+
+    def __init__(self, avoid: Iterable[str] = ()) -> None:
+        self._used = {m.group(0) for t in avoid if "[" in t for m in _TOKEN.finditer(t)}
+        self._values: dict[str, str] = {}
+        self._by_value: dict[tuple[str, str], str] = {}
+        self._counters: dict[str, int] = {}
+
+    def redact(self, text: str, spans: Iterable[PiiSpan]) -> str:
+        """``text`` with each (sorted, non-overlapping) span replaced by its placeholder."""
+
+        def placeholder(span: PiiSpan) -> str:
+            value = text[span.start:span.end]
+            label = PLACEHOLDER.get(span.kind, span.kind.upper())
+            token = self._by_value.get((label, value))
+            if token is None:
+                while True:
+                    self._counters[label] = self._counters.get(label, 0) + 1
+                    token = f"[{label}_{self._counters[label]}]"
+                    if token not in self._used:
+                        break
+                self._by_value[(label, value)] = token
+                self._values[token] = value
+            return token
+
+        return replace_spans(text, spans, placeholder)
+
+    @property
+    def mapping(self) -> RedactionMap:
+        return RedactionMap(self._values)
+
+
 def redact_reversible(text: str, kinds: Iterable[str] | None = None,
                       spans: Iterable[PiiSpan] | None = None) -> tuple[str, RedactionMap]:
     """``text`` with each PII value replaced by a numbered placeholder (``[EMAIL_1]``), and the
-    map to put them back with :func:`restore`. The same value gets the same placeholder;
-    numbers already used by placeholder-like text in ``text`` are skipped, so restoring never
-    rewrites what the user wrote."""
+    map to put them back with :func:`restore` (see :class:`Redactor`)."""
     found = find_pii(text, kinds) if spans is None else sorted(spans, key=lambda s: s.start)
-    used = {m.group(0) for m in _TOKEN.finditer(text)} if "[" in text else set()
-    values: dict[str, str] = {}
-    by_value: dict[tuple[str, str], str] = {}
-    counters: dict[str, int] = {}
-
-    def placeholder(span: PiiSpan) -> str:
-        value = text[span.start:span.end]
-        label = PLACEHOLDER.get(span.kind, span.kind.upper())
-        token = by_value.get((label, value))
-        if token is None:
-            while True:
-                counters[label] = counters.get(label, 0) + 1
-                token = f"[{label}_{counters[label]}]"
-                if token not in used:
-                    break
-            by_value[(label, value)] = token
-            values[token] = value
-        return token
-
-    return replace_spans(text, found, placeholder), RedactionMap(values)
+    redactor = Redactor([text])
+    return redactor.redact(text, found), redactor.mapping
 
 
 def restore(text: str, mapping: Mapping[str, str]) -> str:

@@ -51,6 +51,12 @@ traces = sa.Table(
     sa.Column("prompt_version", sa.Integer),
     # 0006: where the trace came from: None (the gateway) | otlp
     sa.Column("source", sa.String(16)),
+    # 0009: the guardrail policy that governed the request (name and content-hash version),
+    # the time spent in its scanners, and what they found (spans and actions, never text)
+    sa.Column("policy", sa.String(128)),
+    sa.Column("policy_version", sa.String(16)),
+    sa.Column("guard_ms", sa.Float),
+    sa.Column("guard", sa.JSON),
     sa.Index("ix_traces_start_time", "start_time"),
     sa.Index("ix_traces_feature_time", "feature", "start_time"),
 )
@@ -80,6 +86,8 @@ api_keys = sa.Table(
     # 0006: None (the gateway) | feedback (may only write feedback; browser-safe)
     sa.Column("scope", sa.String(16)),
     sa.Column("origins", sa.JSON),  # browser origins allowed to use a feedback key
+    # 0009: the key's role on the admin API (None: a gateway key, no /api access)
+    sa.Column("role", sa.String(16)),
 )
 
 prompt_versions = sa.Table(
@@ -391,6 +399,47 @@ feature_switches = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("actor", sa.String(128)),
     sa.Column("at", sa.Float, nullable=False),  # when it was last stopped or started
+)
+
+# 0009: every version of every guardrail policy seen in the config (a trace names one)
+policy_versions = sa.Table(
+    "policy_versions",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(16), primary_key=True),  # content hash of the spec
+    sa.Column("spec", sa.Text, nullable=False),  # canonical JSON of the policy
+    sa.Column("first_seen", sa.Float, nullable=False),
+)
+
+# 0009: answers held for a human decision. ``content`` is the answer as the client would
+# get it; ``approved`` is what the reviewer approved (the same, or their edit), and only
+# content matching ``approved_hash`` is ever released.
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    sa.Column("key_id", sa.String(32)),  # the key that made the request (may poll it)
+    sa.Column("team", sa.String(128)),
+    sa.Column("feature", sa.String(128)),
+    sa.Column("policy", sa.String(128)),
+    sa.Column("policy_version", sa.String(16)),
+    sa.Column("reasons", sa.JSON),  # why it was held: scanner findings / the review rule
+    sa.Column("mode", sa.String(8), nullable=False),  # wait | async
+    sa.Column("status", sa.String(16), nullable=False),  # pending|approved|rejected|expired
+    sa.Column("request", sa.Text),  # JSON: the request as the policy let it through
+    sa.Column("content", sa.Text),  # JSON: the held chat.completion
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("approved", sa.Text),  # JSON: the chat.completion approved for release
+    sa.Column("approved_hash", sa.String(64)),
+    sa.Column("decided_by", sa.String(128)),
+    sa.Column("decision_reason", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("decided_at", sa.Float),
+    sa.Column("released_at", sa.Float),
+    sa.Index("ix_reviews_status_created", "status", "created_at"),
+    sa.Index("ix_reviews_trace", "trace_id"),
 )
 
 meta = sa.Table(

@@ -28,6 +28,8 @@ def trace_values(t: Trace) -> tuple[Any, ...]:
         u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, t.cost_usd,
         t.route, t.variant, orjson.dumps(t.attempt_log).decode() if t.attempt_log else None,
         t.cache_hit, t.cost_saved_usd, t.prompt_name, t.prompt_version, t.source,
+        t.policy, t.policy_version, t.guard_ms,
+        orjson.dumps(t.guard).decode() if t.guard else None,
     )
 
 

@@ -258,7 +258,7 @@ def _trace(values: tuple[Any, ...], payload: tuple[Any, ...] | None) -> Trace:
         "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens",
         "reasoning_tokens")})
     fields = {k: v for k, v in row.items() if k in _TRACE_FIELDS and v is not None}
-    for k in ("tags", "attempt_log"):
+    for k in ("tags", "attempt_log", "guard"):
         if isinstance(fields.get(k), str):
             fields[k] = orjson.loads(fields[k])
     t = Trace(**fields, usage=usage)
