@@ -6,6 +6,8 @@ the latency of each scan.
     .venv/bin/python bench/guard/run.py --quick --output /tmp/guard.md   # ~10 s check
     .venv/bin/python bench/guard/run.py --injection-set FILE.jsonl       # also score your own
                                                          # {"text", "label": 0|1} rows
+    .venv/bin/python bench/guard/run.py --engine-only    # ~15 s; prints the policy engine's
+                                                         # figures only (writes nothing)
 
 What it measures:
 
@@ -23,6 +25,10 @@ What it measures:
 * latency per ``scan`` (p50/p99 of many calls, after a warm-up) of every built-in scanner
   on 1 KB and 16 KB texts, and of all input scanners one after another (what the policy
   engine will run on a prompt).
+* the policy engine's cost per request: a ``GuardRun`` (the issue's ``customer-facing``
+  policy, and its input rules alone) doing ``inbound`` on a 1 KB and a 16 KB support chat
+  request with an email address and a phone number, then ``outbound`` on a ~1 KB answer
+  that echoes the placeholders (p50/p99 of the pair, after a warm-up).
 
 It writes its section of bench/RESULTS.md between ``<!-- guard:start -->`` and
 ``<!-- guard:end -->`` (replacing it, or appending it); bench/report.py keeps the section
@@ -32,6 +38,7 @@ when the gateway bench rewrites the file.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import os
 import platform
@@ -47,7 +54,11 @@ sys.path.insert(0, str(HERE))
 
 import datasets  # noqa: E402
 
+from keel.config import PolicyConfig  # noqa: E402
+from keel.guard.engine import GuardRun  # noqa: E402
+from keel.guard.policy import Policy, compile_policy  # noqa: E402
 from keel.guard.scanners import ScanContext, Scanner, ToolCall, build_scanner, make_canary  # noqa: E402
+from keel.types import JSON, Trace  # noqa: E402
 
 START, END = "<!-- guard:start -->", "<!-- guard:end -->"
 RESULTS = HERE.parent / "RESULTS.md"
@@ -283,6 +294,158 @@ def latency(quick: bool) -> dict[str, Any]:
             "sizes": {k: len(v) for k, v in inputs.items()}}
 
 
+# --- the policy engine per request -------------------------------------------------------------
+
+# the issue's example policy; "input only" is the same without output rules
+CUSTOMER_FACING: dict[str, Any] = {
+    "name": "customer-facing", "features": ["support"],
+    "input": [{"scanner": "pii", "action": "redact"},
+              {"scanner": "secrets", "action": "block"},
+              {"scanner": "injection", "action": "block", "threshold": 0.8}],
+    "output": [{"scanner": "pii", "action": "redact"}]}
+ENGINE_POLICIES = {"customer-facing": CUSTOMER_FACING,
+                   "input only": {**CUSTOMER_FACING, "name": "input-only", "output": []}}
+SUPPORT_EMAIL, SUPPORT_PHONE = "maria.gonzalez@example.com", "+1 415 555 0142"
+SUPPORT_SYSTEM = ("You are the support assistant for Example Corp. Answer questions about "
+                  "orders, shipping, billing and returns politely and briefly. Never share "
+                  "internal notes or other customers' data.")
+SUPPORT_OPENING = (f"Hi, I'm writing about order 48213-77 (placed on 3 March). You can reach "
+                   f"me at {SUPPORT_EMAIL} or on {SUPPORT_PHONE} after 5 pm. ")
+SUPPORT_FILLER = (
+    "The parcel was marked as delivered on Tuesday, but nothing arrived: I checked with the "
+    "building's front desk and with my neighbours, and the tracking page shows a photo of a "
+    "door that is not ours. This is the second time this happens in two months, and the "
+    "first case took three weeks and four emails to resolve. The order contains the blue "
+    "winter jacket in size M and two pairs of running socks, and I need the jacket before a "
+    "trip next weekend. Could you either resend the items by express delivery or refund the "
+    "full amount to the card I paid with? I would also like to know whether the courier can "
+    "be asked to hand the parcel over in person next time. ")
+SUPPORT_ANSWER = (
+    "Thank you for contacting Example Corp, and I'm sorry that your parcel did not arrive. "
+    "I have opened a courier investigation for order 48213-77 and arranged an express "
+    "replacement of the blue winter jacket (size M) and the two pairs of running socks, at "
+    "no cost to you; it should reach you within two working days. You will get a "
+    "confirmation at [EMAIL_1] within the hour, and our courier partner will call "
+    "[PHONE_1] before delivery so that the parcel is handed over in person. If the original "
+    "parcel turns up, you can keep it or return it with the prepaid label in the "
+    "confirmation email, whichever you prefer. I have also added a note to your account "
+    "asking for signature on delivery for future orders, and refunded the express shipping "
+    "fee of your original order as an apology for the trouble; the refund shows on your "
+    "card statement within five working days. Is there anything else I can help you with "
+    "today? Kind regards, the Example Corp support team.")
+
+
+def support_request(size: int) -> JSON:
+    """A chat request of about ``size`` characters of content: a system prompt and a
+    customer's message with an email address and a phone number."""
+    closing = f" Thanks, Maria ({SUPPORT_EMAIL})"
+    room = size - len(SUPPORT_SYSTEM) - len(SUPPORT_OPENING) - len(closing)
+    body = (SUPPORT_FILLER * (room // len(SUPPORT_FILLER) + 1))[:room]
+    body = body[: body.rfind(" ")].rstrip(",.") + "."
+    text = f"{SUPPORT_OPENING}{body}{closing}"
+    return {"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": SUPPORT_SYSTEM}, {"role": "user", "content": text}]}
+
+
+def support_answer() -> JSON:
+    return {"id": "chatcmpl-bench", "object": "chat.completion", "created": 0,
+            "model": "gpt-4o-mini", "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": SUPPORT_ANSWER}}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+
+
+def engine_latency(quick: bool) -> dict[str, Any]:
+    """p50/p99 (ms) of ``inbound`` + ``outbound`` of a fresh GuardRun per request, and of each
+    half alone, per policy and request size."""
+    policies: dict[str, Policy] = {
+        label: compile_policy(PolicyConfig.model_validate(spec), label, HERE)
+        for label, spec in ENGINE_POLICIES.items()}
+    runs = {"1 KB": (200, 20) if quick else (2000, 100),
+            "16 KB": (30, 5) if quick else (300, 20)}
+    sizes = {"1 KB": 1024, "16 KB": 16384}
+    answer = support_answer()
+    clock = time.perf_counter_ns
+
+    async def measure(policy: Policy, body: JSON, n: int, warm: int) -> dict[str, Any]:
+        both: list[int] = []
+        ins: list[int] = []
+        outs: list[int] = []
+        for i in range(warm + n):
+            guard = GuardRun(policy, Trace(id="bench", start_time=0.0, endpoint="bench",
+                                           feature="support"))
+            t0 = clock()
+            sent = await guard.inbound(body)
+            t1 = clock()
+            done = await guard.outbound(answer)
+            t2 = clock()
+            if i == 0:  # the request is what it should be: redacted there, restored here
+                text = sent["messages"][1]["content"]
+                back = done["choices"][0]["message"]["content"]
+                assert SUPPORT_EMAIL not in text and "[EMAIL_1]" in text, text[:200]
+                assert SUPPORT_EMAIL in back and SUPPORT_PHONE in back, back[:200]
+                assert not guard.blocked
+            if i >= warm:
+                both.append(t2 - t0)
+                ins.append(t1 - t0)
+                outs.append(t2 - t1)
+        for samples in (both, ins, outs):
+            samples.sort()
+        return {"both": (percentile(both, 0.5), percentile(both, 0.99)),
+                "inbound": percentile(ins, 0.5), "outbound": percentile(outs, 0.5)}
+
+    async def all_cells() -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for label, policy in policies.items():
+            for size_label, size in sizes.items():
+                n, warm = runs[size_label]
+                out.setdefault(label, {})[size_label] = await measure(
+                    policy, support_request(size), n, warm)
+        return out
+
+    chars = {k: sum(len(m["content"]) for m in support_request(v)["messages"])
+             for k, v in sizes.items()}
+    return {"results": asyncio.run(all_cells()), "runs": runs, "chars": chars,
+            "answer_chars": len(SUPPORT_ANSWER)}
+
+
+def engine_report(eng: dict[str, Any]) -> list[str]:
+    r1, r16 = eng["runs"]["1 KB"], eng["runs"]["16 KB"]
+    L = ["### Policy engine per request\n"]
+    L.append(
+        "What a governed request pays for its policy, inside the request path: a fresh "
+        "`GuardRun` per request doing `inbound(body)` (scan the messages, redact to "
+        "placeholders) and then `outbound(completion)` (scan the answer, redact, put the "
+        "request's values back), measured together in-process on one thread (no network, no "
+        "provider; the scanners here are all cheap, so nothing goes to a worker thread). "
+        f"{r1[0]} requests at 1 KB and {r16[0]} at 16 KB after {r1[1]}/{r16[1]} warm-up "
+        f"requests. Request: a system prompt and a customer's delivery complaint with an email "
+        f"address (twice) and a phone number ({eng['chars']['1 KB']} and "
+        f"{eng['chars']['16 KB']} characters of content); answer: {eng['answer_chars']} "
+        "characters echoing `[EMAIL_1]` and `[PHONE_1]`. **customer-facing** = input: pii "
+        "redact, secrets block, injection block (threshold 0.8); output: pii redact. **input "
+        "only** = the same input rules without output rules (no scanner reads the answer, but "
+        "its placeholders are still put back). This time is on the request's "
+        "latency (and on its trace as `guard_ms`). A request whose feature and route no "
+        "policy governs creates no `GuardRun`: its only cost is looking its policy up (a few "
+        "dictionary reads). Not measured here: a policy that scans or restores the answer "
+        "(both of these, since pii redacts the input) buffers a streamed answer, so the "
+        "client's first token comes when the whole answer has arrived.\n")
+    L.append("| policy | request | inbound + outbound p50 | p99 | inbound p50 | outbound p50 |")
+    L.append("|---|---|---:|---:|---:|---:|")
+    for label, cells in eng["results"].items():
+        for size_label, c in cells.items():
+            p50, p99 = c["both"]
+            L.append(f"| {label} | {size_label} | **{fmt_ms(p50)}** | {fmt_ms(p99)} | "
+                     f"{fmt_ms(c['inbound'])} | {fmt_ms(c['outbound'])} |")
+    L.append("")
+    return L
+
+
+def fmt_ms(ms: float) -> str:
+    """Microseconds below a millisecond, milliseconds above."""
+    return f"{ms * 1000:.0f} µs" if ms < 1.0 else f"{ms:.2f} ms"
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -296,7 +459,7 @@ def verdict(ok: bool) -> str:
 
 def build_report(pii: dict[str, Any], sec: dict[str, Any], inj: dict[str, Any],
                  lat: dict[str, Any], args: argparse.Namespace,
-                 external: dict[str, Any] | None) -> str:
+                 external: dict[str, Any] | None, eng: dict[str, Any] | None = None) -> str:
     L = [START, "## Guard scanners\n",
          "_Generated by `bench/guard/run.py`; the gateway bench (`bench/run.py`) keeps this "
          "section when it rewrites the file._\n"]
@@ -448,6 +611,8 @@ def build_report(pii: dict[str, Any], sec: dict[str, Any], inj: dict[str, Any],
         bold = "**" if name == "all input scanners" else ""
         L.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + " |")
     L.append("")
+    if eng is not None:
+        L.extend(engine_report(eng))
     L.append(END)
     return "\n".join(L) + "\n"
 
@@ -475,7 +640,15 @@ def main() -> None:
     ap.add_argument("--injection-set", type=Path,
                     help="also score a JSONL file of {text, label} rows")
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--engine-only", action="store_true",
+                    help="measure the policy engine per request only and print its table "
+                         "(writes nothing)")
     args = ap.parse_args()
+
+    if args.engine_only:
+        eng = engine_latency(args.quick)
+        print("\n".join(engine_report(eng)))
+        return
 
     if args.regenerate_pii or not (datasets.DATA / "pii.jsonl").exists():
         datasets.write_pii()
@@ -505,9 +678,11 @@ def main() -> None:
             print("SECRETS", line)
     lat = {"results": {"1 KB": {"all input scanners": (0.0, 0.0)}}, "runs": {"1 KB": (0, 0),
                                                                                "16 KB": (0, 0)}}
+    eng = None
     if not args.no_latency:
         lat = latency(args.quick)
-    text = build_report(pii, sec, inj, lat, args, external)
+        eng = engine_latency(args.quick)
+    text = build_report(pii, sec, inj, lat, args, external, eng)
     if args.no_write or args.no_latency:
         print(text)
     else:
@@ -519,6 +694,11 @@ def main() -> None:
           f"{inj['tune']['recall']:.3f} / {pct(inj['tune']['fpr'])}); "
           f"all input scanners 1 KB p99 "
           f"{lat['results']['1 KB']['all input scanners'][1]:.3f} ms", file=sys.stderr)
+    if eng is not None:
+        cf = eng["results"]["customer-facing"]
+        print("policy engine (customer-facing) inbound+outbound p50/p99: " + "; ".join(
+            f"{size} {fmt_ms(c['both'][0])} / {fmt_ms(c['both'][1])}" for size, c in cf.items()),
+            file=sys.stderr)
 
 
 if __name__ == "__main__":

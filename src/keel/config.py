@@ -554,8 +554,10 @@ def validation_message(exc: ValidationError, path: str) -> str:
     """The first problem of a pydantic validation error as ``FILE: key.path: what; fix``."""
     err = exc.errors()[0]
     ctx_err = (err.get("ctx") or {}).get("error")
-    if isinstance(ctx_err, _KeyProblem):
-        return f"{path}: {ctx_err.key}: {ctx_err.problem}; {ctx_err.fix}"
+    if isinstance(ctx_err, _KeyProblem):  # keys are relative to the model that raised it
+        where = _loc(tuple(err["loc"]))
+        key = f"{where}.{ctx_err.key}" if where else ctx_err.key
+        return f"{path}: {key}: {ctx_err.problem}; {ctx_err.fix}"
     key = _loc(tuple(err["loc"])) or "(top level)"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":

@@ -260,10 +260,10 @@ def test_embedding_bad_input(keel: Keel, body: dict[str, Any], param: str, words
     assert_error(r, 400, "invalid_request_error", words, param=param)
 
 
-def test_admin_api_needs_master_key_and_validates(tmp_path: Path, keel: Keel) -> None:
+def test_admin_api_needs_a_role_and_validates(tmp_path: Path, keel: Keel) -> None:
     key = keel.create_key(team="cx")
     r = httpx.get(keel.url + "/api/traces", headers={"authorization": f"Bearer {key}"})
-    assert_error(r, 403, "permission_error", "needs the master key")
+    assert_error(r, 403, "permission_error", "needs the 'viewer' role")
     r = httpx.get(keel.url + "/api/traces", params={"limit": "0"}, headers=keel.admin_headers())
     assert_error(r, 400, "invalid_request_error", "'limit' must be", param="limit")
     r = httpx.get(keel.url + "/api/traces", params={"since": "yesterday"},

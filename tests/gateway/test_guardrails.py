@@ -21,7 +21,7 @@ import pytest
 from tests.gateway.test_openai_api import fake_config, get_trace
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.keel import Keel, running_keel
-from tests.support.servers import ThreadServer, serve
+from tests.support.servers import ThreadServer
 
 EMAIL = "jane.doe@example.com"
 CARD = "4111 1111 1111 1111"
@@ -29,10 +29,8 @@ AWS = "AKIAIOSFODNN7EXAMPLE"
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[tuple[FakeOpenAI, ThreadServer]]:
-    f = FakeOpenAI()
-    with serve(f.app) as server:
-        yield f, server
+def fake(fake_openai: tuple[FakeOpenAI, ThreadServer]) -> tuple[FakeOpenAI, ThreadServer]:
+    return fake_openai
 
 
 @pytest.fixture
@@ -265,3 +263,42 @@ def test_anthropic_inbound_is_governed_the_same_way(keel: Keel, upstream: FakeOp
         "messages": [{"role": "user", "content": f"key {AWS}"}]})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
     assert "customer-facing" in r.json()["error"]["message"] and AWS not in r.text
+
+
+# --- policy versions, the API and the audit trail -----------------------------------------
+
+
+def test_policies_api_lists_versions_and_a_change_is_audited(tmp_path: Path) -> None:
+    cfg: dict[str, Any] = {"policies": [
+        {"name": "p1", "features": ["a"], "input": [{"scanner": "pii", "action": "redact"}]},
+        {"name": "gone", "features": ["b"], "input": [{"scanner": "secrets"}]}]}
+    with running_keel(tmp_path, cfg) as k:
+        h = k.admin_headers()
+        listed = httpx.get(f"{k.url}/api/policies", headers=h).json()["data"]
+        first = {p["name"]: p["version"] for p in listed}
+        assert set(first) == {"p1", "gone"}
+        assert listed[0]["buffers_streams"] is True and listed[0]["input"] == ["pii"]
+    cfg["policies"][0]["input"][0]["action"] = "block"  # a changed policy: a new version
+    cfg["policies"].pop()  # and a removed one
+    with running_keel(tmp_path, cfg) as k:
+        h = k.admin_headers()
+        now = httpx.get(f"{k.url}/api/policies", headers=h).json()["data"]
+        assert [p["name"] for p in now] == ["p1"] and now[0]["version"] != first["p1"]
+        versions = httpx.get(f"{k.url}/api/policies/p1/versions", headers=h).json()["data"]
+        assert {v["version"] for v in versions} == {first["p1"], now[0]["version"]}
+        assert [v["current"] for v in versions if v["version"] == first["p1"]] == [False]
+        old = httpx.get(f"{k.url}/api/policies/p1/versions/{first['p1']}", headers=h).json()
+        assert old["spec"]["input"] == [{"scanner": "pii", "action": "redact"}]
+        missing = httpx.get(f"{k.url}/api/policies/p1/versions/000000000000", headers=h)
+        assert missing.status_code == 404 and "GET /api/policies/p1/versions" in \
+            missing.json()["error"]["message"]
+        assert httpx.get(f"{k.url}/api/policies/nope/versions", headers=h).status_code == 404
+        entries = httpx.get(f"{k.url}/api/audit", params={"limit": 100},
+                            headers=h).json()["data"]
+        changes = [(e["target"], e["before_hash"], e["after_hash"])
+                   for e in entries if e["action"] == "policy.change"]
+        assert ("p1", None, first["p1"]) in changes and ("gone", None, first["gone"]) in changes
+        assert ("p1", first["p1"], now[0]["version"]) in changes
+        assert ("gone", first["gone"], None) in changes
+        assert len(changes) == 4  # nothing recorded for what did not change
+        assert httpx.get(f"{k.url}/api/policies").status_code == 401

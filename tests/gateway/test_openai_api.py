@@ -14,14 +14,12 @@ import pytest
 
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.keel import Keel, running_keel
-from tests.support.servers import ThreadServer, serve
+from tests.support.servers import ThreadServer
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[tuple[FakeOpenAI, ThreadServer]]:
-    f = FakeOpenAI()
-    with serve(f.app) as server:
-        yield f, server
+def fake(fake_openai: tuple[FakeOpenAI, ThreadServer]) -> tuple[FakeOpenAI, ThreadServer]:
+    return fake_openai
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keel.errors import AuthenticationFailed
+from keel.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from keel.keys.service import KeyRing, create_key, ensure_master_key
 from keel.store import Store
 from keel.store import keys as q
@@ -73,3 +73,25 @@ async def test_last_used_is_recorded_in_batches(store: Store) -> None:
     assert (await q.list_keys(store))[0]["last_used_at"] is None
     await ring.flush_last_used()
     assert (await q.list_keys(store))[0]["last_used_at"] is not None
+
+
+async def test_a_role_key_carries_its_role_and_is_refused_by_the_gateway(store: Store) -> None:
+    key, record = await create_key(store, team="ops", role="operator")
+    gateway, _ = await create_key(store, team="cx")
+    assert record["role"] == "operator"
+    ring = KeyRing(store, master_key="sk-keel-my-own-master-key-that-is-long-enough")
+    await ring.load()
+    assert ring.authenticate(key).role == "operator"
+    with pytest.raises(PermissionDenied, match="use a gateway key") as exc:
+        ring.authenticate_gateway(key)
+    assert exc.value.code == "role_key_not_for_gateway"
+    assert ring.authenticate_gateway(gateway).role is None
+    assert ring.authenticate_gateway("sk-keel-my-own-master-key-that-is-long-enough").is_admin
+
+
+async def test_an_unknown_role_or_a_role_with_a_scope_is_refused(store: Store) -> None:
+    with pytest.raises(InvalidRequest, match="admin, operator, reviewer, auditor, viewer"):
+        await create_key(store, team="ops", role="root")
+    with pytest.raises(InvalidRequest, match="cannot also have scope"):
+        await create_key(store, team="ops", role="viewer", scope="feedback")
+    assert await q.list_keys(store) == []

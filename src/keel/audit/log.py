@@ -361,9 +361,15 @@ class AuditLog:
                             actor: str | None = None) -> list[dict[str, Any]]:
         """Record the loaded config if it differs from the last recorded one: a
         ``config.change`` entry (before/after: hashes of the whole config; detail: a hash
-        per section and which changed), and ``budgets.change`` when the budgets did."""
+        per section and which changed), ``budgets.change`` when the budgets did, and a
+        ``policy.change`` per guardrail policy added, changed or removed (before/after: its
+        versions)."""
         sections = {k: content_hash(v) for k, v in config.model_dump(mode="json").items()}
         after = content_hash(sections)
+        from keel.guard.policy import compile_policies
+
+        policies = {p.name: p.version
+                    for p in compile_policies(config.policies, config.base_dir).policies}
         file_hash = _file_sha256(path)
         last: dict[str, Any] = {}
 
@@ -375,7 +381,9 @@ class AuditLog:
             if row is None:
                 return False
             last["hash"] = row[0]
-            last["sections"] = (orjson.loads(row[1]) if row[1] else {}).get("sections", {})
+            detail = orjson.loads(row[1]) if row[1] else {}
+            last["sections"] = detail.get("sections", {})
+            last["policies"] = detail.get("policies", {})
             return bool(row[0] == after)
 
         def events() -> list[dict[str, Any]]:  # built under the lock, after `unchanged`
@@ -384,8 +392,17 @@ class AuditLog:
             out: list[dict[str, Any]] = [{
                 "action": "config.change", "actor": actor, "target": path,
                 "before_hash": last.get("hash"), "after_hash": after,
-                "detail": {"file_sha256": file_hash, "sections": sections, "changed": changed},
+                "detail": {"file_sha256": file_hash, "sections": sections, "changed": changed,
+                           "policies": policies},
             }]
+            # each guardrail policy added, changed or removed (versions are content hashes)
+            old_policies: dict[str, str] = last.get("policies", {})
+            for name in sorted({*old_policies, *policies}):
+                if old_policies.get(name) != policies.get(name):
+                    out.append({"action": "policy.change", "actor": actor, "target": name,
+                                "before_hash": old_policies.get(name),
+                                "after_hash": policies.get(name),
+                                "detail": {"policy": name, "source": path}})
             # the first config recorded is compared with "no budgets"
             if sections["budgets"] != before.get("budgets", content_hash([])):
                 out.append({"action": "budgets.change", "actor": actor, "target": path,

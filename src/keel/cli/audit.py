@@ -12,7 +12,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from keel.cli.common import with_store
+from keel.cli.common import listed, with_store
 from keel.cli.stats import TIME
 from keel.config import Settings
 from keel.store import Store
@@ -54,12 +54,7 @@ def log_cmd(since: float | None, action: str | None, limit: int, as_json: bool) 
         return rows
 
     rows = with_store(go)
-    if as_json:
-        for r in rows:
-            click.echo(orjson.dumps(r).decode())
-        return
-    if not rows:
-        console.print("no audit entries" + (" match" if since or action else " yet"))
+    if listed(rows, as_json, "no audit entries" + (" match" if since or action else " yet")):
         return
     table = Table("seq", "time (UTC)", "actor", "action", "target", "before", "after")
     for r in rows:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import click
+import orjson
 
 from keel.config import Settings
 from keel.errors import KeelError
@@ -36,3 +37,16 @@ def with_store(fn: Callable[[Store], Awaitable[T]]) -> T:
     except OSError as exc:  # a report path that cannot be written, an unreachable store...
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+def listed(rows: Sequence[Any], as_json: bool, empty: str) -> bool:
+    """The output of a listing command that needs no table: with ``--json`` one JSON object
+    per line; with no rows, ``empty``. True when that was all there was to print."""
+    if as_json:
+        for r in rows:
+            click.echo(orjson.dumps(r).decode())
+        return True
+    if not rows:
+        click.echo(empty)
+        return True
+    return False

@@ -6,11 +6,10 @@ import datetime as dt
 from typing import Any
 
 import click
-import orjson
 from rich.console import Console
 from rich.table import Table
 
-from keel.cli.common import with_store
+from keel.cli.common import listed, with_store
 from keel.store import Store
 
 console = Console(soft_wrap=True)
@@ -69,12 +68,7 @@ def list_cmd(as_json: bool) -> None:
         return await FeatureSwitches(store).rows()
 
     rows = with_store(go)
-    if as_json:
-        for r in rows:
-            click.echo(orjson.dumps(r).decode())
-        return
-    if not rows:
-        console.print("no feature has been stopped; every feature is running")
+    if listed(rows, as_json, "no feature has been stopped; every feature is running"):
         return
     table = Table("feature", "state", "since (UTC)", "by", "reason")
     for r in rows:

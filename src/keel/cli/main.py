@@ -15,6 +15,7 @@ from keel import __version__
 from keel.cli.common import with_store
 from keel.config import Settings, load_config
 from keel.errors import ConfigError
+from keel.types import ROLES
 
 T = TypeVar("T")
 console = Console(soft_wrap=True)
@@ -105,10 +106,15 @@ def keys() -> None:
 @click.option("--origin", "origins", multiple=True, metavar="URL",
               help="A browser origin a feedback key may be used from (repeatable), "
                    "e.g. https://app.example.com.")
+@click.option("--role", type=click.Choice(ROLES), default=None,
+              help="A key for the admin API (/api) with this role, refused by the gateway: "
+                   "admin (everything), operator (prompts, budgets, costs, kill switches), "
+                   "reviewer (held answers), auditor (reads, incl. the audit log), viewer "
+                   "(reads). Omit it for a gateway key.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def keys_create(team: str, feature: str | None, models: str | None, name: str | None,
                 allow_feature_override: bool, scope: str | None, origins: tuple[str, ...],
-                as_json: bool) -> None:
+                role: str | None, as_json: bool) -> None:
     """Create a key. It is shown once; only a salted hash is stored."""
     from keel.audit import local_user
     from keel.keys.service import create_key
@@ -119,14 +125,15 @@ def keys_create(team: str, feature: str | None, models: str | None, name: str | 
     async def go(store: Store) -> tuple[str, dict[str, Any]]:
         return await create_key(store, team=team, feature=feature, models=model_list,
                                 name=name, feature_override=allow_feature_override,
-                                scope=scope, origins=list(origins) or None,
+                                scope=scope, origins=list(origins) or None, role=role,
                                 actor=local_user())
 
     key, record = with_store(go)
     if as_json:
         click.echo(orjson.dumps({**record, "key": key}).decode())
         return
-    console.print(f"created {'feedback ' if scope else ''}key [bold]{record['id']}[/bold] "
+    kind = f"{role} " if role else "feedback " if scope else ""
+    console.print(f"created {kind}key [bold]{record['id']}[/bold] "
                   f"for team {team}" + (f", feature {feature}" if feature else "")
                   + (f", origins {', '.join(record['origins'])}" if record["origins"] else ""))
     console.print("key (shown once, store it now):")
@@ -150,13 +157,14 @@ def keys_list(as_json: bool) -> None:
         click.echo(orjson.dumps(rows).decode())
         return
     scoped = any(r["scope"] for r in rows)  # the scope column only when some key has one
-    table = Table("id", "name", "team", "feature", *(["scope"] if scoped else []), "models",
-                  "created", "last used")
+    table = Table("id", "name", "team", "feature", "role", *(["scope"] if scoped else []),
+                  "models", "created", "last used")
     table.add_column("state", no_wrap=True)
     for r in rows:
         scope = [(r["scope"] or "gateway") + (f" ({', '.join(r['origins'])})"
                                               if r["origins"] else "")] if scoped else []
-        table.add_row(r["id"], r["name"] or "-", r["team"], r["feature"] or "-", *scope,
+        table.add_row(r["id"], r["name"] or "-", r["team"], r["feature"] or "-",
+                      r["role"] or "gateway", *scope,
                       ",".join(r["models"] or []) or "all", _when(r["created_at"]),
                       _when(r["last_used_at"]), "revoked" if r["revoked_at"] else "active")
     console.print(table)
@@ -309,6 +317,7 @@ def _register() -> None:
     from keel.cli.evals import evals
     from keel.cli.features import features
     from keel.cli.prompts import prompts
+    from keel.cli.reviews import reviews
     from keel.cli.stats import purge_cmd, rollups_group, stats
 
     main.add_command(prompts)
@@ -320,6 +329,7 @@ def _register() -> None:
     main.add_command(evals)
     main.add_command(audit)
     main.add_command(features)
+    main.add_command(reviews)
 
 
 _register()

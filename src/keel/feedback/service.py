@@ -300,8 +300,15 @@ def public_feedback(row: JSON) -> JSON:
     }
 
 
+def _reads_every_team(principal: Principal) -> bool:
+    """The admin key and keys with a role on the admin API (which reads every team's traces)
+    read every team's feedback and outcomes; other keys their own team's."""
+    return principal.is_admin or principal.role is not None
+
+
 async def feedback_for_trace(store: Store, principal: Principal, trace: JSON) -> list[JSON]:
-    check_trace_access(principal, trace, "read feedback on")
+    if not _reads_every_team(principal):
+        check_trace_access(principal, trace, "read feedback on")
     return [public_feedback(r) for r in await q.list_feedback(store, str(trace["id"]))]
 
 
@@ -421,7 +428,7 @@ def public_outcome(row: JSON) -> JSON:
 
 def outcome_scope(principal: Principal, feature: str | None) -> tuple[str | None, str | None]:
     """(feature, team) filters a caller may list outcomes with."""
-    if principal.is_admin:
+    if _reads_every_team(principal):
         return feature, None
     if principal.feature and not principal.feature_override:
         if feature is not None and feature != principal.feature:

@@ -90,7 +90,7 @@ class Exchange:
     async def open(self, check: Callable[[JSON], str]) -> JSON:
         """Authenticate, read and validate the body, attribute the trace."""
         st = self.state
-        self.principal = st.keys.authenticate(api_key(self.headers_in))
+        self.principal = st.keys.authenticate_gateway(api_key(self.headers_in))
         self.trace.key_id = self.principal.key_id
         self.trace.team = self.principal.team
         raw = await read_body(self.request, st.settings.max_body_bytes,
@@ -107,7 +107,8 @@ class Exchange:
     def fail(self, exc: Exception, render: Callable[[KeelError, str], Response] = openai_error,
              ) -> Response:
         err = exc if isinstance(exc, KeelError) else unexpected(exc)
-        self.state.gateway.complete(self.trace, err.status, error=err)
+        if not self.trace.end_time:  # a held answer's trace is finished before the decision
+            self.state.gateway.complete(self.trace, err.status, error=err)
         return render(err, self.trace.id)
 
     @property
@@ -168,7 +169,7 @@ def _model_card(name: str, owner: str) -> JSON:
 async def list_models(request: Request) -> Response:
     st = state_of(request)
     try:
-        principal = st.keys.authenticate(api_key(request.headers))
+        principal = st.keys.authenticate_gateway(api_key(request.headers))
     except KeelError as exc:
         return openai_error(exc)
     data = [_model_card(name, owner) for name, owner in st.gateway.visible_models(principal)]
@@ -179,7 +180,7 @@ async def get_model(request: Request) -> Response:
     st = state_of(request)
     name = request.path_params["model"]
     try:
-        principal = st.keys.authenticate(api_key(request.headers))
+        principal = st.keys.authenticate_gateway(api_key(request.headers))
         card = next((c for c in st.gateway.visible_models(principal) if c[0] == name), None)
         if card is None:
             raise NotFound(f"model '{name}' does not exist or this key may not use it",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -117,20 +118,38 @@ class Segments:
         return out
 
 
-def _non_overlapping(spans: list[Span]) -> list[Span]:
-    out: list[Span] = []
+def _merged(spans: list[PiiSpan]) -> list[PiiSpan]:
+    """Sorted spans with overlapping ones joined into one (the first one's kind), so a
+    replacement covers everything any scanner found."""
+    out: list[PiiSpan] = []
     for s in sorted(spans, key=lambda s: (s.start, -s.end)):
-        if not out or s.start >= out[-1].end:
+        if out and s.start < out[-1].end:
+            last = out[-1]
+            out[-1] = PiiSpan(last.kind, last.start, max(last.end, s.end))
+        else:
             out.append(s)
     return out
 
 
-def _mask(messages: list[Any], segments: Segments, hits: list[Hit]) -> None:
-    """Replace what ``hits`` found in ``messages`` (located by ``segments``) with ``[KIND]``."""
-    spans = _non_overlapping([s for h in hits if h.rule.scanner.type_name != "tools"
-                              for s in h.finding.matches])
-    for loc, text, rel in segments.split(spans):
-        _set_text(messages, loc, replace_spans(text, rel, lambda s: f"[{s.kind.upper()}]"))
+def _rewrite(messages: list[Any], groups: list[tuple[Segments, list[Span]]],
+             replace: Callable[[str, list[PiiSpan]], str]) -> None:
+    """Replace the spans found in each text once, whichever scans (and role groups)
+    found them: ``replace(text, merged spans)`` gives the new text."""
+    found: dict[Any, tuple[str, list[PiiSpan]]] = {}
+    for segments, spans in groups:
+        for loc, text, rel in segments.split(spans):
+            found.setdefault(loc, (text, []))[1].extend(rel)
+    for loc, (text, rel) in found.items():
+        _set_text(messages, loc, replace(text, _merged(rel)))
+
+
+def _text_spans(hits: list[Hit]) -> list[Span]:
+    """What ``hits`` found in the text (the tools scanner's spans index tool calls)."""
+    return [s for h in hits if h.rule.scanner.type_name != "tools" for s in h.finding.matches]
+
+
+def _typed(text: str, spans: list[PiiSpan]) -> str:
+    return replace_spans(text, spans, lambda s: f"[{s.kind.upper()}]")
 
 
 def _message_texts(messages: list[Any], roles: frozenset[str] | None
@@ -161,6 +180,16 @@ def _set_text(messages: list[Any], loc: tuple[int, int | None], text: str) -> No
 def _system_prompt(messages: list[Any]) -> str | None:
     texts = [t for _, t in _message_texts(messages, frozenset({"system", "developer"}))]
     return SEPARATOR.join(texts) if texts else None
+
+
+def _scan_one(rule: Rule, text: str, ctx: ScanContext) -> Finding:
+    """The rule's finding; a scanner that raises (a plugin not built on BaseScanner) is an
+    error finding, never a pass and never a crashed request."""
+    try:
+        return rule.scanner.scan(text, ctx)
+    except Exception as exc:
+        return Finding(rule.name, 0.0, False, [], f"{rule.name} could not scan this text",
+                       error=f"{type(exc).__name__} in scanner '{rule.name}'")
 
 
 class GuardRun:
@@ -203,8 +232,9 @@ class GuardRun:
                                         lambda r: by_roles[r.roles].text, ctx, "input")
             except PolicyBlocked:  # what is stored of a refused request hides what was found
                 messages = copy.deepcopy(messages)
-                for roles, segments in by_roles.items():
-                    _mask(messages, segments, [h for h in self.hits if h.rule.roles == roles])
+                _rewrite(messages, [(seg, _text_spans([h for h in self.hits
+                                                       if h.rule.roles == roles]))
+                                    for roles, seg in by_roles.items()], _typed)
                 self.stored_request = {**body, "messages": messages}
                 raise
             redacts = [h for h in hits if h.action == "redact"]
@@ -212,13 +242,12 @@ class GuardRun:
                 body = {**body, "messages": copy.deepcopy(messages)}
                 messages = body["messages"]
             if redacts:
-                self.redactor = Redactor(t for _, t in _message_texts(messages, None))
-                for roles, segments in by_roles.items():
-                    spans = _non_overlapping([
-                        Span(LABELS.get(h.rule.scanner.type_name, s.kind), s.start, s.end)
-                        for h in redacts if h.rule.roles == roles for s in h.finding.matches])
-                    for loc, text, rel in segments.split(spans):
-                        _set_text(messages, loc, self.redactor.redact(text, rel))
+                self.redactor = redactor = Redactor(t for _, t in _message_texts(messages, None))
+                _rewrite(messages, [
+                    (seg, [Span(LABELS.get(h.rule.scanner.type_name, s.kind), s.start, s.end)
+                           for h in redacts if h.rule.roles == roles
+                           for s in h.finding.matches])
+                    for roles, seg in by_roles.items()], redactor.redact)
             if self.policy.canary:
                 self._plant_canary(messages)
             return body
@@ -257,18 +286,19 @@ class GuardRun:
                                         "output")
             except PolicyBlocked:
                 self.stored_answer = copy.deepcopy(completion)
-                _mask([c["message"] for c in self.stored_answer["choices"]], segments,
-                      [h for h in self.hits if h.rule.stage == "output"])
+                _rewrite([c.get("message") for c in self.stored_answer["choices"]],
+                         [(segments, _text_spans([h for h in self.hits
+                                                  if h.rule.stage == "output"]))], _typed)
                 raise
             redacts = [h for h in hits if h.action == "redact"]
             mapping = self.redactor.mapping if self.redactor is not None else None
             if not redacts and not mapping:
                 return completion
             out = copy.deepcopy(completion)
-            spans = _non_overlapping([s for h in redacts for s in h.finding.matches])
-            for (i, _), text, rel in segments.split(spans):
-                out["choices"][i]["message"]["content"] = replace_spans(
-                    text, rel, lambda s: f"[REDACTED_{s.kind.upper()}]")
+            _rewrite([c.get("message") for c in out["choices"]],
+                     [(segments, _text_spans(redacts))],
+                     lambda text, spans: replace_spans(
+                         text, spans, lambda s: f"[REDACTED_{s.kind.upper()}]"))
             self.stored_answer = copy.deepcopy(out) if mapping else out  # before restoring
             if mapping:
                 for choice in out["choices"]:
@@ -297,9 +327,9 @@ class GuardRun:
             if rule.scanner.cost != "cheap":
                 later.append(rule)
                 continue
-            self._judge(rule, rule.scanner.scan(text_of(rule), ctx), hits, stage)
+            self._judge(rule, _scan_one(rule, text_of(rule), ctx), hits, stage)
         if later:
-            found = await asyncio.gather(*(asyncio.to_thread(r.scanner.scan, text_of(r), ctx)
+            found = await asyncio.gather(*(asyncio.to_thread(_scan_one, r, text_of(r), ctx)
                                            for r in later))
             for rule, finding in zip(later, found, strict=True):
                 self._judge(rule, finding, hits, stage)

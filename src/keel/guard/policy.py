@@ -115,9 +115,11 @@ def version_of(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(spec)).hexdigest()[:12]
 
 
-def _schema_file(entry: dict[str, Any], base_dir: Path, where: str) -> dict[str, Any]:
+def _schema_file(entry: dict[str, Any], base_dir: Path, where: str,
+                 files: dict[str, str]) -> dict[str, Any]:
     """``schema: path.json`` (relative to the config file) read into the mapping the
-    json_schema scanner takes."""
+    json_schema scanner takes; ``files`` gets the file's content hash (part of the version:
+    editing the file changes the policy)."""
     raw = entry.get("schema")
     if not isinstance(raw, str):
         return entry
@@ -133,11 +135,15 @@ def _schema_file(entry: dict[str, Any], base_dir: Path, where: str) -> dict[str,
     except ValueError as exc:
         raise PolicyError(f"the schema file {path} is not valid JSON: {exc}", key="schema",
                           where=where) from None
+    if not isinstance(schema, dict):
+        raise PolicyError(f"the schema file {path} must hold a JSON object (a schema), not "
+                          f"{type(schema).__name__}", key="schema", where=where)
+    files[raw] = hashlib.sha256(canonical(schema)).hexdigest()
     return {**entry, "schema": schema}
 
 
 def compile_rule(entry: Any, stage: Literal["input", "output"], where: str,
-                 base_dir: Path) -> Rule:
+                 base_dir: Path, files: dict[str, str] | None = None) -> Rule:
     if not isinstance(entry, dict):
         raise PolicyError("each rule is a mapping, e.g. {scanner: pii, action: redact}",
                           where=where)
@@ -160,7 +166,7 @@ def compile_rule(entry: Any, stage: Literal["input", "output"], where: str,
     config = {k: v for k, v in entry.items() if k not in RULE_KEYS}
     config["type"] = scanner_type
     if scanner_type == "json_schema":
-        config = _schema_file(config, base_dir, where)
+        config = _schema_file(config, base_dir, where, {} if files is None else files)
     try:
         scanner = build_scanner(config, where)
     except ScannerConfigError as exc:
@@ -180,11 +186,14 @@ def compile_rule(entry: Any, stage: Literal["input", "output"], where: str,
 
 
 def compile_policy(cfg: PolicyConfig, where: str, base_dir: Path) -> Policy:
-    spec = cfg.model_dump(mode="json")
-    rules_in = tuple(compile_rule(e, "input", f"{where}.input[{i}]", base_dir)
+    files: dict[str, str] = {}  # schema files read: path -> content hash
+    rules_in = tuple(compile_rule(e, "input", f"{where}.input[{i}]", base_dir, files)
                      for i, e in enumerate(cfg.input))
-    rules_out = tuple(compile_rule(e, "output", f"{where}.output[{i}]", base_dir)
+    rules_out = tuple(compile_rule(e, "output", f"{where}.output[{i}]", base_dir, files)
                       for i, e in enumerate(cfg.output))
+    spec = cfg.model_dump(mode="json")
+    if files:
+        spec["schema_files"] = files
     review = None
     if cfg.review is not None:
         when: Condition | bool = cfg.review.when if isinstance(cfg.review.when, bool) else True

@@ -61,6 +61,11 @@ class Condition:
                 self._check(v)
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
             self._check(node.operand)
+        elif (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+              and isinstance(node.operand, ast.Constant)
+              and isinstance(node.operand.value, int | float)
+              and not isinstance(node.operand.value, bool)):
+            pass  # a negative number
         elif isinstance(node, ast.Compare):
             if not all(type(op) in _COMPARE for op in node.ops):
                 raise ConditionError(f"unsupported comparison; use {', '.join(_OPS)}")
@@ -75,7 +80,7 @@ class Condition:
                 raise ConditionError("literals must be strings, numbers, true/false or None")
         elif isinstance(node, ast.List | ast.Tuple | ast.Set):
             for v in node.elts:
-                if not isinstance(v, ast.Constant):
+                if not isinstance(v, ast.Constant | ast.UnaryOp):
                     raise ConditionError("a list in a condition holds literals only, e.g. "
                                          "model in ['gpt-4o', 'gpt-4.1']")
                 self._check(v)
@@ -98,6 +103,8 @@ class Condition:
                 return all(self._eval(v, env) for v in node.values)
             return any(self._eval(v, env) for v in node.values)
         if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.USub):
+                return -self._eval(node.operand, env)
             return not self._eval(node.operand, env)
         if isinstance(node, ast.Compare):
             left = self._eval(node.left, env)

@@ -24,7 +24,7 @@ from keel.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from keel.polling import Poller
 from keel.store import Store
 from keel.store import keys as q
-from keel.types import Principal
+from keel.types import ROLES, Principal
 
 log = logging.getLogger("keel.keys")
 
@@ -52,11 +52,12 @@ class KeyRecord:
     secret_hash: str
     scope: str | None = None  # None: a gateway key; "feedback": may only write feedback
     origins: frozenset[str] = frozenset()  # browser origins a feedback key may be used from
+    role: str | None = None  # None: a gateway key; else its role on the admin API
 
     def principal(self) -> Principal:
         return Principal(key_id=self.id, team=self.team, feature=self.feature,
                          models=self.models, feature_override=self.feature_override,
-                         scope=self.scope)
+                         scope=self.scope, role=self.role)
 
 
 def _record(row: dict[str, Any]) -> KeyRecord:
@@ -66,7 +67,7 @@ def _record(row: dict[str, Any]) -> KeyRecord:
         feature_override=bool(row.get("feature_override")),
         models=tuple(models) if models else None, salt=row["salt"],
         secret_hash=row["secret_hash"], scope=row.get("scope"),
-        origins=frozenset(row.get("origins") or ()),
+        origins=frozenset(row.get("origins") or ()), role=row.get("role"),
     )
 
 
@@ -97,6 +98,17 @@ def normalize_origin(origin: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
+def _check_role(role: str | None, scope: str | None) -> None:
+    if role is None:
+        return
+    if role not in ROLES:
+        raise InvalidRequest(f"unknown role {role!r}: use one of {', '.join(ROLES)} (or omit "
+                             "it for a gateway key)", param="role")
+    if scope is not None:
+        raise InvalidRequest(f"a key with a role is for the admin API; it cannot also have "
+                             f"scope {scope!r}: create two keys", param="role")
+
+
 def _check_scope(scope: str | None, origins: list[str] | None) -> list[str] | None:
     if scope is not None and scope not in SCOPES:
         raise InvalidRequest(f"unknown key scope {scope!r}: omit it for a gateway key, or use "
@@ -112,16 +124,19 @@ def _check_scope(scope: str | None, origins: list[str] | None) -> list[str] | No
 async def create_key(
     store: Store, *, team: str, feature: str | None = None, models: list[str] | None = None,
     name: str | None = None, feature_override: bool = False, scope: str | None = None,
-    origins: list[str] | None = None, actor: str | None = None, audit: AuditLog | None = None,
+    origins: list[str] | None = None, role: str | None = None, actor: str | None = None,
+    audit: AuditLog | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Create a key; returns (the full key, shown once; its public record).
 
     ``scope="feedback"`` makes a key that may only write feedback (safe to ship in a web
-    page); ``origins`` are the browser origins it may be used from. The creation is
+    page); ``origins`` are the browser origins it may be used from. ``role`` (one of
+    ``ROLES``) makes a key for the admin API, refused by the gateway. The creation is
     recorded in the audit log (``key.create``, by ``actor``)."""
     _check_name(team, "team")
     _check_name(feature, "feature")
     _check_name(name, "name")
+    _check_role(role, scope)
     origin_list = _check_scope(scope, origins)
     key_id = secrets.token_hex(ID_LEN // 2)
     secret = secrets.token_urlsafe(32)
@@ -131,13 +146,14 @@ async def create_key(
         "feature_override": feature_override, "models": list(models) if models else None,
         "salt": salt, "secret_hash": _hash(salt, secret), "created_at": time.time(),
         "revoked_at": None, "last_used_at": None, "scope": scope, "origins": origin_list,
+        "role": role,
     }
     await q.insert_key(store, row)
     record = public_record(row)
     await (audit or AuditLog.from_settings(store)).try_record(
         "key.create", actor=actor, target=key_id, after=content_hash(record),
         detail={k: record[k] for k in ("name", "team", "feature", "feature_override", "models",
-                                       "scope", "origins")})
+                                       "scope", "origins", "role")})
     return f"{PREFIX}{key_id}{secret}", record
 
 
@@ -158,7 +174,7 @@ async def revoke_key(store: Store, key_id: str, *, actor: str | None = None,
 
 def public_record(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in ("id", "name", "team", "feature", "feature_override", "models",
-                                    "scope", "origins", "created_at", "revoked_at",
+                                    "scope", "origins", "role", "created_at", "revoked_at",
                                     "last_used_at")}
 
 
@@ -240,6 +256,17 @@ class KeyRing:
 
     def record(self, key_id: str | None) -> KeyRecord | None:
         return self._keys.get(key_id) if key_id else None
+
+    def authenticate_gateway(self, key: str | None) -> Principal:
+        """The caller of a gateway endpoint (``/v1/...``): as :meth:`authenticate`, and a key
+        with a role is refused, since it is for the admin API only."""
+        principal = self.authenticate(key)
+        if principal.role is not None:
+            raise PermissionDenied(
+                f"this key has the '{principal.role}' role: it is for the admin API (/api), "
+                "not the gateway; use a gateway key (`keel keys create --team TEAM`, no "
+                "--role)", code="role_key_not_for_gateway")
+        return principal
 
     def authenticate(self, key: str | None, scope: str | None = None) -> Principal:
         """The caller behind ``key``. A scoped key (e.g. a feedback key) is refused unless

@@ -1,4 +1,5 @@
-"""The admin API under /api: keys and traces. Authenticated by the master key."""
+"""The admin API under /api: keys (role ``admin``) and traces (``viewer``). Each route declares
+its role with :func:`keel.server.auth.api_route`, which authorises the caller first."""
 
 from __future__ import annotations
 
@@ -8,25 +9,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keel.errors import InvalidRequest, KeelError, NotFound, PermissionDenied
-from keel.gateway.openai_api import api_key, json_response, openai_error, read_body, state_of
+from keel.errors import InvalidRequest, KeelError, NotFound
+from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
-from keel.keys.service import create_key, revoke_key
-from keel.server.state import AppState
+from keel.keys.service import create_key, public_record, revoke_key
+from keel.server.auth import actor_of, api_route, principal_of
 from keel.store import keys as key_queries
 from keel.store.traces import TraceFilter, get_trace, list_traces
 
 MAX_PAGE = 500
-ADMIN_ACTOR = "admin"  # the audit actor of changes made with the admin (master) key
-
-
-def _admin(request: Request) -> AppState:
-    st = state_of(request)
-    principal = st.keys.authenticate(api_key(request.headers))
-    if not principal.is_admin:
-        raise PermissionDenied("the admin API needs the master key (KEEL_MASTER_KEY)",
-                               code="admin_required")
-    return st
 
 
 def _str_list(body: dict[str, Any], name: str) -> list[str] | None:
@@ -47,7 +38,7 @@ def _opt_str(body: dict[str, Any], name: str) -> str | None:
 
 async def create_key_ep(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         body = parse_body(await read_body(request, 64 * 1024), 64 * 1024)
         team = _opt_str(body, "team")
         if not team:
@@ -65,7 +56,7 @@ async def create_key_ep(request: Request) -> Response:
             st.store, team=team, feature=_opt_str(body, "feature"), models=models,
             name=_opt_str(body, "name"), feature_override=override,
             scope=_opt_str(body, "scope"), origins=_str_list(body, "origins"),
-            actor=ADMIN_ACTOR, audit=st.audit)
+            role=_opt_str(body, "role"), actor=actor_of(principal_of(request)), audit=st.audit)
         await st.keys.refresh()
     except KeelError as exc:
         return openai_error(exc)
@@ -73,21 +64,16 @@ async def create_key_ep(request: Request) -> Response:
 
 
 async def list_keys_ep(request: Request) -> Response:
-    try:
-        st = _admin(request)
-    except KeelError as exc:
-        return openai_error(exc)
-    from keel.keys.service import public_record
-
-    rows = await key_queries.list_keys(st.store)
+    rows = await key_queries.list_keys(state_of(request).store)
     return json_response({"object": "list", "data": [public_record(r) for r in rows]})
 
 
 async def revoke_key_ep(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         key_id = request.path_params["key_id"]
-        if not await revoke_key(st.store, key_id, actor=ADMIN_ACTOR, audit=st.audit):
+        if not await revoke_key(st.store, key_id, actor=actor_of(principal_of(request)),
+                                audit=st.audit):
             raise NotFound(f"no active key with id '{key_id}'")
         await st.keys.refresh()
     except KeelError as exc:
@@ -117,7 +103,7 @@ def trace_filter(q: Any) -> TraceFilter:
 
 async def list_traces_ep(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         q = request.query_params
         limit_raw = q.get("limit", "50")
         if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_PAGE:
@@ -132,7 +118,7 @@ async def list_traces_ep(request: Request) -> Response:
 
 async def get_trace_ep(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         trace_id = request.path_params["trace_id"]
         row = await get_trace(st.store, trace_id)
         if row is None and st.writer.pending:
@@ -147,9 +133,9 @@ async def get_trace_ep(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        Route("/api/keys", create_key_ep, methods=["POST"]),
-        Route("/api/keys", list_keys_ep, methods=["GET"]),
-        Route("/api/keys/{key_id}", revoke_key_ep, methods=["DELETE"]),
-        Route("/api/traces", list_traces_ep, methods=["GET"]),
-        Route("/api/traces/{trace_id}", get_trace_ep, methods=["GET"]),
+        api_route("/api/keys", create_key_ep, ["POST"], "admin"),
+        api_route("/api/keys", list_keys_ep, ["GET"], "admin"),
+        api_route("/api/keys/{key_id}", revoke_key_ep, ["DELETE"], "admin"),
+        api_route("/api/traces", list_traces_ep, ["GET"], "viewer"),
+        api_route("/api/traces/{trace_id}", get_trace_ep, ["GET"], "viewer"),
     ]

@@ -28,7 +28,9 @@ from keel.server import (
     feedback_api,
     metrics_api,
     otlp_api,
+    policies_api,
     prompts_api,
+    reviews_api,
 )
 from keel.server.state import AppState
 
@@ -113,6 +115,8 @@ def routes() -> list[Route]:
         *metrics_api.routes(),
         *audit_api.routes(),  # /api/audit: the audit log and its verification
         *features_api.routes(),  # /api/features: per-feature kill switches
+        *reviews_api.routes(),  # /api/reviews, /v1/reviews: held answers
+        *policies_api.routes(),  # /api/policies: guardrail policies and their versions
     ]
 
 

@@ -1,4 +1,4 @@
-"""``/api/audit`` (admin key): list the audit log, and verify it.
+"""``/api/audit`` (role ``auditor``): list the audit log, and verify it.
 
 - ``GET /api/audit?since=&until=&action=&limit=&cursor=``: entries newest first;
   ``next_cursor`` pages on. ``action`` matches exactly, or a family ending in '.'.
@@ -13,13 +13,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError
-from keel.gateway.openai_api import json_response, openai_error
-from keel.server.admin import MAX_PAGE, _admin, _float
+from keel.gateway.openai_api import json_response, openai_error, state_of
+from keel.server.admin import MAX_PAGE, _float
+from keel.server.auth import api_route
 
 
 async def list_entries(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         q = request.query_params
         limit_raw = q.get("limit", "50")
         if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_PAGE:
@@ -40,7 +41,7 @@ async def list_entries(request: Request) -> Response:
 
 async def verify(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         report = await st.audit.verify()
     except KeelError as exc:
         return openai_error(exc)
@@ -49,6 +50,6 @@ async def verify(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        Route("/api/audit", list_entries, methods=["GET"]),
-        Route("/api/audit/verify", verify, methods=["GET"]),
+        api_route("/api/audit", list_entries, ["GET"], "auditor"),
+        api_route("/api/audit/verify", verify, ["GET"], "auditor"),
     ]

@@ -8,7 +8,12 @@ traces and metrics. Every role but ``admin`` also holds ``viewer``.
 Every ``/api`` route is declared with :func:`api_route` and the role it needs, so the need is
 written once, next to the path, and enforced before the handler runs: a request without a
 key is a 401, a key whose role does not grant the need is a 403 that names both.
-``ANY_KEY`` marks the few routes any valid key may call (an application posting feedback).
+``ANY_KEY`` marks the few routes any valid key may call (an application posting feedback);
+``PUBLIC`` the one that takes no key (the CORS preflight of ``/api/feedback``).
+
+A key with a role is for this API only: the gateway refuses it
+(``KeyRing.authenticate_gateway``), and a gateway key (no role) is refused here except on
+``ANY_KEY`` routes. The master key is an admin on both.
 """
 
 from __future__ import annotations

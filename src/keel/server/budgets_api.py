@@ -1,4 +1,4 @@
-"""``GET /api/budgets``: every budget instance's spend in its current period (admin key)."""
+"""``GET /api/budgets``: every budget instance's spend in its current period (``viewer``)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import KeelError
-from keel.gateway.openai_api import json_response, openai_error
-from keel.server.admin import _admin
+from keel.gateway.openai_api import json_response, openai_error, state_of
+from keel.server.auth import api_route
 
 
 async def list_budgets_ep(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         rows = await st.limits.status() if st.limits is not None else []
     except KeelError as exc:
         return openai_error(exc)
@@ -21,4 +21,4 @@ async def list_budgets_ep(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
-    return [Route("/api/budgets", list_budgets_ep, methods=["GET"])]
+    return [api_route("/api/budgets", list_budgets_ep, ["GET"], "viewer")]

@@ -1,4 +1,4 @@
-"""The costs admin API (master key):
+"""The costs admin API (reads: ``viewer``; repricing: ``operator``):
 
 - ``GET /api/costs/spend?group_by=feature,day&from=&to=&format=json|csv``: spend from the
   rollups;
@@ -20,9 +20,9 @@ from keel.costs.reprice import event_json, reprice
 from keel.costs.spend import parse_group_by, spend
 from keel.costs.times import FORMATS, parse_time
 from keel.errors import InvalidRequest, KeelError
-from keel.gateway.openai_api import json_response, openai_error, read_body
+from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
-from keel.server.admin import _admin
+from keel.server.auth import api_route, claimed_actor, principal_of
 
 DEFAULT_WINDOW_S = 7 * 86400
 
@@ -36,7 +36,7 @@ def _time(value: Any, name: str, now: float) -> float:
 
 async def spend_ep(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         q = request.query_params
         now = time.time()
         fmt = q.get("format", "json")
@@ -55,7 +55,7 @@ async def spend_ep(request: Request) -> Response:
 
 async def reprice_ep(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         body = parse_body(await read_body(request, 64 * 1024), 64 * 1024)
         now = time.time()
         model = body.get("model")
@@ -74,7 +74,8 @@ async def reprice_ep(request: Request) -> Response:
         if actor is not None and not isinstance(actor, str):
             raise InvalidRequest("'actor' must be a string", param="actor")
         result = await reprice(st.store, st.config, model, since, until, dry_run=dry_run,
-                               actor=actor or "admin-api", audit=st.audit)
+                               actor=claimed_actor(principal_of(request), actor),
+                               audit=st.audit)
     except KeelError as exc:
         return openai_error(exc)
     return json_response(result.to_json())
@@ -84,7 +85,7 @@ async def events_ep(request: Request) -> Response:
     from keel.store.costs import list_events
 
     try:
-        st = _admin(request)
+        st = state_of(request)
         raw = request.query_params.get("limit", "100")
         if not raw.isdigit() or not 1 <= int(raw) <= 1000:
             raise InvalidRequest("'limit' must be an integer from 1 to 1000", param="limit")
@@ -97,7 +98,7 @@ async def events_ep(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        Route("/api/costs/spend", spend_ep, methods=["GET"]),
-        Route("/api/costs/reprice", reprice_ep, methods=["POST"]),
-        Route("/api/costs/events", events_ep, methods=["GET"]),
+        api_route("/api/costs/spend", spend_ep, ["GET"], "viewer"),
+        api_route("/api/costs/reprice", reprice_ep, ["POST"], "operator"),
+        api_route("/api/costs/events", events_ep, ["GET"], "viewer"),
     ]

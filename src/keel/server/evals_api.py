@@ -1,5 +1,5 @@
 """``/api/evals``: eval runs, their per-case results, comparisons and regression events
-(admin key). Runs are produced by ``keel eval run|gate`` and by scheduled suites."""
+(read-only: ``viewer``). Runs are produced by ``keel eval run|gate`` and by scheduled suites."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError, NotFound
-from keel.gateway.openai_api import json_response, openai_error
-from keel.server.admin import _admin, _float
+from keel.gateway.openai_api import json_response, openai_error, state_of
+from keel.server.admin import _float
+from keel.server.auth import api_route
 from keel.store import Store
 from keel.store import evals as q
 
@@ -48,7 +49,7 @@ async def _run(store: Store, run_id: str) -> dict[str, Any]:
 
 async def list_runs_ep(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         qp = request.query_params
         rows = await q.list_runs(st.store, suite=qp.get("suite") or None,
                                  group_id=qp.get("group") or None, limit=_limit(qp))
@@ -59,7 +60,7 @@ async def list_runs_ep(request: Request) -> Response:
 
 async def get_run_ep(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         run = await _run(st.store, request.path_params["run_id"])
     except KeelError as exc:
         return openai_error(exc)
@@ -69,7 +70,7 @@ async def get_run_ep(request: Request) -> Response:
 async def results_ep(request: Request) -> Response:
     """Per-case results, paged: ``?status=failed&limit=100&after=CASE_IDX:REPEAT``."""
     try:
-        st = _admin(request)
+        st = state_of(request)
         run = await _run(st.store, request.path_params["run_id"])
         qp = request.query_params
         status = qp.get("status") or None
@@ -99,7 +100,7 @@ async def report_ep(request: Request) -> Response:
     from keel.evals.report import run_html
 
     try:
-        st = _admin(request)
+        st = state_of(request)
         page = await run_html(st.store, request.path_params["run_id"])
     except KeelError as exc:
         return openai_error(exc)
@@ -108,7 +109,7 @@ async def report_ep(request: Request) -> Response:
 
 async def events_ep(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         qp = request.query_params
         rows = await q.list_events(st.store, since=_float(qp, "since"), limit=_limit(qp, 100))
     except KeelError as exc:
@@ -120,9 +121,9 @@ async def events_ep(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        Route("/api/evals/runs", list_runs_ep, methods=["GET"]),
-        Route("/api/evals/runs/{run_id}", get_run_ep, methods=["GET"]),
-        Route("/api/evals/runs/{run_id}/results", results_ep, methods=["GET"]),
-        Route("/api/evals/runs/{run_id}/report.html", report_ep, methods=["GET"]),
-        Route("/api/evals/events", events_ep, methods=["GET"]),
+        api_route("/api/evals/runs", list_runs_ep, ["GET"], "viewer"),
+        api_route("/api/evals/runs/{run_id}", get_run_ep, ["GET"], "viewer"),
+        api_route("/api/evals/runs/{run_id}/results", results_ep, ["GET"], "viewer"),
+        api_route("/api/evals/runs/{run_id}/report.html", report_ep, ["GET"], "viewer"),
+        api_route("/api/evals/events", events_ep, ["GET"], "viewer"),
     ]

@@ -1,4 +1,4 @@
-"""Feature kill switches (admin key):
+"""Feature kill switches (reads: ``viewer``; stop and start: ``operator``):
 
 - ``GET /api/features``: every feature ever stopped: state, since, by, reason.
 - ``POST /api/features/{name}/stop`` with ``{"reason": "..."}`` (required): refuse the
@@ -14,9 +14,9 @@ from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError
 from keel.features import FeatureSwitches
-from keel.gateway.openai_api import json_response, openai_error, read_body
+from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
-from keel.server.admin import ADMIN_ACTOR, _admin
+from keel.server.auth import actor_of, api_route, principal_of
 from keel.server.state import AppState
 
 
@@ -28,7 +28,7 @@ def _switches(st: AppState) -> FeatureSwitches:
 
 async def list_ep(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         rows = await _switches(st).rows()
     except KeelError as exc:
         return openai_error(exc)
@@ -37,15 +37,16 @@ async def list_ep(request: Request) -> Response:
 
 async def switch_ep(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         name, verb = request.path_params["name"], request.path_params["verb"]
+        actor = actor_of(principal_of(request))
         if verb == "stop":
             raw = await read_body(request, 16 * 1024)
             body = parse_body(raw, 16 * 1024) if raw.strip() else {}
             row = await _switches(st).stop_feature(name, reason=body.get("reason"),
-                                                   actor=ADMIN_ACTOR)
+                                                   actor=actor)
         elif verb == "start":
-            row = await _switches(st).start_feature(name, actor=ADMIN_ACTOR)
+            row = await _switches(st).start_feature(name, actor=actor)
         else:
             raise InvalidRequest(f"unknown action '{verb}'; use stop or start", param="action")
     except KeelError as exc:
@@ -55,6 +56,6 @@ async def switch_ep(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        Route("/api/features", list_ep, methods=["GET"]),
-        Route("/api/features/{name}/{verb}", switch_ep, methods=["POST"]),
+        api_route("/api/features", list_ep, ["GET"], "viewer"),
+        api_route("/api/features/{name}/{verb}", switch_ep, ["POST"], "operator"),
     ]

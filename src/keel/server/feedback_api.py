@@ -1,10 +1,11 @@
 """``/api/feedback`` and ``/api/outcomes``: feedback on traces, business outcomes.
 
-Written by the admin key, by gateway keys (for their own team's traces) and, for feedback
-only, by browser-safe feedback keys. A feedback key is used from web pages, so
-``/api/feedback`` speaks CORS: a preflight is answered for any origin listed by an active
-feedback key (a preflight carries no credentials), and the request itself must come from an
-origin of the key that authenticates it.
+Written and read by any key (``ANY_KEY``): a gateway key for its own team's traces (and its
+feature's outcomes, if bound to one); the admin key and keys with a role read every team's.
+Feedback is also written by browser-safe feedback keys, which may not read. A feedback key is
+used from web pages, so ``/api/feedback`` speaks CORS: a preflight is answered for any origin
+listed by an active feedback key (a preflight carries no credentials: a ``public_route``), and
+the request itself must come from an origin of the key that authenticates it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from starlette.routing import Route
 
 from keel import feedback as fb
 from keel.errors import InvalidRequest, KeelError, NotFound, PermissionDenied
-from keel.gateway.openai_api import api_key, json_response, openai_error, read_body, state_of
+from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.keys.service import FEEDBACK_SCOPE
 from keel.server.admin import _float
+from keel.server.auth import ANY_KEY, api_route, principal_of, public_route
 from keel.server.state import AppState
 from keel.store import feedback as queries
 from keel.store.traces import get_trace
@@ -114,12 +116,16 @@ async def feedback_preflight(request: Request) -> Response:
 # --- feedback --------------------------------------------------------------------------------
 
 
+def _refuse_feedback(request: Request, exc: KeelError) -> Response:
+    """A refused ``POST /api/feedback``, readable by the pages of any feedback key."""
+    return _with_cors(openai_error(exc), state_of(request), request.headers.get("origin"), None)
+
+
 async def post_feedback(request: Request) -> Response:
     st = state_of(request)
     origin = request.headers.get("origin")
-    principal: Principal | None = None
+    principal = principal_of(request)
     try:
-        principal = st.keys.authenticate(api_key(request.headers), scope=FEEDBACK_SCOPE)
         _check_origin(st, principal, origin)
         item = fb.parse_feedback(parse_body(await read_body(request, LIMIT), LIMIT))
         trace = await find_trace(st, item["trace_id"])
@@ -132,7 +138,7 @@ async def post_feedback(request: Request) -> Response:
 async def get_feedback(request: Request) -> Response:
     st = state_of(request)
     try:
-        principal = st.keys.authenticate(api_key(request.headers))
+        principal = principal_of(request)
         trace_id = request.query_params.get("trace_id")
         if not trace_id:
             raise InvalidRequest("pass ?trace_id=<the trace's id>", param="trace_id")
@@ -149,7 +155,7 @@ async def get_feedback(request: Request) -> Response:
 async def post_outcome(request: Request) -> Response:
     st = state_of(request)
     try:
-        principal = st.keys.authenticate(api_key(request.headers))
+        principal = principal_of(request)
         now = time.time()
         item = fb.parse_outcome(parse_body(await read_body(request, LIMIT), LIMIT), now)
         teams = await find_trace_teams(st, item["trace_ids"]) if item["trace_ids"] else {}
@@ -169,7 +175,7 @@ def _limit(q: Any) -> int:
 async def get_outcomes(request: Request) -> Response:
     st = state_of(request)
     try:
-        principal = st.keys.authenticate(api_key(request.headers))
+        principal = principal_of(request)
         q = request.query_params
         data = await fb.list_outcomes(
             st.store, principal, feature=q.get("feature") or None, name=q.get("name") or None,
@@ -181,9 +187,10 @@ async def get_outcomes(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        Route("/api/feedback", post_feedback, methods=["POST"]),
-        Route("/api/feedback", feedback_preflight, methods=["OPTIONS"]),
-        Route("/api/feedback", get_feedback, methods=["GET"]),
-        Route("/api/outcomes", post_outcome, methods=["POST"]),
-        Route("/api/outcomes", get_outcomes, methods=["GET"]),
+        api_route("/api/feedback", post_feedback, ["POST"], ANY_KEY, scope=FEEDBACK_SCOPE,
+                  refuse=_refuse_feedback),
+        public_route("/api/feedback", feedback_preflight, ["OPTIONS"]),
+        api_route("/api/feedback", get_feedback, ["GET"], ANY_KEY),
+        api_route("/api/outcomes", post_outcome, ["POST"], ANY_KEY),
+        api_route("/api/outcomes", get_outcomes, ["GET"], ANY_KEY),
     ]

@@ -1,4 +1,4 @@
-"""``GET /api/metrics/summary``: derived measures over a window, from the rollups (admin)."""
+"""``GET /api/metrics/summary``: derived measures over a window, from the rollups (``viewer``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError
-from keel.gateway.openai_api import json_response, openai_error
+from keel.gateway.openai_api import json_response, openai_error, state_of
 from keel.monitor.summary import Filters, summary
 from keel.monitor.timeparse import parse_time
-from keel.server.admin import _admin
+from keel.server.auth import api_route
 
 DEFAULT_WINDOW_S = 86400.0
 
@@ -32,7 +32,7 @@ async def summary_ep(request: Request) -> Response:
     """``?feature=&team=&model=&prompt=&from=&to=&group_by=feature,model``; ``from``/``to``
     take epoch seconds, ISO times or durations back from now (``7d``); default: 24 hours."""
     try:
-        st = _admin(request)
+        st = state_of(request)
         qp = request.query_params
         until = _time(qp, "to", time.time())
         since = _time(qp, "from", until - DEFAULT_WINDOW_S)
@@ -48,4 +48,4 @@ async def summary_ep(request: Request) -> Response:
 
 
 def routes() -> list[Route]:
-    return [Route("/api/metrics/summary", summary_ep, methods=["GET"])]
+    return [api_route("/api/metrics/summary", summary_ep, ["GET"], "viewer")]

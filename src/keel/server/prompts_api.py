@@ -1,32 +1,41 @@
-"""``/api/prompts``: push versions, read, diff, move labels, roll back (admin key)."""
+"""``/api/prompts``: push versions, read, diff, move labels, roll back (reads: ``viewer``;
+changes: ``operator``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError
-from keel.gateway.openai_api import json_response, openai_error, read_body
+from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.prompts import PromptSpec, PromptSpecError
-from keel.server.admin import ADMIN_ACTOR, _admin, _opt_str
+from keel.server.admin import _opt_str
+from keel.server.auth import api_route, claimed_actor, principal_of
 
 LIMIT = 1024 * 1024
 
 
+def _actor(request: Request, body: dict[str, Any], field: str) -> str:
+    """Who made the change, for the audit log (see :func:`claimed_actor`)."""
+    return claimed_actor(principal_of(request), _opt_str(body, field))
+
+
 async def push(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         body = parse_body(await read_body(request, LIMIT), LIMIT)
-        message, author = _opt_str(body, "message"), _opt_str(body, "author")
+        message, author = _opt_str(body, "message"), _actor(request, body, "author")
         spec_data = {k: v for k, v in body.items() if k not in ("message", "author")}
         try:
             spec = PromptSpec.parse(spec_data, "body")
         except PromptSpecError as exc:
             raise InvalidRequest(str(exc)) from None
         version, created = await st.prompts.push(spec, message=message,
-                                                 author=author or ADMIN_ACTOR)
+                                                 author=author)
     except KeelError as exc:
         return openai_error(exc)
     return json_response({**version.public(st.prompts.labels_for(version)),
@@ -35,7 +44,7 @@ async def push(request: Request) -> Response:
 
 async def list_prompts(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
     except KeelError as exc:
         return openai_error(exc)
     reg = st.prompts
@@ -46,7 +55,7 @@ async def list_prompts(request: Request) -> Response:
 
 async def show(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         v = st.prompts.resolve(request.path_params["ref"])
     except KeelError as exc:
         return openai_error(exc)
@@ -55,7 +64,7 @@ async def show(request: Request) -> Response:
 
 async def diff(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         a, b = request.query_params.get("from"), request.query_params.get("to")
         if not a or not b:
             raise InvalidRequest("pass ?from=name@1&to=name@3", param="from")
@@ -67,7 +76,7 @@ async def diff(request: Request) -> Response:
 
 async def label(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         body = parse_body(await read_body(request, LIMIT), LIMIT)
         version = body.get("version")
         if not (isinstance(version, int | str) and str(version)) or isinstance(version, bool):
@@ -75,7 +84,7 @@ async def label(request: Request) -> Response:
                                  param="version")
         ref = f"{request.path_params['name']}@{version}"
         old, new = await st.prompts.set_label(ref, request.path_params["label"],
-                                              actor=_opt_str(body, "actor") or ADMIN_ACTOR,
+                                              actor=_actor(request, body, "actor"),
                                               reason=_opt_str(body, "reason"))
     except KeelError as exc:
         return openai_error(exc)
@@ -85,12 +94,12 @@ async def label(request: Request) -> Response:
 
 async def rollback(request: Request) -> Response:
     try:
-        st = _admin(request)
+        st = state_of(request)
         body = parse_body(await read_body(request, LIMIT), LIMIT) if \
             request.headers.get("content-length", "0") != "0" else {}
         name, lab = request.path_params["name"], request.path_params["label"]
         was, now = await st.prompts.rollback(name, lab,
-                                             actor=_opt_str(body, "actor") or ADMIN_ACTOR,
+                                             actor=_actor(request, body, "actor"),
                                              reason=_opt_str(body, "reason"))
     except KeelError as exc:
         return openai_error(exc)
@@ -99,10 +108,11 @@ async def rollback(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        Route("/api/prompts", push, methods=["POST"]),
-        Route("/api/prompts", list_prompts, methods=["GET"]),
-        Route("/api/prompts/diff", diff, methods=["GET"]),
-        Route("/api/prompts/{ref}", show, methods=["GET"]),
-        Route("/api/prompts/{name}/labels/{label}", label, methods=["PUT"]),
-        Route("/api/prompts/{name}/labels/{label}/rollback", rollback, methods=["POST"]),
+        api_route("/api/prompts", push, ["POST"], "operator"),
+        api_route("/api/prompts", list_prompts, ["GET"], "viewer"),
+        api_route("/api/prompts/diff", diff, ["GET"], "viewer"),
+        api_route("/api/prompts/{ref}", show, ["GET"], "viewer"),
+        api_route("/api/prompts/{name}/labels/{label}", label, ["PUT"], "operator"),
+        api_route("/api/prompts/{name}/labels/{label}/rollback", rollback, ["POST"],
+                  "operator"),
     ]

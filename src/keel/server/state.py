@@ -19,6 +19,7 @@ from keel.gateway.service import Gateway
 from keel.keys.service import KeyRing
 from keel.limits import Limits
 from keel.prompts import PromptRegistry
+from keel.review import ReviewService
 from keel.store import Store
 from keel.telemetry.metrics import Metrics
 from keel.telemetry.otel_export import OtlpExporter
@@ -40,6 +41,7 @@ class AppState:
     prompts: PromptRegistry
     audit: AuditLog
     digest: TraceDigest  # of the trace batches stored, flushed to the audit log each minute
+    reviews: ReviewService  # answers held for a human decision
     redis: Any = None
     cache: ResponseCache | None = None
     limits: Limits | None = None
@@ -71,6 +73,7 @@ class AppState:
             keys=KeyRing(store, master_key=settings.master_key), writer=writer, metrics=metrics,
             gateway=gateway, prompts=PromptRegistry(store, audit=audit), audit=audit,
             digest=digest, otlp=otlp, features=features,
+            reviews=ReviewService(store, audit),
         )
 
     async def start(self, *, migrate: bool = True, schedule: bool = True) -> None:
@@ -83,6 +86,10 @@ class AppState:
                                            actor=local_user())
         except Exception:
             log.exception("could not record the config in the audit log")
+        if self.gateway.policies:  # every version a trace may name can be read back
+            from keel.store.policies import save_versions
+
+            await save_versions(self.store, self.gateway.policies.policies)
         await self.keys.start(self.settings.refresh_interval_s)
         await self.prompts.start(self.settings.refresh_interval_s)
         if self.features is not None:
@@ -115,6 +122,8 @@ class AppState:
                 retention_loop(self.store, rules, on_purge=self.audit.record_purge),
                 name="keel-retention")
         self.audit_task = asyncio.create_task(self._audit_loop(), name="keel-audit")
+        if schedule:  # keel serve: expire overdue reviews, record late reviewer feedback
+            self.reviews.start(self.settings.refresh_interval_s)
         if schedule and self.config.evals.schedule:
             from keel.evals.schedule import EvalScheduler
 
@@ -153,6 +162,7 @@ class AppState:
         """Graceful stop: providers closed, every trace written, keys flushed, store closed."""
         if self.scheduler is not None:
             await self.scheduler.aclose()
+        await self.reviews.aclose()
         if self.retention_task is not None:
             self.retention_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

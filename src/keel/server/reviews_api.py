@@ -1,0 +1,138 @@
+"""Held answers over HTTP.
+
+For reviewers (``/api``, by role):
+
+- ``GET /api/reviews?status=&feature=&limit=&cursor=`` (viewer): newest first;
+  ``next_cursor`` pages on.
+- ``GET /api/reviews/{id}`` (viewer): one review with its request, the held and the
+  approved answer, their hashes, why it was held and the decision.
+- ``POST /api/reviews/{id}/decision`` (reviewer) with ``{"decision": "approve" | "edit" |
+  "reject", "reason": "...", "content": "..."}``: ``content`` (edit only) replaces the
+  answer's text; ``reason`` is required to reject. 409 ``review_closed`` when the review
+  was already decided or expired.
+
+For the application that made a held request (mode ``async``):
+
+- ``GET /v1/reviews/{id}`` with the key that made the request (or the master key):
+  202 while pending (``Retry-After``), 200 with the approved ``chat.completion``, 403
+  ``review_rejected`` when rejected or expired. Any other key gets a 404.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keel.errors import InvalidRequest, KeelError, NotFound
+from keel.gateway.openai_api import (
+    TRACE_HEADER,
+    api_key,
+    json_response,
+    openai_error,
+    read_body,
+    state_of,
+)
+from keel.gateway.validate import parse_body
+from keel.review import REVIEW_HEADER, Review, ReviewService
+from keel.server.auth import actor_of, api_route, principal_of
+from keel.server.state import AppState
+
+BODY_LIMIT = 256 * 1024
+MAX_PAGE = 500
+DECISION_FIELDS = ("decision", "reason", "content")
+RETRY_AFTER_S = 2
+
+
+def _reviews(st: AppState) -> ReviewService:
+    return st.reviews
+
+
+def _limit(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_PAGE}", param="limit")
+    return int(raw)
+
+
+async def list_ep(request: Request) -> Response:
+    try:
+        q = request.query_params
+        rows, next_cursor = await _reviews(state_of(request)).list_reviews(
+            status=q.get("status") or None, feature=q.get("feature") or None,
+            limit=_limit(q.get("limit", "50")), cursor=q.get("cursor") or None)
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response({"object": "list", "data": [r.to_json() for r in rows],
+                          "next_cursor": next_cursor})
+
+
+async def _find(reviews: ReviewService, review_id: str) -> Review:
+    review = await reviews.get(review_id)
+    if review is None:
+        raise NotFound(f"no review with id '{review_id}'; see GET /api/reviews",
+                       param="review_id")
+    return review
+
+
+async def get_ep(request: Request) -> Response:
+    try:
+        review = await _find(_reviews(state_of(request)), request.path_params["review_id"])
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response(review.to_json(detail=True))
+
+
+async def decision_ep(request: Request) -> Response:
+    try:
+        reviews = _reviews(state_of(request))
+        body = parse_body(await read_body(request, BODY_LIMIT), BODY_LIMIT)
+        unknown = sorted(k for k in body if k not in DECISION_FIELDS)
+        if unknown:
+            raise InvalidRequest(f"unknown field(s) {', '.join(repr(k) for k in unknown)}; "
+                                 f"allowed: {', '.join(DECISION_FIELDS)}", param=unknown[0])
+        decision: Any = body.get("decision")  # checked (and named in errors) by decide
+        review = await reviews.decide(
+            request.path_params["review_id"], decision=decision,
+            reviewer=actor_of(principal_of(request)), reason=body.get("reason"),
+            content=body.get("content"))
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response(review.to_json(detail=True))
+
+
+async def poll_ep(request: Request) -> Response:
+    """The client's poll: the released answer once approved."""
+    try:
+        st = state_of(request)
+        principal = st.keys.authenticate(api_key(request.headers))
+        review_id = request.path_params["review_id"]
+        reviews = _reviews(st)
+        review = await reviews.get(review_id)
+        if review is None or not (principal.is_admin or principal.key_id == review.key_id):
+            # another key's review is as unknown as a missing one: ids do not leak
+            raise NotFound(f"no review with id '{review_id}' for this key", param="review_id")
+        headers = {REVIEW_HEADER: review.id, TRACE_HEADER: review.trace_id}
+        if review.status == "pending":
+            left = max(review.expires_at - time.time(), 0.0)
+            retry = max(1, min(RETRY_AFTER_S, math.ceil(left)))
+            return json_response({
+                "id": review.id, "object": "keel.review", "status": "pending",
+                "expires_at": review.expires_at, "poll": f"/v1/reviews/{review.id}",
+            }, 202, {**headers, "retry-after": str(retry)})
+        body = await reviews.release(review_id)
+    except KeelError as exc:
+        return openai_error(exc)
+    return json_response(body, 200, headers)
+
+
+def routes() -> list[Route]:
+    return [
+        api_route("/api/reviews", list_ep, ["GET"], "viewer"),
+        api_route("/api/reviews/{review_id}", get_ep, ["GET"], "viewer"),
+        api_route("/api/reviews/{review_id}/decision", decision_ep, ["POST"], "reviewer"),
+        Route("/v1/reviews/{review_id}", poll_ep, methods=["GET"]),
+    ]

@@ -1,0 +1,257 @@
+"""Roles on the admin API: every ``/api`` route declares the role it needs, and a walk over all
+of them on a live keel shows the need enforced (no key: 401; a gateway key or a key of a role
+that does not grant the need: 403 ``role_required``; a granted role: through to the handler).
+Role keys are refused by the gateway; changes are audited as the key that made them."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from click.testing import CliRunner
+from starlette.routing import BaseRoute, Mount, Route
+
+from keel.cli.main import main
+from keel.server import app
+from keel.server.auth import ANY_KEY, GRANTS, PUBLIC, ROLES, required_role
+from tests.support.keel import Keel, running_keel
+
+USER = [{"role": "user", "content": "hi"}]
+# The only /api routes that take no key at all; adding one is a decision this list records.
+PUBLIC_ROUTES = {("OPTIONS", "/api/feedback")}
+PARAM = re.compile(r"\{[^}]+\}")
+
+
+def _flatten(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[tuple[str, BaseRoute]]:
+    for route in routes:
+        if isinstance(route, Mount):
+            yield from _flatten(route.routes, prefix + route.path)
+        else:
+            yield prefix + getattr(route, "path", ""), route
+
+
+def api_routes() -> list[tuple[str, str, Route]]:
+    """(method, path, route) of every ``/api`` route the app serves (HEAD aside: Starlette
+    adds it to every GET)."""
+    out = []
+    for path, route in _flatten(app.routes()):
+        if not path.startswith("/api"):
+            continue
+        assert isinstance(route, Route), f"{path}: only plain routes are walked, got {route!r}"
+        out += [(m, path, route) for m in sorted(route.methods or ()) if m != "HEAD"]
+    return out
+
+
+API_ROUTES = api_routes()
+
+
+def route_id(item: tuple[str, str, Route]) -> str:
+    return f"{item[0]} {item[1]}"
+
+
+def error(r: httpx.Response) -> dict[str, Any]:
+    body: dict[str, Any] = r.json()["error"]
+    return body
+
+
+def call(k: Keel, method: str, path: str, key: str | None, **kw: Any) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return httpx.request(method, k.url + path, headers=headers, **kw)
+
+
+def concrete(method: str, path: str) -> tuple[str, dict[str, Any]]:
+    """The path with dummy values for its parameters, and an empty JSON body for writes."""
+    return PARAM.sub("dummy", path), ({} if method in ("GET", "OPTIONS") else {"json": {}})
+
+
+# --- declared ---------------------------------------------------------------------------------
+
+
+def test_the_walk_sees_the_admin_api() -> None:
+    paths = {p for _, p, _ in API_ROUTES}
+    assert {"/api/keys", "/api/traces", "/api/audit", "/api/prompts", "/api/features",
+            "/api/feedback", "/api/costs/reprice"} <= paths
+
+
+@pytest.mark.parametrize("item", API_ROUTES, ids=route_id)
+def test_every_api_route_declares_the_role_it_needs(item: tuple[str, str, Route]) -> None:
+    method, path, route = item
+    role = required_role(route)
+    assert role is not None, (
+        f"{method} {path} declares no role: declare it with keel.server.auth.api_route(path, "
+        "handler, methods, role)")
+    assert role in (*ROLES, ANY_KEY, PUBLIC)
+    assert (role == PUBLIC) == ((method, path) in PUBLIC_ROUTES), f"{method} {path}: {role}"
+
+
+# --- enforced ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Keel, dict[str, str]]]:
+    """A keel on SQLite, and a key of each kind: ``gateway`` (no role) and one per role."""
+    with pytest.MonkeyPatch.context() as mp:  # the per-test isolation comes too late here
+        for name in [n for n in os.environ if n.startswith("KEEL_")
+                     and not n.startswith("KEEL_TEST_")]:
+            mp.delenv(name)
+        with running_keel(tmp_path_factory.mktemp("roles")) as k:
+            keys = {"gateway": k.create_key(team="ops")}
+            for role in ROLES:
+                keys[role] = k.create_key(team="ops", name=f"{role} key", role=role)
+            yield k, keys
+
+
+@pytest.mark.parametrize("item", API_ROUTES, ids=route_id)
+def test_every_api_route_enforces_its_role(
+        live: tuple[Keel, dict[str, str]], item: tuple[str, str, Route]) -> None:
+    k, keys = live
+    method, path, route = item
+    need = required_role(route)
+    url, kw = concrete(method, path)
+    if need == PUBLIC:  # a CORS preflight: no credentials, so no 401 either
+        assert call(k, method, url, None, **kw).status_code != 401
+        return
+    for key in (None, "sk-keel-" + "0" * 60):
+        r = call(k, method, url, key, **kw)
+        assert r.status_code == 401, f"{method} {url} with key {key}: {r.status_code} {r.text}"
+        assert error(r)["code"] == "invalid_api_key"
+
+    callers = {"master": k.admin_key, **keys}
+    for who, key in callers.items():
+        r = call(k, method, url, key, **kw)
+        held = "admin" if who == "master" else None if who == "gateway" else who
+        granted = need == ANY_KEY or (held is not None and need in GRANTS[held])
+        if granted:
+            assert r.status_code not in (401, 403), f"{who} on {method} {url}: {r.text}"
+        else:
+            assert r.status_code == 403, f"{who} on {method} {url}: {r.status_code} {r.text}"
+            assert error(r)["code"] == "role_required", r.text
+            assert f"'{need}'" in error(r)["message"]
+
+
+def test_master_key_and_admin_role_hold_every_role() -> None:
+    assert GRANTS["admin"] == frozenset(ROLES)
+    for role in ROLES:
+        assert role in GRANTS[role] and "viewer" in GRANTS[role]
+
+
+# --- role keys and the gateway ----------------------------------------------------------------
+
+
+def test_a_role_key_is_refused_by_the_gateway(live: tuple[Keel, dict[str, str]]) -> None:
+    k, keys = live
+    chat = {"model": "mock", "messages": USER}
+    for role in ROLES:
+        r = call(k, "POST", "/v1/chat/completions", keys[role], json=chat)
+        assert r.status_code == 403, r.text
+        assert error(r)["code"] == "role_key_not_for_gateway"
+        assert "use a gateway key" in error(r)["message"] and f"'{role}'" in error(r)["message"]
+    key = keys["operator"]
+    for method, path, kw in (
+            ("POST", "/v1/embeddings", {"json": {"model": "mock-embedding", "input": "x"}}),
+            ("POST", "/v1/messages", {"json": {"model": "mock", "max_tokens": 5,
+                                               "messages": USER}}),
+            ("GET", "/v1/models", {}), ("GET", "/v1/models/mock", {})):
+        r = call(k, method, path, key, **kw)
+        assert r.status_code == 403 and "use a gateway key" in r.text, f"{path}: {r.text}"
+    # gateway keys and the master key keep working
+    for key in (keys["gateway"], k.admin_key):
+        assert call(k, "POST", "/v1/chat/completions", key, json=chat).status_code == 200
+        assert call(k, "GET", "/v1/models", key).status_code == 200
+
+
+def test_role_keys_read_every_teams_feedback_and_gateway_keys_their_own(
+        live: tuple[Keel, dict[str, str]]) -> None:
+    k, keys = live
+    cx = k.create_key(team="cx", feature="support")
+    r = call(k, "POST", "/v1/chat/completions", cx, json={"model": "mock", "messages": USER})
+    trace_id = r.headers["x-keel-trace-id"]
+    k.flush()
+    assert call(k, "POST", "/api/feedback", cx, json={"trace_id": trace_id, "thumbs": "up"}
+                ).status_code == 201
+    assert call(k, "POST", "/api/outcomes", cx, json={"name": "ticket_resolved"}
+                ).status_code == 201
+    for who in ("viewer", "auditor", "admin"):  # keys of team "ops"
+        r = call(k, "GET", "/api/feedback", keys[who], params={"trace_id": trace_id})
+        assert r.status_code == 200 and len(r.json()["data"]) == 1, r.text
+        r = call(k, "GET", "/api/outcomes", keys[who], params={"feature": "support"})
+        assert [o["team"] for o in r.json()["data"]] == ["cx"], r.text
+    r = call(k, "GET", "/api/feedback", keys["gateway"], params={"trace_id": trace_id})
+    assert r.status_code == 403 and error(r)["code"] == "wrong_team"
+    assert call(k, "GET", "/api/outcomes", keys["gateway"]).json()["data"] == []
+
+
+# --- creating role keys -----------------------------------------------------------------------
+
+
+def test_creating_a_key_with_an_unknown_role_names_the_valid_roles(
+        live: tuple[Keel, dict[str, str]]) -> None:
+    k, keys = live
+    r = call(k, "POST", "/api/keys", k.admin_key, json={"team": "ops", "role": "superuser"})
+    assert r.status_code == 400 and error(r)["param"] == "role", r.text
+    assert all(role in error(r)["message"] for role in ROLES)
+    r = call(k, "POST", "/api/keys", k.admin_key,
+             json={"team": "ops", "role": "viewer", "scope": "feedback"})
+    assert r.status_code == 400 and error(r)["param"] == "role", r.text
+    r = call(k, "POST", "/api/keys", keys["admin"], json={"team": "ops", "role": "auditor"})
+    assert r.status_code == 201 and r.json()["role"] == "auditor", r.text
+    listed = {x["id"]: x for x in call(k, "GET", "/api/keys", k.admin_key).json()["data"]}
+    assert listed[r.json()["id"]]["role"] == "auditor"
+    assert {x["role"] for x in listed.values()} >= {None, *ROLES}
+
+
+def test_changes_made_with_an_operator_key_are_audited_as_that_key(tmp_path: Path) -> None:
+    with running_keel(tmp_path) as k:
+        r = call(k, "POST", "/api/keys", k.admin_key,
+                 json={"team": "ops", "name": "ana", "role": "operator"})
+        assert r.status_code == 201, r.text
+        operator, key_id = r.json()["key"], r.json()["id"]
+        actor = f"key:{key_id}"
+
+        stop = call(k, "POST", "/api/features/support/stop", operator,
+                    json={"reason": "runaway loop"})
+        assert stop.status_code == 200 and stop.json()["by"] == actor, stop.text
+        pushed = call(k, "POST", "/api/prompts", operator, json={
+            "name": "greeting", "model": "mock", "messages": [
+                {"role": "system", "content": "Be brief."}], "author": "mallory"})
+        assert pushed.status_code == 201, pushed.text
+        assert pushed.json()["author"] == actor  # a role key may not pose as someone else
+        assert call(k, "GET", "/api/audit", operator).status_code == 403
+
+        r = call(k, "GET", "/api/audit", k.admin_key)
+        entries = {e["action"]: e for e in r.json()["data"]}
+        assert (entries["key.create"]["actor"], entries["key.create"]["detail"]["role"]) == (
+            "admin", "operator")
+        assert entries["feature.stop"]["actor"] == actor
+        assert entries["prompt.push"]["actor"] == actor
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def test_cli_creates_role_keys_and_lists_their_role(tmp_path: Path) -> None:
+    env = {"KEEL_DATA_DIR": str(tmp_path / "data"),
+           "KEEL_DATABASE_URL": f"sqlite:///{tmp_path / 'keel.db'}"}
+    runner = CliRunner()
+    r = runner.invoke(main, ["keys", "create", "--team", "ops", "--role", "reviewer", "--json"],
+                      env=env, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert orjson.loads(r.output)["role"] == "reviewer"
+    r = runner.invoke(main, ["keys", "create", "--team", "cx"], env=env, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["keys", "list", "--json"], env=env, catch_exceptions=False)
+    assert [x["role"] for x in orjson.loads(r.output)] == ["reviewer", None]
+    r = runner.invoke(main, ["keys", "list"], env={**env, "COLUMNS": "200"},
+                      catch_exceptions=False)
+    assert "reviewer" in r.output and "gateway" in r.output
+    r = runner.invoke(main, ["keys", "create", "--team", "ops", "--role", "root"], env=env)
+    assert r.exit_code == 2 and "viewer" in r.output
+    r = runner.invoke(main, ["keys", "create", "--team", "ops", "--role", "viewer",
+                             "--scope", "feedback"], env=env, catch_exceptions=False)
+    assert r.exit_code == 2 and "cannot also have scope" in r.output
