@@ -235,7 +235,11 @@ def test_changes_made_with_an_operator_key_are_audited_as_that_key(tmp_path: Pat
 # --- the command line -------------------------------------------------------------------------
 
 
-def test_cli_creates_role_keys_and_lists_their_role(tmp_path: Path) -> None:
+def test_cli_creates_role_keys_and_lists_their_role(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from keel.cli import main as cli_main
+
+    monkeypatch.setattr(cli_main.console, "width", 200)  # built at import: COLUMNS is too late
     env = {"KEEL_DATA_DIR": str(tmp_path / "data"),
            "KEEL_DATABASE_URL": f"sqlite:///{tmp_path / 'keel.db'}"}
     runner = CliRunner()
@@ -247,8 +251,7 @@ def test_cli_creates_role_keys_and_lists_their_role(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["keys", "list", "--json"], env=env, catch_exceptions=False)
     assert [x["role"] for x in orjson.loads(r.output)] == ["reviewer", None]
-    r = runner.invoke(main, ["keys", "list"], env={**env, "COLUMNS": "200"},
-                      catch_exceptions=False)
+    r = runner.invoke(main, ["keys", "list"], env=env, catch_exceptions=False)
     assert "reviewer" in r.output and "gateway" in r.output
     r = runner.invoke(main, ["keys", "create", "--team", "ops", "--role", "root"], env=env)
     assert r.exit_code == 2 and "viewer" in r.output
