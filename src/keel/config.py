@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -25,6 +25,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keel.errors import ConfigError
 from keel.types import Price, PriceTier
+
+if TYPE_CHECKING:
+    from keel.guard.policy import PolicySet
 
 DEFAULT_CONFIG_FILE = "keel.yaml"
 
@@ -368,10 +371,20 @@ class KeelConfig(_Strict):
     # where relative paths in the config (a policy's schema file) are found: the config
     # file's directory, else the working directory
     _base_dir: Path | None = PrivateAttr(default=None)
+    _policy_set: Any = PrivateAttr(default=None)  # keel.guard.policy.PolicySet, once built
 
     @property
     def base_dir(self) -> Path:
         return self._base_dir or Path.cwd()
+
+    def guard_policies(self) -> PolicySet:
+        """The guardrail policies compiled (scanners built, schema files read), once."""
+        if self._policy_set is None:
+            from keel.guard.policy import compile_policies
+
+            self._policy_set = compile_policies(self.policies, self.base_dir)
+        policies: PolicySet = self._policy_set
+        return policies
 
     def feature(self, name: str) -> FeatureConfig | None:
         return next((f for f in self.features if f.name == name), None)
@@ -541,10 +554,8 @@ def parse_config(data: Any, path: str) -> KeelConfig:
         raise ConfigError(validation_message(exc, path)) from None
     config._base_dir = Path(path).parent
     if config.policies:  # scanners, conditions and schema files are checked now, not later
-        from keel.guard.policy import compile_policies
-
         try:
-            compile_policies(config.policies, config.base_dir)
+            config.guard_policies()
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc.message}") from None
     return config

@@ -366,10 +366,7 @@ class AuditLog:
         versions)."""
         sections = {k: content_hash(v) for k, v in config.model_dump(mode="json").items()}
         after = content_hash(sections)
-        from keel.guard.policy import compile_policies
-
-        policies = {p.name: p.version
-                    for p in compile_policies(config.policies, config.base_dir).policies}
+        policies = {p.name: p.version for p in config.guard_policies().policies}
         file_hash = _file_sha256(path)
         last: dict[str, Any] = {}
 

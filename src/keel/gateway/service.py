@@ -26,7 +26,6 @@ from keel.errors import (
 from keel.gateway.executor import execute, is_filtered
 from keel.gateway.providers.base import Provider, build_provider
 from keel.gateway.tokens import estimate_messages, estimate_text
-from keel.guard.policy import compile_policies
 from keel.guard.redact import redact_json
 from keel.routing import Balancer, BreakerBoard, Deployment, Plan, Router
 from keel.telemetry.metrics import Metrics
@@ -84,7 +83,7 @@ class Gateway:
         # feature kill switches (keel.features), checked in memory by resolve; set by AppState
         self.switches: FeatureSwitches | None = None
         # guardrail policies (keel.guard.policy), found per request by feature and route
-        self.policies = compile_policies(config.policies, config.base_dir)
+        self.policies = config.guard_policies()
 
     def _entry(self, m: ModelConfig, in_fallback_chain: bool) -> ModelEntry:
         spec = m.breaker
