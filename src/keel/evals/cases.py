@@ -3,7 +3,7 @@ up per case, and two runs' cases paired by position or by case id, in bounded me
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,14 +53,8 @@ class CaseResult:
         return "errored" if self.errored and not self.failed else "failed"
 
     def add(self, row: dict[str, Any]) -> None:
-        self.executions += 1
         status = row["status"]
-        if status == "passed":
-            self.passed += 1
-        elif status == "errored":
-            self.errored += 1
-        else:
-            self.failed += 1
+        _count_status(self, status)
         self.latency_ms += float(row["latency_ms"] or 0.0)
         self.cost_usd += float(row["cost_usd"] or 0.0)
         output = row.get("output")
@@ -118,14 +112,7 @@ class SideTally:
         self.cases = self.cases_all_passed = self.flaky = self.errored_cases = 0
 
     def row(self, row: dict[str, Any]) -> None:
-        self.executions += 1
-        status = row["status"]
-        if status == "passed":
-            self.passed += 1
-        elif status == "errored":
-            self.errored += 1
-        else:
-            self.failed += 1
+        _count_status(self, row["status"])
         self.cached += bool(row["cached"])
         self.cost_usd += float(row["cost_usd"] or 0.0)
         self.input_tokens += int(row["input_tokens"] or 0)
@@ -163,13 +150,43 @@ async def run_cases(store: Store, run_id: str,
     async for row in q.iter_results(store, run_id):
         if on_row is not None:
             on_row(row)
-        if cur is None or row["case_idx"] != cur.idx:
-            if cur is not None:
-                yield cur
-            cur = CaseResult(int(row["case_idx"]), str(row["case_id"]))
-        cur.add(row)
+        done, cur = _next_row(cur, row)
+        if done is not None:
+            yield done
     if cur is not None:
         yield cur
+
+
+def cases_from_rows(rows: Iterable[dict[str, Any]]) -> Iterator[CaseResult]:
+    """Result rows in (case_idx, repeat) order, as cases."""
+    cur: CaseResult | None = None
+    for row in rows:
+        done, cur = _next_row(cur, row)
+        if done is not None:
+            yield done
+    if cur is not None:
+        yield cur
+
+
+def _next_row(cur: CaseResult | None, row: dict[str, Any]
+              ) -> tuple[CaseResult | None, CaseResult]:
+    """Add ``row`` to its case: (the case it closes, if it starts a new one; its case)."""
+    done = None
+    if cur is None or row["case_idx"] != cur.idx:
+        done, cur = cur, CaseResult(int(row["case_idx"]), str(row["case_id"]))
+    cur.add(row)
+    return done, cur
+
+
+def _count_status(counts: CaseResult | SideTally, status: str) -> None:
+    """One more execution, counted by its status (passed, errored, else failed)."""
+    counts.executions += 1
+    if status == "passed":
+        counts.passed += 1
+    elif status == "errored":
+        counts.errored += 1
+    else:
+        counts.failed += 1
 
 
 Pair = tuple[CaseResult | None, CaseResult | None]

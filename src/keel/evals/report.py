@@ -16,7 +16,7 @@ import asyncio
 import datetime as dt
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,7 +24,7 @@ import jinja2
 import orjson
 
 from keel.errors import NotFound
-from keel.evals.cases import CaseResult, Pair, clip
+from keel.evals.cases import CaseResult, Pair, cases_from_rows, clip
 from keel.evals.compare import GATE_RULE, Comparison, Rate, Verdict, case_pairs
 from keel.store import Store
 from keel.store import evals as q
@@ -63,19 +63,6 @@ def _when(ts: float | None) -> str:
 def _rate_dict(rate: Rate) -> dict[str, Any]:
     return {"rate": rate.rate, "ci95": [rate.lo, rate.hi], "successes": rate.successes,
             "n": rate.n}
-
-
-def cases_from_rows(rows: Iterable[dict[str, Any]]) -> Iterator[CaseResult]:
-    """Result rows in (case_idx, repeat) order, as cases."""
-    cur: CaseResult | None = None
-    for row in rows:
-        if cur is None or row["case_idx"] != cur.idx:
-            if cur is not None:
-                yield cur
-            cur = CaseResult(int(row["case_idx"]), str(row["case_id"]))
-        cur.add(row)
-    if cur is not None:
-        yield cur
 
 
 async def _stored_cases(store: Store, run_id: str) -> AsyncIterator[CaseResult]:
