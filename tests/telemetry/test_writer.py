@@ -28,7 +28,7 @@ async def test_overflow_spills_to_disk_and_is_replayed(store: Store, tmp_path: P
     for i in range(200):  # no await in between: the queue overflows
         w.submit(make_trace(i))
     assert w.spilled == 190
-    assert list((tmp_path / "spill").glob("traces-spill-*.jsonl"))
+    assert list((tmp_path / "spill").glob("journal-*.jsonl"))
     for _ in range(100):  # the writer replays the spill file once the queue drains
         await asyncio.sleep(0.05)
         if await count_traces(store) == 200:

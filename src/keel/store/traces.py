@@ -9,6 +9,7 @@ import orjson
 import sqlalchemy as sa
 
 from keel.store import rollups
+from keel.store.clean import RowFitter, dumps_json
 from keel.store.db import Store, row_dict
 from keel.store.schema import trace_payloads, traces
 from keel.types import Trace
@@ -18,29 +19,41 @@ PAYLOAD_COLUMNS = tuple(str(c.name) for c in trace_payloads.columns)
 
 
 def trace_values(t: Trace) -> tuple[Any, ...]:
-    """The trace's row, in ``TRACE_COLUMNS`` order (JSON columns already serialized)."""
+    """The trace's row, in ``TRACE_COLUMNS`` order (JSON columns already serialized), with
+    every value made to fit its column (``keel.store.clean``): a row is never refused for
+    what a client put in it."""
     u = t.usage
-    return (
+    return _FIT((
         t.id, t.start_time, t.end_time or t.start_time, t.endpoint, t.key_id, t.team,
-        t.feature, t.user, t.session, orjson.dumps(t.tags).decode() if t.tags else None,
+        t.feature, t.user, t.session, dumps_json(t.tags) if t.tags else None,
         t.model_requested, t.model_served, t.provider, t.attempts, t.status, t.error_type,
         t.error_message, t.latency_ms, t.ttft_ms, t.stream, u.input_tokens, u.output_tokens,
         u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens, t.cost_usd,
-        t.route, t.variant, orjson.dumps(t.attempt_log).decode() if t.attempt_log else None,
+        t.route, t.variant, dumps_json(t.attempt_log) if t.attempt_log else None,
         t.cache_hit, t.cost_saved_usd, t.prompt_name, t.prompt_version, t.source,
         t.policy, t.policy_version, t.guard_ms,
-        orjson.dumps(t.guard).decode() if t.guard else None,
-    )
+        dumps_json(t.guard) if t.guard else None,
+    ))
 
 
 def payload_values(t: Trace) -> tuple[Any, ...] | None:
+    """The trace's content row, or None; content that cannot be serialised (or is too
+    large) is stored in its marked, truncated safe form."""
     if t.request_body is None and t.response_body is None:
         return None
     return (
         t.id,
-        orjson.dumps(t.request_body).decode() if t.request_body is not None else None,
-        orjson.dumps(t.response_body).decode() if t.response_body is not None else None,
+        dumps_json(t.request_body) if t.request_body is not None else None,
+        dumps_json(t.response_body) if t.response_body is not None else None,
     )
+
+
+def fit_values(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row read back from elsewhere (a journal written by an older keel) made to fit."""
+    return _FIT(values)
+
+
+_FIT = RowFitter(traces).fit
 
 
 def _placeholders(paramstyle: str, n: int) -> str:
@@ -72,15 +85,17 @@ def _insert_sql(store: Store, table: sa.Table, columns: tuple[str, ...]) -> str:
 async def insert_rows(
     store: Store, rows: list[tuple[Any, ...]], payloads: list[tuple[Any, ...]],
     *, replay: bool = False,
-) -> None:
+) -> set[str] | None:
     """Insert a batch in one transaction, with its rollups; rows already stored (a replay
-    of spilled traces) are skipped, and not rolled up twice (``replay`` checks for them).
+    of journaled traces) are skipped, and not rolled up twice (``replay`` checks for them).
+    With ``replay``, returns the ids of the rows skipped; otherwise None.
 
     Positional tuples go straight to the driver's executemany: on the hot write path the
     per-row parameter processing of a Core ``insert()`` costs more than the insert itself.
     """
     if not rows:
-        return
+        return set() if replay else None
+    skipped: set[str] | None = None
     async with store.begin() as conn:
         if replay:
             ids = [r[0] for r in rows]
@@ -89,14 +104,16 @@ async def insert_rows(
             # Also once per id within the batch (a re-sent span may share a batch with itself).
             rows = list({r[0]: r for r in rows if r[0] not in stored}.values())
             payloads = list({p[0]: p for p in payloads if p[0] not in stored}.values())
+            skipped = stored
             if not rows:
-                return
+                return skipped
         await conn.exec_driver_sql(_insert_sql(store, traces, TRACE_COLUMNS), rows)
         if payloads:
             await conn.exec_driver_sql(
                 _insert_sql(store, trace_payloads, PAYLOAD_COLUMNS), payloads)
         await rollups.apply(conn, store, rollups.trace_deltas(
             dict(zip(TRACE_COLUMNS, r, strict=True)) for r in rows))
+    return skipped
 
 
 @dataclass(slots=True)

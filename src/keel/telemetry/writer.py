@@ -1,13 +1,29 @@
 """The background trace writer: a non-blocking enqueue on the hot path, batched inserts.
 
-``submit`` never blocks and never drops. The in-memory queue is bounded; when it is
-full, the trace is appended to a spill file on local disk (one JSON line per trace),
-which the writer replays once the queue has drained. Spill files left behind by a crash
-are replayed on start. Inserts are idempotent (``ON CONFLICT DO NOTHING``), so a
-replay that overlaps an earlier partial write stores each trace once.
+What it guarantees, and how:
 
-``close`` drains the queue and the spill file: after it returns, every submitted trace
-is in the store (or, if the store is down, still in the spill file for the next start).
+- **Answered means recorded, even across a crash.** ``submit`` (called before the last
+  byte of an answer is sent) turns the trace into its row once, appends it to the
+  process's journal (``keel.telemetry.journal``: one ``write(2)``, no fsync) and queues it.
+  Whatever the process does next — SIGKILL, OOM kill — the next start (or another replica
+  sharing the data directory) replays the journal; inserts are idempotent, so a trace is
+  stored once.
+- **Bounded memory, never a silent drop.** The queue is bounded; a trace that finds it
+  full stays on disk only and is replayed from its journal segment. If the disk refuses
+  the journal too (full, read-only), traces are held in memory up to ``hold_max``; past
+  that ``accepting`` turns false and the gateway refuses new requests with a 503 rather
+  than answer what it cannot record.
+- **No row can poison a batch.** Every value is fitted to its column when the row is
+  built (``keel.store.clean``). If the store still refuses a batch for its data, the batch
+  is split to isolate the row; that row is stored again with its content replaced by a
+  marked safe form, and only if even that is refused is it set aside in a
+  ``rejected-*.jsonl`` file (counted, logged with its trace id).
+- **The writer never dies.** A store outage is retried with backoff (the batch kept in
+  memory, everything newer on disk); an unexpected exception is logged with the trace
+  ids in hand, counted (``restarts``) and the loop starts again with the same batch.
+
+``close`` drains the queue; what it could not store (the store down) stays in the journal
+for the next start, and ``undrained`` says how many, so ``keel serve`` can exit non-zero.
 """
 
 from __future__ import annotations
@@ -16,24 +32,49 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import exc as sa_exc
 
 from keel.store import Store
+from keel.store.clean import clean_str, unstorable
 from keel.store.traces import (
     TRACE_COLUMNS,
+    fit_values,
     insert_rows,
     payload_values,
     trace_values,
 )
+from keel.telemetry.journal import Journal, Segment
 from keel.types import Trace, Usage
 
 log = logging.getLogger("keel.telemetry")
 
 Row = tuple[tuple[Any, ...], tuple[Any, ...] | None]  # (trace values, payload values)
+
+JOURNAL_HEADER = orjson.dumps({"keel_journal": 1, "columns": TRACE_COLUMNS}) + b"\n"
+_SOURCE = TRACE_COLUMNS.index("source")
+_JSON_COLUMNS = frozenset(TRACE_COLUMNS.index(c) for c in ("tags", "attempt_log", "guard"))
+ORPHAN_SCAN_S = 10.0
+MAX_BACKOFF_S = 5.0
+
+
+class Entry:
+    """One trace on its way to the store: its row, and where else it lives meanwhile."""
+
+    __slots__ = ("payload", "segment", "trace", "values")
+
+    def __init__(self, values: tuple[Any, ...], payload: tuple[Any, ...] | None,
+                 trace: Trace | None, segment: Segment | None) -> None:
+        self.values = values
+        self.payload = payload
+        self.trace = trace
+        self.segment = segment
 
 
 class TraceWriter:
@@ -45,22 +86,37 @@ class TraceWriter:
         max_queue: int = 20_000,
         batch_size: int = 500,
         flush_interval_s: float = 0.25,
+        hold_max: int = 20_000,
+        journal_fsync_s: float | None = None,
     ) -> None:
         self.store = store
         self.spill_dir = Path(spill_dir)
-        self.spill_path = self.spill_dir / f"traces-spill-{os.getpid()}.jsonl"
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
-        self._queue: asyncio.Queue[Trace] = asyncio.Queue(maxsize=max_queue)
+        self.hold_max = hold_max
+        self.journal = Journal(self.spill_dir, header=JOURNAL_HEADER,
+                               fsync_interval_s=journal_fsync_s)
+        self._queue: asyncio.Queue[Entry] = asyncio.Queue(maxsize=max_queue)
+        self._held: deque[Entry] = deque()  # neither queued nor journaled (disk refused)
+        self._retry: list[Entry] = []  # taken from the queue, not stored yet
+        self._in_hand: list[Entry] = []
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._spill_file: Any = None
+        self._stop = asyncio.Event()
         self._busy = asyncio.Lock()  # held while a batch is taken and written
         self._wakeup = asyncio.Event()
+        self._last_orphan_scan = 0.0
         self.submitted = 0
         self.written = 0
-        self.spilled = 0
-        self.failed_batches = 0
+        self.spilled = 0  # traces that found the queue full and waited on disk only
+        self.failed_batches = 0  # batches the store refused (outage or data)
+        self.rejected = 0  # rows set aside in rejected-*.jsonl after every attempt failed
+        self.lost = 0  # traces neither journaled nor held (memory bound reached)
+        self.restarts = 0
+        self.undrained = 0  # after close: traces left for the next start (or lost)
+        self.store_error: str | None = None  # the last store failure, until a write works
+        self.store_error_since: float | None = None
+        self.last_write = time.time()
         # Called with the traces of each batch once stored (the OTLP exporter's submit).
         self.on_stored: Callable[[list[Trace]], None] | None = None
         # Called with the rows of each batch once stored (the audit log's batch digests).
@@ -71,99 +127,320 @@ class TraceWriter:
     def submit(self, trace: Trace) -> None:
         self.submitted += 1
         try:
-            self._queue.put_nowait(trace)
+            values, payload = _row(trace)
+        except Exception:  # a bug in building the row: keep the numbers, drop the content
+            log.exception("building the row of trace %s failed; storing it without content",
+                          trace.id)
+            values, payload = _bare_row(trace), None
+        seg = None
+        if self.journal.owner:
+            seg = self.journal.append(orjson.dumps([values, payload]) + b"\n")
+        entry = Entry(values, payload, trace, seg)
+        try:
+            self._queue.put_nowait(entry)
         except asyncio.QueueFull:
-            self._spill([_row(trace)])
+            if seg is not None:
+                seg.overflowed += 1  # on disk only: replayed from the segment
+                self.spilled += 1
+            elif len(self._held) < self.hold_max:
+                self._held.append(entry)
+            else:
+                self.lost += 1
+                if self.lost == 1 or self.lost % 1000 == 0:
+                    log.error("trace %s could not be kept (%d so far): the store, the "
+                              "journal and the in-memory hold are all full", trace.id,
+                              self.lost)
             return
         if not self._wakeup.is_set():
             self._wakeup.set()
+
+    @property
+    def accepting(self) -> bool:
+        """False when a new trace could not be kept anywhere (store, journal and memory
+        all refuse): the gateway then refuses requests instead of answering untraced."""
+        return len(self._held) < self.hold_max
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.spill_dir.mkdir(parents=True, exist_ok=True)
-        await self._replay_spills(include_own=True)
-        self._task = asyncio.create_task(self._run(), name="keel-trace-writer")
+        try:
+            self.journal.open()
+        except OSError as exc:  # a read-only data directory: run on memory alone
+            log.error("cannot open the trace journal in %s (%s); traces are not crash-safe "
+                      "until it is writable", self.spill_dir, exc)
+        await self._replay_legacy_spills()
+        await self._replay_orphans()
+        self._task = asyncio.create_task(self._supervise(), name="keel-trace-writer")
 
     async def close(self) -> None:
-        """Drain everything, then stop."""
+        """Drain everything the store will take, then stop."""
         self._closing = True
+        self._stop.set()
         self._wakeup.set()
         if self._task is not None:
             await self._task
             self._task = None
-        await self._drain_queue()
-        self._close_spill_file()
-        await self._replay_spills(include_own=True)
+        async with self._busy:
+            await self._drain()
+            self.journal.rotate_if_dirty()
+            await self._replay_own()
+        in_memory = len(self._retry) + self._queue.qsize() + len(self._held)
+        on_disk = sum(s.overflowed for s in self.journal.segments
+                      if s.overflowed) + in_memory
+        unjournaled = len(self._held) + sum(
+            1 for e in self._retry if e.segment is None) + sum(
+            1 for e in _queued(self._queue) if e.segment is None)
+        self.undrained = on_disk + self.lost
+        self.journal.close(keep=True)
+        if self.undrained:
+            log.error("trace writer stopped with %d traces not stored (%s); %d of them are "
+                      "in the journal under %s and will be stored on the next start",
+                      self.undrained, self.store_error or "the store refused them",
+                      self.undrained - unjournaled - self.lost, self.spill_dir)
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._retry) + len(self._held)
+
+    def health(self) -> dict[str, Any]:
+        """What /ready and /metrics report about the trace path."""
+        waiting_on_disk = sum(s.overflowed for s in self.journal.segments)
+        if self.journal.current is not None:
+            waiting_on_disk += self.journal.current.overflowed
+        draining = self.store_error is None
+        out: dict[str, Any] = {
+            "state": "ok" if draining and not self.journal.failing else "degraded",
+            "queued": self._queue.qsize(), "held_in_memory": len(self._held),
+            "waiting_on_disk": waiting_on_disk, "restarts": self.restarts,
+            "rejected": self.rejected, "lost": self.lost, "accepting": self.accepting,
+        }
+        if not draining:
+            out["store_error"] = self.store_error
+            out["not_draining_for_s"] = round(time.time() - (self.store_error_since or 0), 1)
+        if self.journal.failing:
+            out["journal_error"] = self.journal.failing
+        if not self.journal.owner:
+            out["journal_error"] = out.get("journal_error") or "journal not open"
+        return out
 
     async def flush(self) -> None:
         """Write everything submitted so far (used by tests and the admin API)."""
         async with self._busy:
-            await self._drain_queue()
-        self._close_spill_file()
-        await self._replay_spills(include_own=True)
+            await self._drain()
+            self.journal.rotate_if_dirty()
+            await self._replay_own()
 
-    # --- internals ---------------------------------------------------------------------------
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                await self._run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.restarts += 1
+                ids = ", ".join(str(e.values[0]) for e in self._in_hand[:5]) or "none"
+                log.exception("the trace writer failed (restart %d; traces in hand: %s); "
+                              "restarting it", self.restarts, ids)
+                # The batch in hand goes back first; nothing was lost.
+                self._retry = self._in_hand + [e for e in self._retry
+                                               if e not in self._in_hand]
+                self._in_hand = []
+                await self._pause(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        backoff = 0.05
         while not self._closing:
+            if self._retry or self._held:
+                async with self._busy:
+                    ok = await self._write_pending()
+                if not ok:
+                    await self._pause(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    continue
+                backoff = 0.05
             if self._queue.empty():
                 self._wakeup.clear()
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), timeout=self.flush_interval_s)
                 except TimeoutError:
-                    if self.spilled and self._queue.empty():
-                        async with self._busy:
-                            self._close_spill_file()
-                            await self._replay_spills(include_own=True)
+                    async with self._busy:
+                        await self._idle()
                     continue
             # Items leave the queue only while _busy is held, so flush() sees them all.
             async with self._busy:
-                batch: list[Trace] = []
+                batch: list[Entry] = []
                 deadline = loop.time() + self.flush_interval_s
                 while len(batch) < self.batch_size:
                     try:
                         batch.append(self._queue.get_nowait())
                     except asyncio.QueueEmpty:
-                        if batch and (loop.time() >= deadline or self._closing):
-                            break
-                        if not batch:
+                        if not batch or loop.time() >= deadline or self._closing:
                             break
                         await asyncio.sleep(0.005)
                 if batch:
-                    await self._write([_row(t) for t in batch], batch)
+                    self._retry.extend(batch)
+                    ok = await self._write_pending()
+            if batch and not ok:
+                await self._pause(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+            elif batch:
+                backoff = 0.05
 
-    async def _drain_queue(self) -> None:
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    async def _idle(self) -> None:
+        """Nothing queued: replay what waits on disk, tidy the journal."""
+        self.journal.rotate_if_dirty()
+        await self._replay_own()
+        self.journal.settle()
+        self.journal.truncate_if_settled()
+        now = time.monotonic()
+        if now - self._last_orphan_scan >= ORPHAN_SCAN_S:
+            self._last_orphan_scan = now
+            await self._replay_orphans()
+
+    async def _drain(self) -> None:
+        """Write the queue out; stop at the first store outage (what is left stays queued,
+        and journaled)."""
+        if not await self._write_pending():
+            return
         while not self._queue.empty():
-            traces: list[Trace] = []
-            while len(traces) < self.batch_size and not self._queue.empty():
-                traces.append(self._queue.get_nowait())
-            await self._write([_row(t) for t in traces], traces)
+            batch: list[Entry] = []
+            while len(batch) < self.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._retry.extend(batch)
+            if not await self._write_pending():
+                return
 
-    async def _write(self, batch: list[Row], traces: list[Trace] | None = None) -> None:
-        rows = [r for r, _ in batch]
-        payloads = [p for _, p in batch if p is not None]
+    async def _write_pending(self) -> bool:
+        """Store the retry list (and what is held in memory) in batches; False when the
+        store is unavailable (the rest stays in ``_retry``)."""
+        while self._held and len(self._retry) < self.batch_size:
+            self._retry.append(self._held.popleft())
+        while self._retry:
+            batch = self._retry[:self.batch_size]
+            self._in_hand = batch
+            # After a failure, a batch may have been committed without keel hearing so:
+            # retry as a replay (stored rows skipped, never rolled up twice).
+            left = await self._insert(batch, replay=self.store_error is not None)
+            self._in_hand = []
+            if left:
+                self._retry = left + self._retry[len(batch):]
+                return False
+            del self._retry[:len(batch)]
+            while self._held and len(self._retry) < self.batch_size:
+                self._retry.append(self._held.popleft())
+        return True
+
+    # --- storing -----------------------------------------------------------------------------
+
+    async def _insert(self, entries: list[Entry], *, replay: bool) -> list[Entry]:
+        """Store ``entries``; returns those not stored because the store is unavailable.
+        A batch refused for its data is split until the offending row is isolated."""
+        rows = [e.values for e in entries]
+        payloads = [e.payload for e in entries if e.payload is not None]
         try:
             # Ingested OTLP spans may be re-sent: skip (and do not roll up) stored ones.
-            await insert_rows(self.store, rows, payloads,
-                              replay=any(r[_SOURCE] == "otlp" for r in rows))
-            self.written += len(batch)
-            self._stored(traces, batch)
-        except Exception:
-            # The store is unavailable or rejected the batch: keep the traces on disk and
-            # replay them later rather than lose them.
+            skipped = await insert_rows(
+                self.store, rows, payloads,
+                replay=replay or any(r[_SOURCE] == "otlp" for r in rows))
+        except Exception as exc:
             self.failed_batches += 1
-            log.exception("trace batch of %d failed; spilled to %s", len(batch), self.spill_path)
-            self._spill(batch)
+            if not _is_data_error(exc):
+                self._store_failed(exc, len(entries))
+                return entries
+            if len(entries) == 1:
+                return await self._insert_safe(entries[0], exc, replay=replay)
+            mid = len(entries) // 2
+            left = await self._insert(entries[:mid], replay=replay)
+            if left:
+                return left + entries[mid:]
+            return await self._insert(entries[mid:], replay=replay)
+        if skipped:  # already stored (a replay): settled, but neither counted nor handed on
+            for e in entries:
+                if e.segment is not None and e.values[0] in skipped:
+                    e.segment.stored += 1
+            entries = [e for e in entries if e.values[0] not in skipped]
+        self._stored(entries)
+        return []
 
-    def _stored(self, traces: list[Trace] | None, batch: list[Row]) -> None:
-        """Hand a stored batch on (``on_stored``, ``on_stored_rows``); their failures never
-        affect the store."""
+    async def _insert_safe(self, entry: Entry, exc: Exception, *, replay: bool
+                           ) -> list[Entry]:
+        """The one row the store refused: again, with its content replaced by a marked safe
+        form and its text reduced to ASCII; set aside if even that is refused."""
+        tid = str(entry.values[0])
+        log.warning("the store refused trace %s (%s); storing it without its content",
+                    tid, _describe(exc))
+        reason = f"the store refused this content ({type(exc).__name__})"
+        values = tuple(
+            None if i in _JSON_COLUMNS else
+            clean_str(v.encode("ascii", "backslashreplace").decode(), 256)
+            if isinstance(v, str) and i else v for i, v in enumerate(entry.values))
+        payload = None
+        if entry.payload is not None:
+            payload = (entry.payload[0],
+                       unstorable(entry.payload[1], reason) if entry.payload[1] else None,
+                       unstorable(entry.payload[2], reason) if entry.payload[2] else None)
+        safe = Entry(values, payload, None, entry.segment)
+        try:
+            skipped = await insert_rows(self.store, [values], [payload] if payload else [],
+                                        replay=True)
+        except Exception as again:
+            if not _is_data_error(again):
+                self._store_failed(again, 1)
+                return [entry]
+            self._reject(entry, again)
+            return []
+        if skipped:
+            if entry.segment is not None:
+                entry.segment.stored += 1
+            return []
+        self._stored([safe])
+        return []
+
+    def _reject(self, entry: Entry, exc: Exception) -> None:
+        self.rejected += 1
+        path = self.spill_dir / f"rejected-{self.journal.owner or os.getpid()}.jsonl"
+        log.error("the store refused trace %s even without its content (%s); set aside in %s",
+                  entry.values[0], _describe(exc), path)
+        try:
+            with open(path, "ab") as fh:
+                fh.write(orjson.dumps([entry.values, entry.payload],
+                                      default=str) + b"\n")
+        except (OSError, TypeError, orjson.JSONEncodeError):
+            log.exception("could not set trace %s aside", entry.values[0])
+        if entry.segment is not None:
+            entry.segment.stored += 1
+
+    def _store_failed(self, exc: Exception, n: int) -> None:
+        if self.store_error is None:
+            self.store_error_since = time.time()
+            log.error("the store refused a batch of %d traces (%s); keeping them and "
+                      "retrying with backoff", n, _describe(exc))
+        self.store_error = _describe(exc)
+
+    def _stored(self, entries: list[Entry]) -> None:
+        """Count a stored batch, settle its journal segments and hand it on
+        (``on_stored``, ``on_stored_rows``); their failures never affect the store."""
+        if self.store_error is not None:
+            log.warning("the store accepts traces again (after %.1f s)",
+                        time.time() - (self.store_error_since or time.time()))
+            self.store_error = self.store_error_since = None
+        self.written += len(entries)
+        self.last_write = time.time()
+        for e in entries:
+            if e.segment is not None:
+                e.segment.stored += 1
+        batch: list[Row] = [(e.values, e.payload) for e in entries]
         if self.on_stored_rows is not None:
             try:
                 self.on_stored_rows(batch)
@@ -172,45 +449,60 @@ class TraceWriter:
         if self.on_stored is None:
             return
         try:
-            self.on_stored(traces if traces is not None else [_trace(r, p) for r, p in batch])
+            self.on_stored([e.trace if e.trace is not None else _trace(*r)
+                            for e, r in zip(entries, batch, strict=True)])
         except Exception:
             log.exception("handing on %d stored traces failed", len(batch))
 
-    def _spill(self, rows: list[Row]) -> None:
-        if self._spill_file is None:
-            self.spill_dir.mkdir(parents=True, exist_ok=True)
-            self._spill_file = open(self.spill_path, "ab")  # noqa: SIM115
-        for values, payload in rows:
-            # Spilled rows are keyed by column name, so a newer keel can replay them.
-            item = {"row": dict(zip(TRACE_COLUMNS, values, strict=True)), "payload": payload}
-            self._spill_file.write(orjson.dumps(item) + b"\n")
-        self._spill_file.flush()
-        self.spilled += len(rows)
+    # --- replay ------------------------------------------------------------------------------
 
-    def _close_spill_file(self) -> None:
-        if self._spill_file is not None:
-            self._spill_file.close()
-            self._spill_file = None
+    async def _replay_own(self) -> None:
+        for seg in self.journal.to_replay():
+            if await self._replay_file(seg.path):
+                self.journal.replayed(seg)
+            else:
+                return
 
-    async def _replay_spills(self, *, include_own: bool) -> None:
+    async def _replay_orphans(self) -> None:
+        """Replay the journals of processes that are gone (this directory may be shared)."""
+        if not self.spill_dir.exists():
+            return
+        for lock_path, paths in self.journal.orphans():
+            remaining = list(paths)
+            for path in paths:
+                if not await self._replay_file(path):
+                    break
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                remaining.remove(path)
+            self.journal.release_orphan(lock_path, remaining)
+            if remaining:
+                return  # the store is down: try again later
+
+    async def _replay_legacy_spills(self) -> None:
+        """Spill files of keel versions before the journal (replayed once, at start)."""
         for path in sorted(self.spill_dir.glob("traces-spill-*.jsonl")):
-            if path == self.spill_path and (not include_own or self._spill_file is not None):
-                continue
             replaying = path.with_suffix(".replaying")
             try:
                 path.rename(replaying)
             except FileNotFoundError:
-                continue  # another process took it
-            await self._replay_file(replaying)
+                continue
         for path in sorted(self.spill_dir.glob("traces-spill-*.replaying")):
-            if path.exists():
-                await self._replay_file(path)
+            if await self._replay_file(path):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
-    async def _replay_file(self, path: Path) -> None:
-        batch: list[Row] = []
-        ok = True
+    async def _replay_file(self, path: Path) -> bool:
+        """Insert every trace of a journal (or legacy spill) file; False when the store
+        is unavailable (the file stays)."""
+        batch: list[Entry] = []
+        columns: tuple[str, ...] = TRACE_COLUMNS
         # Blocking reads are fine here: a local file, off the request path, rare.
-        with open(path, "rb") as fh:  # noqa: ASYNC230
+        try:
+            fh = open(path, "rb")  # noqa: ASYNC230, SIM115
+        except FileNotFoundError:
+            return True
+        with fh:
             for line in fh:
                 if not line.strip():
                     continue
@@ -219,40 +511,68 @@ class TraceWriter:
                 except orjson.JSONDecodeError:
                     log.warning("skipping a torn line in %s", path)
                     continue
-                row = item["row"]
-                payload = item["payload"]
-                batch.append((tuple(row.get(c) for c in TRACE_COLUMNS),
-                              tuple(payload) if payload else None))
+                entry = _entry_of(item, columns)
+                if entry is None:
+                    if isinstance(item, dict) and "columns" in item:
+                        columns = tuple(item["columns"])
+                    continue
+                batch.append(entry)
                 if len(batch) >= self.batch_size:
-                    ok = await self._replay_batch(batch) and ok
+                    if await self._insert(batch, replay=True):
+                        return False
                     batch = []
-        if batch:
-            ok = await self._replay_batch(batch) and ok
-        if ok:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # noqa: ASYNC240
+        return not (batch and await self._insert(batch, replay=True))
 
-    async def _replay_batch(self, batch: list[Row]) -> bool:
-        try:
-            await insert_rows(self.store, [r for r, _ in batch],
-                              [p for _, p in batch if p is not None], replay=True)
-            self.written += len(batch)
-            self._stored(None, batch)
-            return True
-        except Exception:
-            log.exception("replaying spilled traces failed; they stay on disk")
-            return False
+
+def _queued(q: asyncio.Queue[Entry]) -> list[Entry]:
+    return list(q._queue)  # type: ignore[attr-defined]
+
+
+def _entry_of(item: Any, columns: tuple[str, ...]) -> Entry | None:
+    """A journal line (``[values, payload]`` under the segment's header) or a legacy
+    spill line (``{"row": {...}, "payload": [...]}``) as an entry; None for a header."""
+    if isinstance(item, list) and len(item) == 2 and isinstance(item[0], list):
+        row = dict(zip(columns, item[0], strict=False))
+        payload = item[1]
+    elif isinstance(item, dict) and "row" in item:
+        row, payload = item["row"], item.get("payload")
+    else:
+        return None
+    values = fit_values(tuple(row.get(c) for c in TRACE_COLUMNS))
+    return Entry(values, tuple(payload) if payload else None, None, None)
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """The store refused this data (a value, a constraint), as opposed to being
+    unavailable (connection, disk full, read-only, missing table)."""
+    if isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError):
+        return True
+    if isinstance(exc, sa_exc.StatementError) and not isinstance(exc, sa_exc.DBAPIError):
+        return isinstance(exc.orig, TypeError | ValueError | OverflowError)
+    if isinstance(exc, sa_exc.DBAPIError):
+        return False
+    return isinstance(exc, TypeError | ValueError | OverflowError)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 def _row(trace: Trace) -> Row:
     return trace_values(trace), payload_values(trace)
 
 
-_SOURCE = TRACE_COLUMNS.index("source")
+def _bare_row(trace: Trace) -> tuple[Any, ...]:
+    """The numeric row of a trace whose full row could not be built."""
+    blank = Trace(id=trace.id, start_time=trace.start_time, endpoint=str(trace.endpoint),
+                  status=trace.status if isinstance(trace.status, int) else 500,
+                  error_type="unstorable_trace")
+    return trace_values(blank)
 
 
 def _trace(values: tuple[Any, ...], payload: tuple[Any, ...] | None) -> Trace:
-    """A trace rebuilt from its row (spilled traces have no Trace object left to export)."""
+    """A trace rebuilt from its row (replayed traces have no Trace object left to export)."""
     row = dict(zip(TRACE_COLUMNS, values, strict=True))
     usage = Usage(**{k: int(row.get(k) or 0) for k in (
         "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens",
