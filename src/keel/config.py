@@ -67,6 +67,12 @@ class Settings(BaseSettings):
                           "and `keel audit verify` says so.")
     audit_checkpoint_every: int = Field(
         100, ge=1, description="Audit entries between automatic checkpoints.")
+    audit_witness: str | None = Field(
+        None, description="Where each audit checkpoint is also published, outside the "
+                          "database: file paths (appended, one JSON line each) and "
+                          "http(s):// URLs (POSTed), comma-separated; `keel audit verify` "
+                          "checks the log against the files. Unset: "
+                          "<data_dir>/audit-witness.jsonl; 'none': nowhere.")
     log_level: str = "warning"
 
     def resolved_database_url(self) -> str:

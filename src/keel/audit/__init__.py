@@ -1,9 +1,10 @@
 """The audit trail: an append-only, tamper-evident log of governance events.
 
 Entries (who did what to which thing, with before/after hashes) are the leaves of a hash
-chain and of an RFC 6962 Merkle tree; checkpoints sign the tree head with KEEL_AUDIT_KEY.
-``AuditLog`` appends, lists, verifies and exports; ``verify_bundle`` checks an export
-offline. Actions recorded by keel:
+chain and of an RFC 6962 Merkle tree; checkpoints sign the tree head with KEEL_AUDIT_KEY
+and are published to a witness outside the database (``witness.Witness``).
+``AuditLog`` appends, lists, verifies (against the witness too) and exports;
+``verify_bundle`` checks an export offline. Actions recorded by keel:
 
     config.change     budgets.change    key.create        key.revoke
     prompt.push       prompt.label      prompt.rollback   costs.reprice

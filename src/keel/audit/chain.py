@@ -85,6 +85,14 @@ def _bits(n: int) -> list[int]:
     return [1 << i for i in range(n.bit_length() - 1, -1, -1) if n >> i & 1]
 
 
+def _label(cp: Mapping[str, Any]) -> str:
+    """How a message names a checkpoint: its id and size, and where it is known from when
+    it comes from outside the database (a witness file, a bundle, the command line)."""
+    where = f", {cp['source']}" if cp.get("source") is not None else ""
+    name = f"checkpoint #{cp['id']}" if cp.get("id") is not None else "the checkpoint"
+    return f"{name} (size {cp['size']}{where})"
+
+
 def _short(h: Any) -> str:
     return f"{h[:12]}..." if isinstance(h, str) and len(h) > 12 else repr(h)
 
@@ -104,6 +112,8 @@ class VerifyReport:
     covered: dict[str, Any] | None = None  # the last good checkpoint (a signed one first)
     signed: bool = False  # `covered` is signed and its signature was checked
     uncovered: int = 0  # entries after `covered`
+    witnessed: int = 0  # checkpoints known from outside the database that agree with it
+    witnessed_size: int | None = None  # the largest of them
     broken_seq: int | None = None
     broken_checkpoint: int | None = None
     problem: str | None = None
@@ -113,6 +123,7 @@ class VerifyReport:
         return {"ok": self.ok, "entries": self.entries, "first_seq": self.first_seq,
                 "last_seq": self.last_seq, "checkpoints": self.checkpoints,
                 "covered_by": self.covered, "signed": self.signed, "uncovered": self.uncovered,
+                "witnessed": self.witnessed, "witnessed_size": self.witnessed_size,
                 "broken_seq": self.broken_seq, "broken_checkpoint": self.broken_checkpoint,
                 "problem": self.problem, "notes": self.notes}
 
@@ -137,7 +148,7 @@ class Verifier:
         self._unchecked_sigs = 0
         self._unsigned = 0
         self._pending = sorted((dict(c) for c in checkpoints if c["size"] >= start_size),
-                               key=lambda c: (c["size"], c.get("id") or 0))
+                               key=lambda c: (c["size"], c.get("id") is None, c.get("id") or 0))
         self._check_checkpoints()
 
     @property
@@ -190,6 +201,8 @@ class Verifier:
 
     def _signature(self, cp: Mapping[str, Any]) -> str | None:
         """None if acceptable; otherwise what is wrong with the signature."""
+        if "signature" not in cp:  # a tree head given by hand: nothing to authenticate
+            return None
         if cp.get("signature") is None:
             self._unsigned += 1
             return None
@@ -206,7 +219,7 @@ class Verifier:
 
     def _check(self, cp: Mapping[str, Any]) -> bool:
         cid = cp.get("id")
-        label = f"checkpoint #{cid} (size {cp['size']})"
+        label = _label(cp)
         try:
             bad_sig = self._signature(cp)
         except (KeyError, TypeError, ValueError) as exc:
@@ -225,13 +238,15 @@ class Verifier:
                 f"{kind}: entries were rewritten after it was made (the first altered entry "
                 f"is {'this one' if first == last else 'among them'}), or the checkpoint was "
                 "altered", seq=first, cp=cid)
-        if self.size and cp.get("head") != self.head:
+        if self.size and "head" in cp and cp["head"] != self.head:
             if not self.report.entries:  # a bundle's starting point
                 return self._fail(f"the hash of entry {self.size} the entries start from is "
                                   f"not the one {label} states: the start was altered", cp=cid)
             return self._fail(f"{label}: its head hash is not the hash of entry {self.size}: "
                               "the checkpoint was altered", cp=cid)
         self._good_size = cp["size"]
+        if cp.get("source") is not None:  # known from outside: checked, covers nothing
+            return True
         self.report.checkpoints += 1
         signed = cp.get("signature") is not None and self.key is not None
         if signed or not self.report.signed:
@@ -259,9 +274,9 @@ class Verifier:
 
     def finish(self) -> VerifyReport:
         r = self.report
-        if r.ok and self._pending:  # checkpoints beyond the last stored entry
-            cp = self._pending[0]
-            label = f"checkpoint #{cp.get('id')} (size {cp['size']})"
+        if r.ok and self._pending:  # checkpoints beyond the last stored entry: the largest
+            cp = self._pending[-1]  # says how much is missing
+            label = _label(cp)
             bad_sig = self._signature(cp)
             if bad_sig:
                 self._fail(f"{label}: {bad_sig}", cp=cp.get("id"))

@@ -11,11 +11,15 @@ Every ``checkpoint_every`` entries the appender also writes a checkpoint, in the
 transaction: the Merkle tree head of the log so far and the hash of its last entry, signed
 with ``KEEL_AUDIT_KEY`` when the process has it. Before signing, it checks the entries since
 the previous good checkpoint (it never signs a broken log), extending that checkpoint's
-stored peaks, so a checkpoint costs ``O(checkpoint_every)``, not the whole log.
+stored peaks, so a checkpoint costs ``O(checkpoint_every)``, not the whole log. Once
+committed, a checkpoint is logged (WARNING, visible at keel's default level) and published
+to the witness (``witness.py``), outside the database; ``verify`` checks the log against
+the witnessed checkpoints, so deleting or recomputing what they cover is detected.
 """
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import hashlib
 import logging
@@ -44,6 +48,7 @@ from keel.audit.chain import (
     signature_ok,
 )
 from keel.audit.merkle import Frontier
+from keel.audit.witness import SAME_FIELDS, Witness, WitnessError, read_known
 from keel.errors import KeelError
 from keel.store import Store
 from keel.store.db import row_dict
@@ -108,27 +113,31 @@ def _checkpoint_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 class AuditLog:
     """The audit trail of one store. ``key``: HMAC secret that signs checkpoints (None:
-    they are unsigned); ``checkpoint_every``: entries between automatic checkpoints."""
+    they are unsigned); ``checkpoint_every``: entries between automatic checkpoints;
+    ``witness``: where each checkpoint is published, and read back by ``verify``."""
 
     def __init__(self, store: Store, *, key: str | None = None,
-                 checkpoint_every: int = 100) -> None:
+                 checkpoint_every: int = 100, witness: Witness | None = None) -> None:
         if checkpoint_every < 1:
             raise ValueError("checkpoint_every must be at least 1")
         self.store = store
         self.key = key or None
         self.kid = key_id(key) if key else None
         self.checkpoint_every = checkpoint_every
+        self.witness = witness or Witness()
 
     @classmethod
     def from_settings(cls, store: Store, settings: Settings | None = None) -> AuditLog:
-        """With the process's settings (``KEEL_AUDIT_KEY``, ``KEEL_AUDIT_CHECKPOINT_EVERY``);
-        what a code path uses when its caller did not hand it the server's log."""
+        """With the process's settings (``KEEL_AUDIT_KEY``, ``KEEL_AUDIT_CHECKPOINT_EVERY``,
+        ``KEEL_AUDIT_WITNESS``); what a code path uses when its caller did not hand it the
+        server's log."""
         if settings is None:
             from keel.config import Settings
 
             settings = Settings()
         return cls(store, key=settings.audit_key,
-                   checkpoint_every=settings.audit_checkpoint_every)
+                   checkpoint_every=settings.audit_checkpoint_every,
+                   witness=Witness.from_setting(settings.audit_witness, settings.data_dir))
 
     # --- appending ---------------------------------------------------------------------------
 
@@ -180,8 +189,9 @@ class AuditLog:
                     if not out:
                         return []
                     await conn.execute(audit_entries.insert(), out)
-                    await self._checkpoint_if_due(conn, seq, prev)
-                    return out
+                    cp = await self._checkpoint_if_due(conn, seq, prev)
+                await self._published(cp)
+                return out
             except IntegrityError:  # another writer took the seq (or created the lock row)
                 if attempt == _RETRIES - 1:
                     raise
@@ -200,10 +210,24 @@ class AuditLog:
         row = (await conn.execute(q)).first()
         return row_dict(row) if row else None
 
-    async def _checkpoint_if_due(self, conn: AsyncConnection, size: int, head: str) -> None:
+    async def _checkpoint_if_due(self, conn: AsyncConnection, size: int,
+                                 head: str) -> dict[str, Any] | None:
         last = await self._last_checkpoint(conn)
         if size - (last["size"] if last else 0) >= self.checkpoint_every:
-            await self._write_checkpoint(conn, size, head, base=last)
+            return await self._write_checkpoint(conn, size, head, base=last)
+        return None
+
+    async def _published(self, cp: Mapping[str, Any] | None) -> None:
+        """A checkpoint just committed: logged, and sent to the witness."""
+        if cp is None:
+            return
+        log.warning("audit checkpoint #%d: size %d, tree head %s, last entry hash %s, %s",
+                    cp["id"], cp["size"], cp["root"], cp["head"],
+                    "signed" if cp["signature"] else "unsigned")
+        try:  # the checkpoint stands: a witness that fails is logged, never the append
+            await self.witness.publish(cp)
+        except Exception:
+            log.exception("could not publish audit checkpoint #%s to the witness", cp["id"])
 
     async def checkpoint(self, *, force: bool = False) -> dict[str, Any] | None:
         """Write a checkpoint of the whole log now, unless the last one (signed, if this
@@ -217,7 +241,9 @@ class AuditLog:
                 return None
             if last is not None and last["size"] == size and not force:
                 return _checkpoint_row(last)
-            return await self._write_checkpoint(conn, size, head, base=last)
+            cp = await self._write_checkpoint(conn, size, head, base=last)
+        await self._published(cp)
+        return cp
 
     def _base_ok(self, cp: Mapping[str, Any]) -> Frontier | None:
         """The tree of a stored checkpoint, if its peaks and signature are sound."""
@@ -262,8 +288,6 @@ class AuditLog:
         }
         res = await conn.execute(audit_checkpoints.insert().values(**cp))
         cp["id"] = int(res.inserted_primary_key[0])  # type: ignore[index]
-        log.info("audit checkpoint #%d: size %d root %s%s", cp["id"], size, root,
-                 " (signed)" if self.key else " (unsigned)")
         return _checkpoint_row(cp)
 
     # --- reading -----------------------------------------------------------------------------
@@ -299,15 +323,78 @@ class AuditLog:
 
     # --- verifying and exporting -------------------------------------------------------------
 
-    async def verify(self) -> VerifyReport:
-        """Check every entry and checkpoint; the report names the first broken one."""
-        verifier = Verifier([_checkpoint_row(c) for c in await self.checkpoints()],
-                            key=self.key)
+    async def verify(self, known: Sequence[Mapping[str, Any]] = (), *,
+                     witness: bool = True) -> VerifyReport:
+        """Check every entry and checkpoint; the report names the first broken one.
+
+        Also against checkpoints known from outside the database: ``known`` (read with
+        ``witness.read_known`` or ``witness.parse_known``) and, with ``witness``, those in
+        this log's witness files. The log must be at least as long as each, its tree head
+        at each one's size must be the known one, and a witnessed checkpoint must still be
+        in the database, unchanged."""
+        notes: list[str] = []
+        known = list(known)
+        if witness:
+            try:
+                known += await self._witnessed(notes)
+            except (OSError, WitnessError) as exc:
+                return VerifyReport(ok=False, problem=f"the audit witness cannot be read: "
+                                                      f"{exc}")
+        stored = [_checkpoint_row(c) for c in await self.checkpoints()]
+        by_id = {c["id"]: c for c in stored}
+        twins: set[int] = set()
+        extra: list[Mapping[str, Any]] = []  # checked against the entries themselves
+        mismatch: tuple[Mapping[str, Any], dict[str, Any] | None] | None = None
+        for k in known:
+            twin = by_id.get(k["id"]) if k.get("id") is not None else None
+            if twin is not None and all(twin.get(f) == k.get(f) for f in SAME_FIELDS):
+                twins.add(twin["id"])  # the stored checkpoint is the witnessed one
+                continue
+            extra.append(k)
+            if mismatch is None and k.get("id") is not None:
+                mismatch = (k, twin)
+        verifier = Verifier([*stored, *extra], key=self.key)
         async with self.store.connect() as conn:
             async for row in _entries_from(conn, 0):
                 if not verifier.feed(row):
                     break
-        return verifier.finish()
+        report = verifier.finish()
+        if report.ok and mismatch is not None:
+            k, twin = mismatch
+            report.ok, report.broken_checkpoint = False, k["id"]
+            if twin is None:
+                report.problem = (f"checkpoint #{k['id']} (size {k['size']}, {k['source']}) is "
+                                  "not in the database: checkpoints were deleted")
+            else:
+                diff = [f for f in SAME_FIELDS if twin.get(f) != k.get(f)]
+                report.problem = (f"checkpoint #{k['id']} in the database is not the one "
+                                  f"{k['source']} (its {', '.join(diff)} differ): the stored "
+                                  "checkpoint was altered or replaced")
+        if report.ok and known:
+            report.witnessed = len(known)
+            report.witnessed_size = max(int(k["size"]) for k in known)
+        unwitnessed = len(stored) - len(twins)
+        if report.ok and unwitnessed and any(k.get("id") is not None for k in known):
+            notes.append(f"{unwitnessed} checkpoint(s) in the database are not in the witness "
+                         "(written by a process that publishes elsewhere, or before the "
+                         "witness was set up)")
+        if stored:
+            report.notes.extend(notes)
+        return report
+
+    async def _witnessed(self, notes: list[str]) -> list[dict[str, Any]]:
+        """The checkpoints in this log's witness files; a note for each one missing."""
+        if not self.witness.sinks:
+            notes.append("no audit witness is configured (KEEL_AUDIT_WITNESS=none): the "
+                         "checkpoints were checked against the database only")
+        known: list[dict[str, Any]] = []
+        for path in self.witness.files:
+            if path.is_file():
+                known.extend(await asyncio.to_thread(read_known, path))
+            else:
+                notes.append(f"there is no witness file at {path}: the checkpoints were "
+                             "checked against the database only")
+        return known
 
     async def export(self, since: float | None = None) -> dict[str, Any]:
         """A bundle of the entries recorded at or after ``since`` that verifies offline

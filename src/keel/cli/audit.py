@@ -34,7 +34,7 @@ def _short(h: str | None) -> str:
 def audit() -> None:
     """The audit log: an append-only, tamper-evident record of key, prompt, config, budget,
     cost and retention changes and of the trace batches stored. Checkpoints are signed with
-    KEEL_AUDIT_KEY."""
+    KEEL_AUDIT_KEY and published to the witness outside the database (KEEL_AUDIT_WITNESS)."""
 
 
 @audit.command("log")
@@ -69,9 +69,10 @@ def _span(first: int, last: int) -> str:
 
 def _print_report(report: Any, what: str) -> None:
     if not report.ok:
-        where = (f"entry {report.broken_seq}" if report.broken_seq is not None
-                 else f"checkpoint #{report.broken_checkpoint}")
-        click.echo(f"BROKEN at {where}: {report.problem}")
+        where = (f" at entry {report.broken_seq}" if report.broken_seq is not None
+                 else f" at checkpoint #{report.broken_checkpoint}"
+                 if report.broken_checkpoint is not None else "")
+        click.echo(f"BROKEN{where}: {report.problem}")
         if report.entries:
             click.echo(f"{_span(report.first_seq, report.last_seq)} checked out before it")
         return
@@ -93,6 +94,10 @@ def _print_report(report: Any, what: str) -> None:
         click.echo(f"{n} newer {'entry is' if n == 1 else 'entries are'} chained but not yet "
                    f"covered by a {'signed ' if report.signed else ''}checkpoint "
                    "(`keel audit checkpoint`)")
+    if report.witnessed:
+        click.echo(f"witnessed: {report.witnessed} checkpoint(s) known from outside the "
+                   f"database agree with it (the newest covers entries "
+                   f"1..{report.witnessed_size})")
     for note in report.notes:
         click.echo(f"note: {note}")
 
@@ -101,13 +106,35 @@ def _print_report(report: Any, what: str) -> None:
 @click.option("--bundle", "bundle_path", type=click.Path(exists=True, dir_okay=False,
                                                          path_type=Path), default=None,
               help="Check an exported bundle offline instead of the store.")
+@click.option("--witness", "witness_paths", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Check the store against the checkpoints in this witness file or "
+                   "exported bundle (repeatable) [default: the KEEL_AUDIT_WITNESS files "
+                   "that exist].")
+@click.option("--checkpoint", "given", multiple=True, metavar="SIZE:TREEHEAD",
+              help="A checkpoint known from elsewhere, as `keel audit checkpoint` prints "
+                   "it: the log must have at least SIZE entries whose tree head is TREEHEAD "
+                   "(repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify_cmd(bundle_path: Path | None, as_json: bool) -> None:
+def verify_cmd(bundle_path: Path | None, witness_paths: tuple[Path, ...],
+               given: tuple[str, ...], as_json: bool) -> None:
     """Check every entry and checkpoint (or a bundle): prints OK and the checkpoint that
-    covers the entries, or the first broken entry and what is wrong (exit status 1)."""
+    covers the entries, or the first broken entry and what is wrong (exit status 1).
+
+    The store is also checked against the checkpoints witnessed outside it: the log must
+    be at least as long as each, match its tree head, and still hold it."""
     from keel.audit import AuditLog, verify_bundle
     from keel.audit.chain import VerifyReport
+    from keel.audit.witness import WitnessError, parse_known, read_known
 
+    if bundle_path is not None and (witness_paths or given):
+        raise click.UsageError("--witness and --checkpoint check the store; a --bundle is "
+                               "checked on its own")
+    try:
+        known = ([parse_known(g) for g in given]
+                 + [k for p in witness_paths for k in read_known(p)])
+    except WitnessError as exc:
+        raise click.BadParameter(str(exc), param_hint="--witness/--checkpoint") from None
     if bundle_path is not None:
         try:
             data = orjson.loads(bundle_path.read_bytes())
@@ -118,7 +145,9 @@ def verify_cmd(bundle_path: Path | None, as_json: bool) -> None:
         what = f"bundle {bundle_path}"
     else:
         async def go(store: Store) -> VerifyReport:
-            return await AuditLog.from_settings(store).verify()
+            # --witness files replace the configured ones; --checkpoint values add to them
+            return await AuditLog.from_settings(store).verify(known,
+                                                              witness=not witness_paths)
 
         report = with_store(go)
         what = "the audit log"
@@ -132,8 +161,9 @@ def verify_cmd(bundle_path: Path | None, as_json: bool) -> None:
 
 @audit.command("checkpoint")
 def checkpoint_cmd() -> None:
-    """Write a checkpoint covering every entry now (signed with KEEL_AUDIT_KEY if set);
-    keel also writes one every KEEL_AUDIT_CHECKPOINT_EVERY entries."""
+    """Write a checkpoint covering every entry now (signed with KEEL_AUDIT_KEY if set, and
+    published to KEEL_AUDIT_WITNESS); keel also writes one every KEEL_AUDIT_CHECKPOINT_EVERY
+    entries."""
     from keel.audit import AuditLog
 
     async def go(store: Store) -> dict[str, Any] | None:
@@ -145,6 +175,8 @@ def checkpoint_cmd() -> None:
         return
     kind = "signed" if cp["signature"] else "unsigned (KEEL_AUDIT_KEY is not set)"
     click.echo(f"checkpoint #{cp['id']}: entries 1..{cp['size']}, root {cp['root']}, {kind}")
+    click.echo(f"to check the log against it later: keel audit verify --checkpoint "
+               f"{cp['size']}:{cp['root']}")
 
 
 @audit.command("export")
