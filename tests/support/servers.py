@@ -17,7 +17,9 @@ class ThreadServer:
     """Runs an ASGI app with uvicorn on 127.0.0.1:<free port> in a daemon thread."""
 
     def __init__(self, app: Any, *, lifespan: str = "on") -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP
+        # (else Nagle and delayed ACKs hold every response ~40 ms)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
