@@ -63,6 +63,21 @@ class ModelEntry:
         return self.price.cost(Usage(input_tokens=input_tokens, output_tokens=out))
 
 
+def attributed_feature(principal: Principal, requested: str | None, *,
+                       fallback: str = "default", named_by: str = "X-Keel-Feature") -> str:
+    """The feature a caller's traffic is counted under: the one it names (``requested``),
+    else its key's, else ``fallback``. A key bound to a feature may name only that one unless
+    it was created with ``feature_override`` (403 ``feature_not_allowed``; ``named_by`` says
+    where the name came from). Gateway requests and OTLP-ingested spans both go through it."""
+    if requested and principal.feature and requested != principal.feature \
+            and not principal.feature_override:
+        raise PermissionDenied(
+            f"this key is bound to feature '{principal.feature}' and may not report "
+            f"feature '{requested}'; drop {named_by} or use a key for that feature",
+            code="feature_not_allowed")
+    return requested or principal.feature or fallback
+
+
 class Gateway:
     def __init__(
         self, settings: Settings, config: KeelConfig, writer: TraceWriter, metrics: Metrics
@@ -165,14 +180,8 @@ class Gateway:
         trace.team = principal.team
         raw_md = body.get("metadata")
         md: dict[str, Any] = raw_md if isinstance(raw_md, dict) else {}
-        requested = headers.get("x-keel-feature") or md.get("feature")
-        if requested and principal.feature and requested != principal.feature \
-                and not principal.feature_override:
-            raise PermissionDenied(
-                f"this key is bound to feature '{principal.feature}' and may not report "
-                f"feature '{requested}'; drop X-Keel-Feature or use a key for that feature",
-                code="feature_not_allowed")
-        trace.feature = requested or principal.feature or "default"
+        trace.feature = attributed_feature(
+            principal, headers.get("x-keel-feature") or md.get("feature"))
         user = body.get("user")
         trace.user = user if isinstance(user, str) else (headers.get("x-keel-user") or None)
         trace.session = headers.get("x-keel-session") or md.get("session") or None

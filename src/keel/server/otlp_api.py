@@ -1,4 +1,10 @@
-"""``POST /v1/traces``: an OTLP/HTTP trace receiver (see ``keel.telemetry.otlp_ingest``)."""
+"""``POST /v1/traces``: an OTLP/HTTP trace receiver (see ``keel.telemetry.otlp_ingest``).
+
+Ingested spans become traces with spend, so the endpoint admits the callers the gateway
+admits and attributes their spans as the gateway attributes requests: a key with a role is
+refused (403 ``role_key_not_for_gateway``), a feedback key too (403 ``feedback_only_key``),
+and a key bound to a feature may not report another (403 ``feature_not_allowed``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from starlette.routing import Route
 from keel.config import KeelConfig
 from keel.errors import KeelError
 from keel.gateway.openai_api import api_key, openai_error, read_body, state_of
+from keel.gateway.service import attributed_feature
 from keel.telemetry.otlp_ingest import MAX_EXPANSION, Outcome, decode_request, ingest, response_for
 from keel.types import Principal
 
@@ -19,7 +26,13 @@ def _process(raw: bytes, content_type: str | None, content_encoding: str | None,
              principal: Principal, config: KeelConfig, capture_content: bool,
              ) -> tuple[Outcome, bytes, str]:
     req, is_json = decode_request(raw, content_type, content_encoding, limit * MAX_EXPANSION)
-    out = ingest(req, principal, config, capture_content=capture_content)
+
+    def feature_of(named: str | None, fallback: str) -> str:
+        return attributed_feature(principal, named, fallback=fallback,
+                                  named_by="the keel.feature attribute")
+
+    out = ingest(req, principal, config, feature_of=feature_of,
+                 capture_content=capture_content)
     body, media_type = response_for(out, as_json=is_json)
     return out, body, media_type
 
@@ -27,7 +40,7 @@ def _process(raw: bytes, content_type: str | None, content_encoding: str | None,
 async def otlp_traces(request: Request) -> Response:
     st = state_of(request)
     try:
-        principal = st.keys.authenticate(api_key(request.headers))
+        principal = st.keys.authenticate_gateway(api_key(request.headers))
         limit = st.settings.max_body_bytes
         raw = await read_body(request, limit)
         # A batch may decompress to tens of MB: decode it off the event loop, so the

@@ -2,8 +2,13 @@
 
 Accepts an OTLP/HTTP ``ExportTraceServiceRequest`` as protobuf (``application/x-protobuf``)
 or OTLP JSON (``application/json``: hex ids, camelCase keys, ``AnyValue`` objects), either
-optionally gzip-compressed. The caller authenticates with a keel key (the admin key or a
-virtual key); the key's team is every trace's team.
+optionally gzip-compressed. The caller authenticates with a keel key that may use the
+gateway (the admin key or a gateway key; not a key with a role, not a feedback key), and its
+spans are attributed as the gateway attributes requests: the key's team is every trace's
+team, and a span's feature is the one it names (``keel.feature`` on the span or its
+resource), else the key's, else the service's name. Whether a key may name a feature is the
+caller's rule (``feature_of``, the gateway's): a key bound to one feature that names another
+refuses the whole batch, so nothing of it is stored.
 
 Every span that is an LLM call (it has ``gen_ai.*`` or ``llm.*`` attributes and is not an
 agent, tool or chain span) becomes a trace with ``source="otlp"``. Attribute names are
@@ -26,7 +31,7 @@ import hashlib
 import math
 import re
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +96,10 @@ WIDTH = {"feature": 128, "team": 128, "user": 256, "session": 256, "model": 256,
 
 
 MAX_COUNT = 2**31 - 1  # the token columns are 32-bit integers
+
+# (the feature a span names or None, the fallback) -> the feature it is counted under;
+# raises a KeelError (e.g. 403 feature_not_allowed) to refuse the batch.
+FeatureOf = Callable[[str | None, str], str]
 
 
 class Malformed(ValueError):
@@ -313,8 +322,9 @@ class Outcome:
 
 
 def ingest(req: ExportTraceServiceRequest, principal: Principal, config: KeelConfig, *,
-           capture_content: bool = True) -> Outcome:
-    """The traces of every LLM-call span in ``req``, and what was rejected."""
+           feature_of: FeatureOf, capture_content: bool = True) -> Outcome:
+    """The traces of every LLM-call span in ``req``, and what was rejected. Raises what
+    ``feature_of`` raises: a span whose feature the caller may not report refuses all."""
     out = Outcome()
     seen: set[str] = set()
     for rs in req.resource_spans:
@@ -326,7 +336,8 @@ def ingest(req: ExportTraceServiceRequest, principal: Principal, config: KeelCon
                     out.not_llm += 1
                     continue
                 try:
-                    t = span_trace(span, a, principal, config, capture_content=capture_content)
+                    t = span_trace(span, a, principal, config, feature_of=feature_of,
+                                   capture_content=capture_content)
                 except (Malformed, TypeError, ValueError) as exc:
                     name = span.name[:60] or "(unnamed)"
                     out.malformed.append(f"span '{name}' {bytes(span.span_id).hex()}: {exc}")
@@ -338,7 +349,7 @@ def ingest(req: ExportTraceServiceRequest, principal: Principal, config: KeelCon
 
 
 def span_trace(span: Span, a: Attrs, principal: Principal, config: KeelConfig, *,
-               capture_content: bool = True) -> Trace:
+               feature_of: FeatureOf, capture_content: bool = True) -> Trace:
     if len(span.trace_id) != 16 or not any(span.trace_id):
         raise Malformed("trace id must be 16 bytes (32 hex characters), not all zero")
     if len(span.span_id) != 8 or not any(span.span_id):
@@ -357,7 +368,7 @@ def span_trace(span: Span, a: Attrs, principal: Principal, config: KeelConfig, *
         id=trace_id_for(span), start_time=start, end_time=end_ns / 1e9,
         endpoint="embeddings" if op in EMBEDDING_OPS else "chat",
         key_id=principal.key_id, team=principal.team[:WIDTH["team"]],
-        feature=_feature(a, principal), source="otlp", attempts=1,
+        feature=_feature(a, feature_of), source="otlp", attempts=1,
         user=a.text("user.id", "enduser.id", width=WIDTH["user"]),
         session=a.text("session.id", "gen_ai.conversation.id", width=WIDTH["session"]),
         model_requested=requested, model_served=served,
@@ -400,13 +411,13 @@ def span_trace(span: Span, a: Attrs, principal: Principal, config: KeelConfig, *
     return t
 
 
-def _feature(a: Attrs, p: Principal) -> str:
-    if p.feature and not p.feature_override:
-        return p.feature[:WIDTH["feature"]]  # a key bound to a feature reports only that one
-    v = (a.span.get("keel.feature") or a.resource.get("keel.feature")
-         or a.span.get("service.name") or a.resource.get("service.name") or p.feature
-         or "default")
-    return str(v)[:WIDTH["feature"]]
+def _feature(a: Attrs, feature_of: FeatureOf) -> str:
+    """The feature the span names, else the key's, else its service's name. The service's
+    name is a default, not a claim: a key bound to a feature keeps its own."""
+    named = a.span.get("keel.feature") or a.resource.get("keel.feature")
+    service = a.span.get("service.name") or a.resource.get("service.name")
+    feature = feature_of(str(named) if named else None, str(service) if service else "default")
+    return feature[:WIDTH["feature"]]
 
 
 def _status(t: Trace, span: Span, a: Attrs) -> None:
