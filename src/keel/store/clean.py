@@ -5,7 +5,7 @@ deeper than a JSON encoder will write, a lone surrogate, a token count past 2**3
 The store must never refuse a row for its content (a refused batch would take other
 tenants' traces with it), so every value is made to fit before it is written:
 
-- strings are cut to their column's length and made valid UTF-8;
+- strings are cut to their column's length and made valid UTF-8 without NUL;
 - integers are clamped to the column's range, floats made finite;
 - JSON that cannot be serialised (too deep, invalid text, not JSON at all) or is larger
   than ``MAX_JSON_CHARS`` is replaced by a marked, truncated, safe form
@@ -40,6 +40,8 @@ def clean_str(value: Any, limit: int) -> str | None:
     text = value if isinstance(value, str) else str(value)
     if len(text) > limit:
         text = text[:limit]
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL
+        text = text.replace("\x00", "\ufffd")
     if not text.isascii():
         try:
             text.encode("utf-8")
@@ -174,7 +176,8 @@ class RowFitter:
         row = list(values)
         for i, n in self.strs:
             v = row[i]
-            if v is not None and (type(v) is not str or len(v) > n or not v.isascii()):
+            if v is not None and (type(v) is not str or len(v) > n or not v.isascii()
+                                  or "\x00" in v):
                 row[i] = clean_str(v, n)
         for i, b in self.ints:
             v = row[i]

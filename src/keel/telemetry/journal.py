@@ -140,6 +140,20 @@ class Journal:
                     os.fsync(self._fd)
         return seg
 
+    def probe(self) -> None:
+        """While appends fail, try a fresh segment (called when the writer is idle), so a
+        disk that has room again is noticed without waiting for the next trace."""
+        if self.failing is None or not self.owner:
+            return
+        try:
+            self._rotate()
+        except OSError as exc:
+            self.failing = f"{type(exc).__name__}: {exc}"
+            self._drop_current_after_error()
+            return
+        log.warning("the trace journal in %s is writable again", self.dir)
+        self.failing = None
+
     # --- settling ----------------------------------------------------------------------------
 
     def rotate_if_dirty(self) -> None:

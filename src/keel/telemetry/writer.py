@@ -299,6 +299,7 @@ class TraceWriter:
 
     async def _idle(self) -> None:
         """Nothing queued: replay what waits on disk, tidy the journal."""
+        self.journal.probe()
         self.journal.rotate_if_dirty()
         await self._replay_own()
         self.journal.settle()
