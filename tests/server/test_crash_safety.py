@@ -40,6 +40,13 @@ class Load:
         self.answered: list[str] = []
         self.failed = 0
         self._stop = False
+        self._target = 0
+        self._reached = asyncio.Event()
+
+    async def until_answered(self, n: int) -> None:
+        self._target = n
+        if len(self.answered) < n:
+            await self._reached.wait()
 
     def stop(self) -> None:
         self._stop = True
@@ -73,6 +80,8 @@ class Load:
                     self.failed += 1
                     return
                 self.answered.append(r.headers["x-keel-trace-id"])
+                if self._target and len(self.answered) >= self._target:
+                    self._reached.set()
         except httpx.TransportError:
             self.failed += 1  # the server went away mid-request: not an answer
 
@@ -108,8 +117,7 @@ def test_sigkill_under_load_loses_no_answered_trace(tmp_path: Path, database_url
 
     async def load_then_kill() -> None:
         task = asyncio.create_task(load.run(100_000))
-        while len(load.answered) < 600:
-            await asyncio.sleep(0.01)
+        await load.until_answered(600)
         k.proc.send_signal(signal.SIGKILL)
         load.stop()
         await task
@@ -150,11 +158,10 @@ def small_filesystem(path: Path, size: str = "16m") -> Iterator[Path]:
 def fill(fs: Path) -> Path:
     """Fill ``fs`` to the last byte; returns the filler to delete."""
     filler = fs / "filler"
-    with open(filler, "wb") as fh:
-        with contextlib.suppress(OSError):
-            while True:
-                fh.write(b"\0" * (1 << 16))
-                fh.flush()
+    with open(filler, "wb") as fh, contextlib.suppress(OSError):
+        while True:
+            fh.write(b"\0" * (1 << 16))
+            fh.flush()
     with contextlib.suppress(OSError), open(filler, "ab") as fh:
         while True:  # the last partial block
             fh.write(b"\0" * 512)
@@ -269,8 +276,7 @@ def test_two_replicas_sharing_one_data_directory_store_everything(
 
         async def kill_b() -> None:
             task = asyncio.create_task(lk.run(100_000))
-            while len(lk.answered) < 300:
-                await asyncio.sleep(0.01)
+            await lk.until_answered(300)
             b.proc.send_signal(signal.SIGKILL)
             lk.stop()
             await task
