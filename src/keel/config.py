@@ -73,7 +73,12 @@ class Settings(BaseSettings):
                           "http(s):// URLs (POSTed), comma-separated; `keel audit verify` "
                           "checks the log against the files. Unset: "
                           "<data_dir>/audit-witness.jsonl; 'none': nowhere.")
-    log_level: str = "warning"
+    log_level: str = Field(
+        "warning", description="debug, info, warning or error. At debug on SQLite the "
+                               "database driver logs every statement with its values: trace "
+                               "content (prompts and answers) as the feature's capture policy "
+                               "stores it, so all of it unless capture is redacted or none. "
+                               "Configured secrets are redacted from every log line.")
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -113,6 +118,11 @@ class ProviderConfig(_Strict):
         None, description="Azure OpenAI api-version; when set, base_url is the Azure endpoint."
     )
     headers: dict[str, str] = Field(default_factory=dict)
+    secret_headers: list[str] = Field(
+        default_factory=list,
+        description="Names under headers: whose values are secrets, like the api_key "
+                    "(those named with auth, key, token, secret, password or cookie already "
+                    "are): never in what keel sends to clients, stores or logs.")
     timeout_s: float = Field(60.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(256, gt=0)
@@ -128,6 +138,15 @@ class ProviderConfig(_Strict):
         if not v or not v.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ValueError("use letters, digits, '-', '_' or '.'")
         return v
+
+    @model_validator(mode="after")
+    def _secret_headers_known(self) -> ProviderConfig:
+        names = {h.lower() for h in self.headers}
+        for i, h in enumerate(self.secret_headers):
+            if h.lower() not in names:
+                raise _KeyProblem(f"secret_headers[{i}]", f"'{h}' is not one of the headers",
+                                  "list names that appear under headers:")
+        return self
 
 
 class PriceTierSpec(_Strict):

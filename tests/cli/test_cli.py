@@ -30,7 +30,7 @@ def run(env: dict[str, str], *args: str) -> tuple[int, str]:
 
 def test_db_upgrade_reports_revision(env: dict[str, str]) -> None:
     code, out = run(env, "db", "upgrade")
-    assert code == 0 and "revision 0009" in out
+    assert code == 0 and "revision 0010" in out
 
 
 def test_keys_create_list_revoke(env: dict[str, str]) -> None:

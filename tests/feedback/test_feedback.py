@@ -273,12 +273,13 @@ def test_a_key_may_only_write_for_its_own_team(keel: Keel) -> None:
     other = keel.create_key(team="growth", feature="support")
     trace_id, _ = ask(keel, cx)
     keel.flush()
+    # another team's trace is as unknown as a missing one (tests/feedback/test_tenancy.py)
     r = post(keel, "/api/feedback", {"trace_id": trace_id, "thumbs": "up"}, other)
-    assert r.status_code == 403 and error(r)["code"] == "wrong_team"
-    assert "another team" in error(r)["message"]
-    assert get(keel, "/api/feedback", other, trace_id=trace_id).status_code == 403
+    assert r.status_code == 404 and error(r)["param"] == "trace_id"
+    assert "another team" not in error(r)["message"]
+    assert get(keel, "/api/feedback", other, trace_id=trace_id).status_code == 404
     r = post(keel, "/api/outcomes", {"name": "ticket_resolved", "trace_ids": [trace_id]}, other)
-    assert r.status_code == 403 and error(r)["code"] == "wrong_team"
+    assert r.status_code == 404 and error(r)["param"] == "trace_ids"
     assert post(keel, "/api/feedback", {"trace_id": trace_id, "thumbs": "up"}, cx) \
         .status_code == 201
     assert post(keel, "/api/feedback", {"trace_id": trace_id, "thumbs": "up"}).status_code == 201
@@ -328,7 +329,7 @@ def test_feedback_key_writes_feedback_only(keel: Keel) -> None:
 
     growth_trace = old_trace(keel, start=time.time() - 30, answer="hi", team="growth")
     r = post(keel, "/api/feedback", {"trace_id": growth_trace, "thumbs": "up"}, fkey)
-    assert r.status_code == 403 and error(r)["code"] == "wrong_team"
+    assert r.status_code == 404 and error(r)["param"] == "trace_id"
 
 
 def test_scope_and_origin_validation_on_key_creation(keel: Keel) -> None:

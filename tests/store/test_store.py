@@ -34,7 +34,7 @@ def make_trace(i: int, **kw: object) -> Trace:
 
 async def test_migrations_are_idempotent_and_at_head(store: Store) -> None:
     await store.upgrade()
-    assert await store.current_revision() == "0009"
+    assert await store.current_revision() == "0010"
     await store.ping()
 
 

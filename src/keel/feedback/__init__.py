@@ -9,6 +9,7 @@ from keel.feedback.service import (
     parse_outcome,
     record_feedback,
     record_outcome,
+    unknown_trace,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "parse_outcome",
     "record_feedback",
     "record_outcome",
+    "unknown_trace",
 ]

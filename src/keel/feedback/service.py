@@ -8,8 +8,13 @@ feature, team, model and prompt, so quality can be read next to cost and latency
 Outcomes are business value events (``ticket_resolved``) per feature, optionally linked to
 the traces that produced them; a feature's value unit is one outcome name.
 
-Both accept a client id: sending the same item again is a no-op (200 with the stored item),
-sending different content under a used id is refused (409).
+Both accept a client id, scoped to the team the item is recorded for: sending the same item
+again is a no-op (200 with the stored item), sending different content under an id the team
+used is refused (409, naming the fields that differ). Another team's use of the same id is
+another record, and nothing of it is shown.
+
+Tenancy: a trace of a team the caller may not read is as unknown as a missing one (the same
+404, word for word), so a trace id tells a caller nothing about other teams' traffic.
 """
 
 from __future__ import annotations
@@ -227,9 +232,26 @@ async def measure_rework(answer: str | None, edit_distance: int | None,
     return None, None
 
 
+def unknown_trace(trace_id: str) -> NotFound:
+    """The answer for a trace that is not stored, and for one of a team the caller may not
+    read: the same words, so an id reveals nothing about another team."""
+    return NotFound(f"no trace with id '{trace_id}': feedback attaches to an answered request "
+                    "(its x-keel-trace-id response header)", param="trace_id")
+
+
+def _may_see(principal: Principal, team: str | None) -> bool:
+    """Whether the caller may know that a trace of ``team`` exists."""
+    return _reads_every_team(principal) or team == principal.team
+
+
 def check_trace_access(principal: Principal, trace: JSON, action: str) -> None:
+    """Callers write feedback for their own team's traces (the admin key for any). Another
+    team's trace is a 404 for a caller that may not read it, a 403 for one that may (a key
+    with a role reads every team's traces but writes only for its own)."""
     if principal.is_admin or trace.get("team") == principal.team:
         return
+    if not _may_see(principal, trace.get("team")):
+        raise unknown_trace(str(trace["id"]))
     raise PermissionDenied(
         f"trace '{trace['id']}' belongs to another team: this key (team "
         f"'{principal.team}') may only {action} its own team's traces",
@@ -242,8 +264,9 @@ def _differences(stored: JSON, new: JSON, fields: tuple[str, ...]) -> list[str]:
 
 async def record_feedback(store: Store, principal: Principal, item: JSON, trace: JSON,
                           ) -> tuple[JSON, bool]:
-    """Store ``item`` (from ``parse_feedback``) for ``trace`` (a row of ``get_trace``).
-    Returns (the public item, whether it was new). Raises 409 on a reused id."""
+    """Store ``item`` (from ``parse_feedback``) for ``trace`` (a row of ``get_trace``), under
+    the trace's team. Returns (the public item, whether it was new). Raises 409 when the team
+    used the id for different content."""
     check_trace_access(principal, trace, "write feedback for")
     if principal.scope == "feedback" and item["source"] != "user":
         raise PermissionDenied(
@@ -386,10 +409,11 @@ def _outcome_attribution(principal: Principal, item: JSON) -> tuple[str, str | N
 async def record_outcome(store: Store, principal: Principal, item: JSON,
                          teams: dict[str, str | None], now: float) -> tuple[JSON, bool]:
     """Store ``item`` (from ``parse_outcome``). ``teams`` maps each of its trace ids to the
-    trace's team (all must exist). Returns (the public item, whether it was new)."""
+    trace's team (all must exist). Returns (the public item, whether it was new). A trace of
+    a team the caller may not read counts as missing (404), like in feedback."""
     feature, team = _outcome_attribution(principal, item)
     ids = item["trace_ids"] or []
-    missing = [t for t in ids if t not in teams]
+    missing = [t for t in ids if t not in teams or not _may_see(principal, teams[t])]
     if missing:
         shown = ", ".join(missing[:10]) + (f" (and {len(missing) - 10} more)"
                                            if len(missing) > 10 else "")

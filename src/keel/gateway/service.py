@@ -28,6 +28,7 @@ from keel.gateway.providers.base import Provider, build_provider
 from keel.gateway.tokens import estimate_messages, estimate_text
 from keel.guard.redact import redact_json
 from keel.routing import Balancer, BreakerBoard, Deployment, Plan, Router
+from keel.secrets import SecretRedactor
 from keel.telemetry.metrics import Metrics
 from keel.telemetry.writer import TraceWriter
 from keel.types import JSON, ChatResult, EmbeddingResult, Price, Principal, Trace, Usage
@@ -86,6 +87,8 @@ class Gateway:
         self.writer = writer
         self.metrics = metrics
         self.providers: dict[str, Provider] = {p.name: build_provider(p) for p in config.providers}
+        # every configured secret, kept out of what clients are sent and what is stored
+        self.secrets = SecretRedactor.from_settings(settings, config)
         self.breakers = BreakerBoard(prefix=settings.redis_prefix)
         with_fallback = {m for r in config.routes if len([*r.targets, *r.fallbacks]) > 1
                          for m in [*(t.model for t in r.targets), *r.fallbacks]}
@@ -251,8 +254,12 @@ class Gateway:
         self, trace: Trace, status: int, *, price: Price | None = None,
         error: KeelError | None = None,
     ) -> None:
-        """Finish the trace, price it, count it, and hand it to the writer (non-blocking)."""
+        """Finish the trace, price it, count it, and hand it to the writer (non-blocking).
+
+        ``error`` is redacted in place (``scrub_error``): the client is then sent what the
+        trace stores, with no configured secret in it."""
         if error is not None:
+            self.scrub_error(error)
             trace.finish(error.status, error.error_type, error.message)
         else:
             trace.finish(status)
@@ -260,6 +267,13 @@ class Gateway:
                                   or trace.usage.output_tokens):
             # A failed call is costed only for the tokens it used (no per-request fee).
             trace.cost_usd = price.cost(trace.usage)
+        self.seal(trace)
+        self.metrics.observe(trace)
+        self.writer.submit(trace)
+
+    def seal(self, trace: Trace) -> None:
+        """Make a trace fit to store (and so to log): content as the feature's capture
+        policy keeps it, and no configured secret in any text of it."""
         if not self.settings.capture_content:
             trace.request_body = trace.response_body = None
         elif self.capture:
@@ -269,8 +283,30 @@ class Gateway:
             elif mode == "redacted":
                 trace.request_body = redact_json(trace.request_body)
                 trace.response_body = redact_json(trace.response_body)
-        self.metrics.observe(trace)
-        self.writer.submit(trace)
+        secrets = self.secrets
+        if secrets:
+            trace.request_body = secrets.redact_json(trace.request_body)
+            trace.response_body = secrets.redact_json(trace.response_body)
+            if trace.error_message:
+                trace.error_message = secrets.redact(trace.error_message)
+            if trace.tags:
+                trace.tags = secrets.redact_json(trace.tags)
+            if trace.user:
+                trace.user = secrets.redact(trace.user)
+            if trace.session:
+                trace.session = secrets.redact(trace.session)
+
+    def scrub_error(self, error: KeelError) -> None:
+        """Redact configured secrets from an error's message and headers, in place, before
+        it is rendered for a client or stored (one redaction, whatever raised it)."""
+        secrets = self.secrets
+        if secrets:
+            clean = secrets.redact(error.message)
+            if clean != error.message:
+                error.message = clean
+                error.args = (clean,)
+            if error.headers:
+                error.headers = secrets.redact_headers(error.headers)
 
     async def traced_stream(
         self, trace: Trace, entry: ModelEntry, first: JSON, rest: AsyncIterator[JSON],
@@ -292,6 +328,7 @@ class Gateway:
                 yield chunk
                 chunk = await anext(rest, None)
         except KeelError as exc:
+            self.scrub_error(exc)  # it is sent to the client as it is, mid-stream
             error = KeelError(f"stream interrupted: {exc.message}", code=exc.error_type,
                               status=exc.status)
             raise

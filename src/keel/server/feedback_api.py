@@ -2,6 +2,7 @@
 
 Written and read by any key (``ANY_KEY``): a gateway key for its own team's traces (and its
 feature's outcomes, if bound to one); the admin key and keys with a role read every team's.
+To any other key, another team's trace is a 404 like a missing one; client ids are per team.
 Feedback is also written by browser-safe feedback keys, which may not read. A feedback key is
 used from web pages, so ``/api/feedback`` speaks CORS: a preflight is answered for any origin
 listed by an active feedback key (a preflight carries no credentials: a ``public_route``), and
@@ -18,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel import feedback as fb
-from keel.errors import InvalidRequest, KeelError, NotFound, PermissionDenied
+from keel.errors import InvalidRequest, KeelError, PermissionDenied
 from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.keys.service import FEEDBACK_SCOPE
@@ -47,8 +48,7 @@ async def find_trace(st: AppState, trace_id: str) -> JSON:
         await st.writer.flush()
         row = await get_trace(st.store, trace_id)
     if row is None:
-        raise NotFound(f"no trace with id '{trace_id}': feedback attaches to an answered "
-                       "request (its x-keel-trace-id response header)", param="trace_id")
+        raise fb.unknown_trace(trace_id)  # the words another team's trace gets, too
     return row
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from keel.config import KeelConfig, Settings
 from keel.keys.service import ensure_master_key
+from keel.secrets import SecretRedactor, install_log_redaction
 from keel.server.app import create_app
 from keel.store import Store
 
@@ -49,12 +50,17 @@ def run_server(settings: Settings, config: KeelConfig, *, console: Console) -> N
                       "(set KEEL_MASTER_KEY to use your own)")
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(levelname)s %(name)s: %(message)s")
+    # No configured secret in any log line, whichever logger wrote it (at debug the
+    # database driver logs whole rows); the handlers uvicorn adds get the filter below.
+    secrets = SecretRedactor.from_settings(settings, config)
+    install_log_redaction(secrets)
     app = create_app(settings, config, migrate=False, tune_gc=True)
     uv = uvicorn.Config(
         app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
         lifespan="on", access_log=False, log_level=settings.log_level,
         timeout_graceful_shutdown=30, server_header=False, date_header=False,
     )
+    install_log_redaction(secrets)
     _Server(uv).run()
 
 

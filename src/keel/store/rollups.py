@@ -267,15 +267,17 @@ async def rebuild(store: Store, since: float, until: float | None = None,
             after = (float(got[-1]["start_time"]), str(got[-1]["id"]))
         for table, name, time_col in ((feedback, "feedback", "trace_time"),
                                       (outcomes, "outcomes", "at")):
-            tc = table.c[time_col]
-            mark: tuple[float, str] = (start, "")
-            while True:
-                q = sa.select(table).where(
-                    sa.or_(tc > mark[0], sa.and_(tc == mark[0], table.c.id > mark[1])))
+            tc, team, ident = table.c[time_col], table.c.team, table.c.id
+            mark: tuple[float, str, str] = (start, "", "")
+            while True:  # keyset pages by (time, team, id): ids are unique per team
+                q = sa.select(table).where(sa.or_(
+                    tc > mark[0],
+                    sa.and_(tc == mark[0], team > mark[1]),
+                    sa.and_(tc == mark[0], team == mark[1], ident > mark[2])))
                 if end is not None:
                     q = q.where(tc < end)
                 got = [dict(r._mapping) for r in (await conn.execute(
-                    q.order_by(tc, table.c.id).limit(page))).all()]
+                    q.order_by(tc, team, ident).limit(page))).all()]
                 if not got:
                     break
                 d = Deltas()
@@ -286,5 +288,5 @@ async def rebuild(store: Store, since: float, until: float | None = None,
                         d.add_outcome(row)
                 await apply(conn, store, d)
                 counts[name] += len(got)
-                mark = (float(got[-1][time_col]), str(got[-1]["id"]))
+                mark = (float(got[-1][time_col]), str(got[-1]["team"]), str(got[-1]["id"]))
     return counts

@@ -246,7 +246,9 @@ def _rollup_key() -> list[sa.Column[object]]:
 feedback = sa.Table(
     "feedback",
     metadata,
-    sa.Column("id", sa.String(64), primary_key=True),  # the client's id, or generated
+    # 0010: ids are per team (the trace's): the client's id, or generated
+    sa.Column("team", sa.String(128), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("trace_id", sa.String(32), nullable=False),
     sa.Column("at", sa.Float, nullable=False),
     sa.Column("trace_time", sa.Float, nullable=False),  # rolled up at the trace's time
@@ -262,8 +264,7 @@ feedback = sa.Table(
     sa.Column("critical_category", sa.String(64)),
     sa.Column("comment", sa.Text),
     sa.Column("key_id", sa.String(32)),
-    sa.Column("feature", sa.String(128)),  # copied from the trace
-    sa.Column("team", sa.String(128)),
+    sa.Column("feature", sa.String(128)),  # copied from the trace, like team
     sa.Column("model", sa.String(256)),
     sa.Column("prompt", sa.String(160)),
     sa.Index("ix_feedback_trace", "trace_id"),
@@ -273,11 +274,11 @@ feedback = sa.Table(
 outcomes = sa.Table(
     "outcomes",
     metadata,
+    sa.Column("team", sa.String(128), primary_key=True),  # 0010: ids are per team; '': none
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("name", sa.String(64), nullable=False),
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("feature", sa.String(128), nullable=False),
-    sa.Column("team", sa.String(128)),
     sa.Column("trace_ids", sa.JSON),
     sa.Column("at", sa.Float, nullable=False),
     sa.Column("key_id", sa.String(32)),

@@ -19,19 +19,21 @@ from keel.gateway.anthropic_format import (
     to_anthropic_request,
 )
 from keel.gateway.providers.base import Provider, register_provider
-from keel.gateway.providers.http import Upstream, parse_json_event
+from keel.gateway.providers.http import Redact, Upstream, excerpt, parse_json_event
 from keel.types import JSON, ChatResult
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 
 
-def stream_error(provider: str, event: JSON) -> UpstreamError:
+def stream_error(provider: str, event: JSON, redact: Redact | None = None) -> UpstreamError:
     """An ``error`` event in the stream -> the error keel reports (or sends mid-stream)."""
     err = event.get("error")
     if not isinstance(err, dict):
         err = {}
     kind, message = str(err.get("type") or "error"), str(err.get("message") or "")
+    if redact is not None:
+        kind, message = excerpt(kind, redact, 64), excerpt(message, redact)
     text = f"provider '{provider}' reported an error mid-stream: {kind}: {message}"
     if kind == "overloaded_error":
         return UpstreamUnavailable(text, code="upstream_overloaded")
@@ -55,6 +57,7 @@ class AnthropicProvider(Provider):
         self.http = Upstream(
             config.name, base_url, headers=headers, timeout_s=config.timeout_s,
             connect_timeout_s=config.connect_timeout_s, max_connections=config.max_connections,
+            redact=self.secrets.redact,
         )
 
     async def start(self) -> None:
@@ -80,9 +83,9 @@ class AnthropicProvider(Provider):
         request["stream"] = True
         translator = StreamTranslator(body["model"], answer_tool)
         async for _event, data in self.http.stream_sse(self.path, request):
-            event = parse_json_event(self.name, data)
+            event = parse_json_event(self.name, data, self.secrets.redact)
             if event.get("type") == "error":
-                raise stream_error(self.name, event)
+                raise stream_error(self.name, event, self.secrets.redact)
             for chunk in translator.feed(event):
                 yield chunk
             if translator.done:

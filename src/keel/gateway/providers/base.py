@@ -10,6 +10,10 @@ Streaming contract: ``chat_stream`` is an async generator of OpenAI
 status, connection, timeout) raise from the first ``__anext__``; the gateway pulls that
 first chunk before it answers the client, so those become ordinary error responses. When
 the upstream reports usage, the last chunk carries it (``choices: []``, ``usage: {...}``).
+
+Secrets: ``self.secrets`` redacts the credentials this provider sends (its api_key, secret
+headers, URL password). Every error message an adapter builds from what the upstream
+said goes through it, since upstreams echo keys back (``Incorrect API key provided: ...``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import ClassVar, TypeVar
 
 from keel.config import ProviderConfig
 from keel.errors import UnsupportedOperation
+from keel.secrets import SecretRedactor
 from keel.types import JSON, ChatResult, EmbeddingResult
 
 
@@ -30,6 +35,7 @@ class Provider(ABC):
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
         self.name = config.name
+        self.secrets = SecretRedactor.for_provider(config)
 
     async def start(self) -> None:  # noqa: B027  (optional hook)
         """Open pooled connections; called once inside the running event loop."""

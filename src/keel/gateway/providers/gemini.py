@@ -55,7 +55,7 @@ class GeminiProvider(Provider):
         self.http = Upstream(
             config.name, config.base_url or DEFAULT_BASE_URL, headers=headers,
             timeout_s=config.timeout_s, connect_timeout_s=config.connect_timeout_s,
-            max_connections=config.max_connections,
+            max_connections=config.max_connections, redact=self.secrets.redact,
         )
         self.signatures = SignatureMemory()
 
@@ -94,10 +94,11 @@ class GeminiProvider(Provider):
                                       params={"alt": "sse"})
         try:
             async for _event, data in events:
-                event = parse_json_event(self.name, data)
+                event = parse_json_event(self.name, data, self.secrets.redact)
                 if "error" in event and "candidates" not in event:
                     raise UpstreamError(f"provider '{self.name}' reported an error mid-stream: "
-                                        f"{upstream_message(data)}", code="upstream_stream_error")
+                                        f"{upstream_message(data, self.secrets.redact)}",
+                                        code="upstream_stream_error")
                 for chunk in translator.translate(event):
                     yield chunk
         except UpstreamRejected as exc:

@@ -1,12 +1,17 @@
 """One pooled HTTP client per provider, and the mapping of upstream failures to errors.
 
 Adapters call ``post_json`` and ``stream_sse``; both raise ``UpstreamError`` subclasses
-with a message that names the provider and says what came back.
+with a message that names the provider and says what came back. What came back is passed
+through the adapter's ``redact`` first (upstreams echo the key they were sent), and is
+redacted before it is cut short, so a cut never leaves a piece of a secret behind.
+Of the upstream's response headers only a valid ``Retry-After`` is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -23,15 +28,28 @@ from keel.errors import (
 from keel.types import JSON
 
 _SNIPPET = 300
+_SECRET_ROOM = 4096  # redaction looks this far past a cut, for a secret that straddles it
+_DELAY = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,3})?")
+
+Redact = Callable[[str], str]
 
 
-def upstream_message(raw: bytes) -> str:
+def _same(text: str) -> str:
+    return text
+
+
+def excerpt(text: str, redact: Redact = _same, limit: int = _SNIPPET) -> str:
+    """The start of ``text``, secrets redacted before it is cut."""
+    return redact(text[:limit + _SECRET_ROOM])[:limit]
+
+
+def upstream_message(raw: bytes, redact: Redact = _same) -> str:
     """Pull a human message out of an upstream error body of any common shape."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        text = raw.decode("utf-8", "replace").strip()
-        return text[:_SNIPPET] or "(empty body)"
+        text = raw[:_SNIPPET * 4 + _SECRET_ROOM].decode("utf-8", "replace").strip()
+        return excerpt(text, redact) or "(empty body)"
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]  # gemini sometimes wraps the error in a list
     if isinstance(data, dict):
@@ -39,18 +57,37 @@ def upstream_message(raw: bytes) -> str:
         if isinstance(err, dict):
             msg = err.get("message") or err.get("detail")
             if isinstance(msg, str) and msg:
-                return msg[:_SNIPPET]
+                return excerpt(msg, redact)
         elif isinstance(err, str):
-            return err[:_SNIPPET]
-    return raw.decode("utf-8", "replace")[:_SNIPPET]
+            return excerpt(err, redact)
+    return excerpt(raw[:_SNIPPET * 4 + _SECRET_ROOM].decode("utf-8", "replace"), redact)
+
+
+def retry_after(value: str | None) -> str | None:
+    """A ``Retry-After`` worth passing on: delta-seconds or an HTTP date. Anything else is
+    dropped: an upstream may put any text in a header, its callers' keys included."""
+    if value is None:
+        return None
+    value = value.strip()
+    if _DELAY.fullmatch(value):
+        return value
+    if len(value) <= 40:
+        try:
+            parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        return value
+    return None
 
 
 def status_error(
-    provider: str, status: int, raw: bytes, headers: Mapping[str, str]
+    provider: str, status: int, raw: bytes, headers: Mapping[str, str],
+    redact: Redact = _same,
 ) -> UpstreamError:
-    msg = upstream_message(raw)
+    msg = upstream_message(raw, redact)
     # Retry-After (on 429, 503, 529...) is kept: retries honour it and clients see it.
-    hdrs = {"retry-after": headers["retry-after"]} if "retry-after" in headers else None
+    delay = retry_after(headers.get("retry-after"))
+    hdrs = {"retry-after": delay} if delay is not None else None
     if status == 429:
         return UpstreamRateLimited(f"provider '{provider}' is rate limiting (429): {msg}",
                                    headers=hdrs)
@@ -83,8 +120,10 @@ class Upstream:
         timeout_s: float = 60.0,
         connect_timeout_s: float = 5.0,
         max_connections: int = 256,
+        redact: Redact = _same,
     ) -> None:
         self.provider = provider
+        self.redact = redact
         self.base_url = base_url.rstrip("/")
         self.headers = dict(headers or {})
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
@@ -139,29 +178,32 @@ class Upstream:
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise status_error(self.provider, resp.status, raw, resp.headers)
+                    raise status_error(self.provider, resp.status, raw, resp.headers,
+                                       self.redact)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"provider '{self.provider}' did not answer within "
                 f"{self.timeout.total:g}s; raise timeout_s in its config if this is expected"
             ) from None
         except aiohttp.ClientPayloadError as exc:
-            raise UpstreamUnavailable(
-                f"provider '{self.provider}' dropped the connection mid-response: {exc}",
+            raise UpstreamUnavailable(self.redact(
+                f"provider '{self.provider}' dropped the connection mid-response: {exc}"),
                 code="upstream_connection_reset",
             ) from None
         except aiohttp.ClientConnectionError as exc:
-            raise UpstreamUnavailable(
-                f"provider '{self.provider}' is unreachable at {self.base_url}: {exc}"
-            ) from None
+            raise self._unreachable(exc) from None
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamError(
                 f"provider '{self.provider}' returned a body that is not JSON: "
-                f"{raw[:120].decode('utf-8', 'replace')!r}",
+                f"{_quoted(raw, self.redact)}",
                 code="upstream_bad_response",
             ) from None
+
+    def _unreachable(self, exc: Exception) -> UpstreamUnavailable:
+        return UpstreamUnavailable(self.redact(
+            f"provider '{self.provider}' is unreachable at {self.base_url}: {exc}"))
 
     async def stream_sse(
         self, path: str, body: JSON, *, params: Mapping[str, str] | None = None,
@@ -175,14 +217,15 @@ class Upstream:
             ) as resp:
                 if resp.status >= 400:
                     raw = await resp.read()
-                    raise status_error(self.provider, resp.status, raw, resp.headers)
+                    raise status_error(self.provider, resp.status, raw, resp.headers,
+                                       self.redact)
                 ctype = resp.headers.get("content-type", "")
                 if "text/event-stream" not in ctype and "json" in ctype:
                     # Some upstreams answer a stream request with a JSON error body and 200.
                     raw = await resp.read()
                     raise UpstreamError(
                         f"provider '{self.provider}' answered a stream request with JSON: "
-                        f"{upstream_message(raw)}", code="upstream_bad_response",
+                        f"{upstream_message(raw, self.redact)}", code="upstream_bad_response",
                     )
                 event: str | None = None
                 data: list[bytes] = []
@@ -206,22 +249,25 @@ class Upstream:
             ) from None
         except aiohttp.ClientPayloadError as exc:
             raise UpstreamError(
-                f"provider '{self.provider}' broke off the stream: {exc}",
+                self.redact(f"provider '{self.provider}' broke off the stream: {exc}"),
                 code="upstream_stream_broken",
             ) from None
         except aiohttp.ClientConnectionError as exc:
-            raise UpstreamUnavailable(
-                f"provider '{self.provider}' is unreachable at {self.base_url}: {exc}"
-            ) from None
+            raise self._unreachable(exc) from None
 
 
-def parse_json_event(provider: str, data: bytes) -> JSON:
+def _quoted(raw: bytes, redact: Redact) -> str:
+    """The first bytes of a body, decoded, redacted and quoted for an error message."""
+    return repr(excerpt(raw[:120 + _SECRET_ROOM].decode("utf-8", "replace"), redact, 120))
+
+
+def parse_json_event(provider: str, data: bytes, redact: Redact = _same) -> JSON:
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
         raise UpstreamError(
             f"provider '{provider}' sent a stream event that is not JSON: "
-            f"{data[:120].decode('utf-8', 'replace')!r}",
+            f"{_quoted(data, redact)}",
             code="upstream_bad_response",
         ) from None
     if not isinstance(obj, dict):

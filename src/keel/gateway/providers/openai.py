@@ -31,6 +31,7 @@ class OpenAIProvider(Provider):
         self.http = Upstream(
             config.name, config.base_url or "", headers=headers, timeout_s=config.timeout_s,
             connect_timeout_s=config.connect_timeout_s, max_connections=config.max_connections,
+            redact=self.secrets.redact,
         )
 
     async def start(self) -> None:
@@ -63,11 +64,12 @@ class OpenAIProvider(Provider):
         ):
             if data == b"[DONE]":
                 return
-            chunk = parse_json_event(self.name, data)
+            chunk = parse_json_event(self.name, data, self.secrets.redact)
             if "error" in chunk and "choices" not in chunk:
                 raise UpstreamError(
                     f"provider '{self.name}' reported an error mid-stream: "
-                    f"{upstream_message(data)}", code="upstream_stream_error",
+                    f"{upstream_message(data, self.secrets.redact)}",
+                    code="upstream_stream_error",
                 )
             yield chunk
 
