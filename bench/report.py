@@ -223,12 +223,20 @@ def compute_checks(by: dict[str, TargetResult], rounds: int) -> list[Check]:
                               rounds))
     checks.append(ratio_check("keel/LiteLLM throughput at c=32 >= 30x", keel, ll, 30, ".1f",
                               failed("keel") if not keel else failed("litellm"), rounds))
+    nj = ok("keel-nojournal")
+    if keel and nj:
+        name, text, _ = ratio_check("journal", keel, nj, 0, ".3f", "-", rounds)
+        checks.append(("throughput at c=32, keel ÷ keel-nojournal (not a check)", text,
+                       "INFO"))
     for line in (
         cpu_ratio_line("CPU µs/req at c=32, keel ÷ passthrough (not a check)", keel, pt, ".2f",
                        "a load-independent cost ratio: its inverse is the throughput ratio "
                        "two CPU-bound single-core servers would have"),
         cpu_ratio_line("CPU µs/req at c=32, LiteLLM ÷ keel (not a check)", ll, keel, ".1f",
                        "the same for keel vs LiteLLM"),
+        cpu_ratio_line("CPU µs/req at c=32, keel ÷ keel-nojournal (not a check)", keel,
+                       ok("keel-nojournal"), ".3f",
+                       "what the crash-safe trace journal costs per request"),
     ):
         if line:
             checks.append(line)

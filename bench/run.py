@@ -342,6 +342,8 @@ def start_keel(tr: TargetResult, args: argparse.Namespace, tmp: Path, upstream_p
         body = {**BODY, "model": variant.model}
         body_file = data / "body.json"
         body_file.write_text(json.dumps(body))
+    if variant:
+        env.update(dict(variant.env))
     if variant and variant.redis:
         assert redis_prefix
         env.update(KEEL_REDIS_URL=args.redis_url, KEEL_REDIS_PREFIX=redis_prefix)

@@ -34,6 +34,7 @@ class Variant:
     yaml: str  # appended to keel's plain config (after its `models:` list)
     model: str | None = None  # what clients send as "model" (None: the plain bench model)
     redis: bool = False
+    env: tuple[tuple[str, str], ...] = ()  # extra KEEL_* settings of this variant
 
 
 def route_yaml(model: str) -> str:
@@ -54,6 +55,10 @@ def route_yaml(model: str) -> str:
 
 def variants(model: str) -> list[Variant]:
     return [
+        Variant("keel-nojournal",
+                "keel with the crash-safe trace journal off (KEEL_TRACE_JOURNAL=false): "
+                "what the journal costs, measured against `keel` in the same round",
+                yaml="", env=(("KEEL_TRACE_JOURNAL", "false"),)),
         Variant("keel+route",
                 f"keel + a route `{ROUTE}` (sent as the model): 2 weighted targets (3:1, two "
                 "models on the same `openai` provider), a fallback model, 2 retries; no faults, "

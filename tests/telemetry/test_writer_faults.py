@@ -250,3 +250,36 @@ async def test_close_with_the_store_down_reports_what_it_could_not_store(
         ids = {r[0] for r in (await conn.execute(sa.select(traces.c.id))).all()}
     assert len(ids) == 30
     await store.aclose()
+
+
+async def test_with_store_and_journal_both_refusing_traces_are_held_then_stored(
+        tmp_path: Path) -> None:
+    """No journal (its directory cannot be created) and no store: traces are held in
+    memory up to hold_max, then the writer stops accepting; once the store is back,
+    everything held is stored and it accepts again."""
+    (tmp_path / "not-a-dir").write_text("a file where the spill directory should be")
+    store = Store(f"sqlite:///{tmp_path / 'keel.db'}")
+    w = TraceWriter(store, spill_dir=tmp_path / "not-a-dir" / "spill", max_queue=5,
+                    batch_size=5, flush_interval_s=0.01, hold_max=10)
+    await w.start()
+    assert "journal_error" in w.health()
+    for i in range(10):
+        w.submit(make_trace(i))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if w.store_error:
+            break
+    for i in range(10, 40):
+        w.submit(make_trace(i))
+    assert not w.accepting and w.health()["accepting"] is False
+    assert w.lost > 0  # counted, and the gateway refuses new requests from here on
+    kept = 40 - w.lost
+    await store.upgrade()
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if await count_traces(store) == kept:
+            break
+    assert await count_traces(store) == kept
+    assert w.accepting
+    await w.close()
+    await store.aclose()

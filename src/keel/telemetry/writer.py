@@ -87,6 +87,7 @@ class TraceWriter:
         batch_size: int = 500,
         flush_interval_s: float = 0.25,
         hold_max: int = 20_000,
+        journal: bool = True,
         journal_fsync_s: float | None = None,
     ) -> None:
         self.store = store
@@ -94,6 +95,7 @@ class TraceWriter:
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.hold_max = hold_max
+        self.use_journal = journal
         self.journal = Journal(self.spill_dir, header=JOURNAL_HEADER,
                                fsync_interval_s=journal_fsync_s)
         self._queue: asyncio.Queue[Entry] = asyncio.Queue(maxsize=max_queue)
@@ -163,9 +165,9 @@ class TraceWriter:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.spill_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.journal.open()
+            if self.use_journal:
+                self.journal.open()
         except OSError as exc:  # a read-only data directory: run on memory alone
             log.error("cannot open the trace journal in %s (%s); traces are not crash-safe "
                       "until it is writable", self.spill_dir, exc)
@@ -220,7 +222,7 @@ class TraceWriter:
             out["not_draining_for_s"] = round(time.time() - (self.store_error_since or 0), 1)
         if self.journal.failing:
             out["journal_error"] = self.journal.failing
-        if not self.journal.owner:
+        if self.use_journal and not self.journal.owner:
             out["journal_error"] = out.get("journal_error") or "journal not open"
         return out
 
@@ -299,6 +301,9 @@ class TraceWriter:
 
     async def _idle(self) -> None:
         """Nothing queued: replay what waits on disk, tidy the journal."""
+        if self.use_journal and not self.journal.owner:
+            with contextlib.suppress(OSError, RuntimeError):
+                self.journal.open()  # its directory may be writable by now
         self.journal.probe()
         self.journal.rotate_if_dirty()
         await self._replay_own()
