@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,8 @@ import pytest
 from keel.config import KeelConfig, parse_config
 from keel.limits import Limits, connect_redis
 from keel.store import Store
+from tests.conftest import REQUIRE_SERVICES
+from tests.limits.redis_server import RedisServer, redis_server_binary
 
 
 class Clock:
@@ -65,6 +67,21 @@ async def make_limits(backend: str, request: pytest.FixtureRequest,
     yield make
     for c in clients:
         await c.aclose()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own (kept nothing on disk), so the test may kill it and
+    start it again empty without touching the shared Redis."""
+    if redis_server_binary() is None:
+        reason = "redis-server not installed; install it to run the Redis-loss tests"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"KEEL_TEST_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    if server.proc is not None:
+        server.kill()
 
 
 def cfg(data: dict[str, Any]) -> KeelConfig:

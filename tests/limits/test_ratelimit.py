@@ -209,9 +209,9 @@ async def test_redis_keys_live_under_the_prefix_and_expire(
     await limits.settle(await limits.admit(req(usd=0.1)), 0.05, 10)
     await limits.admit(req(usd=0.1))
     keys = sorted(k.decode() for k in await redis.keys(redis_prefix + "*"))
+    day = limits._periods.current("daily", time.time())[0]
     assert keys == [redis_prefix + k for k in (
-        f"budget-res:team:t:{limits._periods.current('daily', time.time())[0]}:t",
-        f"budget:team:t:{limits._periods.current('daily', time.time())[0]}:t",
+        f"budget-res:team:t:{day}:t", f"budget-seeded:team:t:{day}", f"budget:team:t:{day}:t",
         "rl:rpm:key:*:k1", "rl:tpm:key:*:k1")]
     ttls = {k: await redis.ttl(k) for k in keys}
     assert all(0 < t <= 62 for k, t in ttls.items() if ":rl:" in k)

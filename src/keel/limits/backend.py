@@ -1,4 +1,4 @@
-"""What both counter backends (memory, Redis) return."""
+"""What the counter backends (memory, Redis) return."""
 
 from __future__ import annotations
 
@@ -20,6 +20,18 @@ class Refusal:
     reserved: int = 0
 
 
+# A settlement to send again: (budget hash, reservation set, reservation member or "",
+# amount reserved, spent, epoch ms it was made), amounts in nano-USD.
+Repayment = tuple[str, str, str, int, int, int]
+
 # A budget whose spend crossed its soft threshold in this settle (first time in its period):
 # (index in the admission's budgets, spent in nano-USD).
 SoftCrossing = tuple[int, int]
+
+
+@dataclass(slots=True)
+class NeedsSeed:
+    """``admit`` found budget counters Redis does not hold (lost or never built): the
+    indexes of those budgets in the plan. Nothing was counted."""
+
+    indexes: list[int]

@@ -1,14 +1,6 @@
 """The Redis backend: each admit and each settle is one Lua script call (one round trip),
-atomic across every replica sharing the Redis and the key prefix.
-
-Keys (under the prefix):
-
-- ``rl:{rpm|tpm}:{scope}:{match}:{value}``: hash, second -> count; expires after 62 s idle.
-- ``budget:{scope}:{match}:{period}:{value}``: hash with ``spent`` and ``reserved``
-  (nano-USD) and ``soft`` (the soft warning was logged); expires a day after its period.
-- ``budget-res:{scope}:{match}:{period}:{value}``: sorted set of live reservations,
-  member ``{amount}:{request id}``, score = expiry (ms). Expired members are purged (and
-  their amount given back) by the next script that touches the budget.
+atomic across every replica sharing the Redis and the key prefix. The keys and scripts
+are described in ``keel.limits.scripts``.
 
 Scripts run with EVALSHA and fall back to EVAL when Redis answers NOSCRIPT (after a
 restart or a SCRIPT FLUSH). Times come from the caller's clock (replicas need NTP).
@@ -23,157 +15,11 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
-from keel.limits.backend import WINDOW_S, Refusal, SoftCrossing
+from keel.limits.backend import NeedsSeed, Refusal, Repayment, SoftCrossing
 from keel.limits.rules import LimitTarget
+from keel.limits.scripts import ADMIT, PEEK, REPAY, SEED, SETTLE
 
-# Purge expired reservations of budget B/Z (reserved total `res`); returns the live total.
-# Numbers written back go through string.format: Lua would print large ones as 1e+14.
-_PURGE = """
-local function purge(B, Z, res, nowms)
-  if res == 0 then return 0 end
-  local gone = redis.call('ZRANGEBYSCORE', Z, '-inf', nowms)
-  if #gone > 0 or res < 0 then
-    for _, mm in ipairs(gone) do res = res - tonumber(string.match(mm, '^%d+')) end
-    if #gone > 0 then redis.call('ZREMRANGEBYSCORE', Z, '-inf', nowms) end
-    if res < 0 or redis.call('ZCARD', Z) == 0 then res = 0 end
-    redis.call('HSET', B, 'reserved', string.format('%d', res))
-  end
-  return res
-end
-"""
-
-# KEYS: n rate-limit hashes, then m pairs (budget hash, reservation set).
-# ARGV: now_s, now_ms, n, m, member, amount, expiry_ms,
-#       then per limit: kind ('r'/'t'), limit; then per budget: limit, key ttl (0: none).
-# Returns {0} admitted; {1, i, free_at_s} limit i refused; {2, k, spent, reserved}.
-# Nothing is counted unless every limit and budget admits.
-ADMIT = _PURGE + f"local WINDOW = {WINDOW_S}\n" + """
-local now = tonumber(ARGV[1])
-local n = tonumber(ARGV[3])
-local m = tonumber(ARGV[4])
-local amt = tonumber(ARGV[6])
-local floor = now - WINDOW
-local a = 8
-for i = 1, n do
-  local lim = tonumber(ARGV[a + 1])
-  local h = redis.call('HGETALL', KEYS[i])
-  local total, old = 0, nil
-  for j = 1, #h, 2 do
-    if tonumber(h[j]) <= floor then
-      old = old or {}
-      old[#old + 1] = h[j]
-    else
-      total = total + tonumber(h[j + 1])
-    end
-  end
-  if old then redis.call('HDEL', KEYS[i], unpack(old)) end
-  if total >= lim then
-    local secs, cnt = {}, {}
-    for j = 1, #h, 2 do
-      local s = tonumber(h[j])
-      if s > floor then secs[#secs + 1] = s; cnt[s] = tonumber(h[j + 1]) end
-    end
-    table.sort(secs)
-    for _, s in ipairs(secs) do
-      total = total - cnt[s]
-      if total < lim then return {1, i, s + WINDOW} end
-    end
-    return {1, i, now + WINDOW}
-  end
-  a = a + 2
-end
-local b = a
-for k = 1, m do
-  local B, Z = KEYS[n + 2 * k - 1], KEYS[n + 2 * k]
-  local v = redis.call('HMGET', B, 'spent', 'reserved')
-  local spent = tonumber(v[1]) or 0
-  local res = purge(B, Z, tonumber(v[2]) or 0, ARGV[2])
-  if spent + res + amt > tonumber(ARGV[b]) then return {2, k, spent, res} end
-  b = b + 2
-end
-a = 8
-for i = 1, n do
-  if ARGV[a] == 'r' then
-    redis.call('HINCRBY', KEYS[i], ARGV[1], 1)
-    redis.call('EXPIRE', KEYS[i], WINDOW + 2)
-  end
-  a = a + 2
-end
-for k = 1, m do
-  local B, Z = KEYS[n + 2 * k - 1], KEYS[n + 2 * k]
-  if redis.call('ZADD', Z, 'NX', ARGV[7], ARGV[5]) == 1 then
-    redis.call('HINCRBY', B, 'reserved', ARGV[6])
-  end
-  local ttl = tonumber(ARGV[a + 1])
-  if ttl > 0 then
-    redis.call('EXPIRE', B, ttl)
-    redis.call('EXPIRE', Z, ttl)
-  end
-  a = a + 2
-end
-return {0}
-"""
-
-# KEYS: n tpm hashes, then m pairs (budget hash, reservation set).
-# ARGV: now_s, n, m, tokens, member, amount, actual, then per budget: soft (-1: none), ttl.
-# Returns {k1, spent1, k2, spent2, ...}: budgets whose spend crossed the soft threshold for
-# the first time in their period.
-SETTLE = f"local WINDOW = {WINDOW_S}\n" + """
-local n = tonumber(ARGV[2])
-local m = tonumber(ARGV[3])
-if tonumber(ARGV[4]) > 0 then
-  for i = 1, n do
-    redis.call('HINCRBY', KEYS[i], ARGV[1], ARGV[4])
-    redis.call('EXPIRE', KEYS[i], WINDOW + 2)
-  end
-end
-local out = {}
-local a = 8
-for k = 1, m do
-  local B, Z = KEYS[n + 2 * k - 1], KEYS[n + 2 * k]
-  if redis.call('ZREM', Z, ARGV[5]) == 1 then
-    redis.call('HINCRBY', B, 'reserved', '-' .. ARGV[6])
-  end
-  if tonumber(ARGV[7]) > 0 then
-    local spent = redis.call('HINCRBY', B, 'spent', ARGV[7])
-    local soft = tonumber(ARGV[a])
-    if soft >= 0 and spent >= soft and redis.call('HSETNX', B, 'soft', 1) == 1 then
-      out[#out + 1] = k
-      out[#out + 1] = spent
-    end
-    local ttl = tonumber(ARGV[a + 1])
-    if ttl > 0 then redis.call('EXPIRE', B, ttl) end
-  end
-  a = a + 2
-end
-return out
-"""
-
-# KEYS: pairs (budget hash, reservation set). ARGV: now_ms. Returns {spent, reserved, ...}.
-PEEK = _PURGE + """
-local out = {}
-for k = 1, #KEYS / 2 do
-  local B, Z = KEYS[2 * k - 1], KEYS[2 * k]
-  local v = redis.call('HMGET', B, 'spent', 'reserved')
-  out[#out + 1] = tonumber(v[1]) or 0
-  out[#out + 1] = purge(B, Z, tonumber(v[2]) or 0, ARGV[1])
-end
-return out
-"""
-
-# KEYS: budget hashes. ARGV: per key spent, ttl. Sets spent only where Redis has none yet
-# (other replicas may already be counting). Returns how many were initialised.
-INIT = """
-local done = 0
-for k = 1, #KEYS do
-  if redis.call('HSETNX', KEYS[k], 'spent', ARGV[2 * k - 1]) == 1 then
-    done = done + 1
-    local ttl = tonumber(ARGV[2 * k])
-    if ttl > 0 then redis.call('EXPIRE', KEYS[k], ttl) end
-  end
-end
-return done
-"""
+SEED_CHUNK = 500  # counters per SEED or REPAY call
 
 class Script:
     __slots__ = ("sha", "text")
@@ -259,15 +105,17 @@ class RedisBackend:
         self.admit_script = Script(ADMIT)
         self.settle_script = Script(SETTLE)
         self.peek_script = Script(PEEK)
-        self.init_script = Script(INIT)
+        self.seed_script = Script(SEED)
+        self.repay_script = Script(REPAY)
 
     async def load(self) -> None:
-        for s in (self.admit_script, self.settle_script, self.peek_script, self.init_script):
+        for s in (self.admit_script, self.settle_script, self.peek_script, self.seed_script,
+                  self.repay_script):
             await self.redis.script_load(s.text)
 
     async def admit(self, limits: tuple[LimitTarget, ...], bkeys: list[tuple[str, str]],
                     budget_args: list[int], amount: int, rid: str,
-                    now: float) -> Refusal | None:
+                    now: float) -> Refusal | NeedsSeed | None:
         """``budget_args``: per budget its limit and key ttl (flattened)."""
         keys = [t.key for t in limits]
         for pair in bkeys:
@@ -284,6 +132,8 @@ class RedisBackend:
             return None
         if code == 1:
             return Refusal("limit", int(out[1]) - 1, free_at=float(out[2]))
+        if code == 3:
+            return NeedsSeed([int(k) - 1 for k in out[1:]])
         return Refusal("budget", int(out[1]) - 1, spent=int(out[2]), reserved=int(out[3]))
 
     async def settle(self, tpm: tuple[LimitTarget, ...], bkeys: list[tuple[str, str]],
@@ -324,22 +174,51 @@ class RedisBackend:
             out.append([(int(res[i]) - 1, int(res[i + 1])) for i in range(0, len(res), 2)])
         return out
 
-    async def peek(self, bkeys: list[tuple[str, str]], now: float) -> list[tuple[int, int]]:
+    async def peek(self, bkeys: list[tuple[str, str]],
+                   now: float) -> list[tuple[int, int, bool]]:
+        """``(spent, reserved, seeded)`` of each budget; a counter that is not seeded reads
+        what settlements added since it was lost, with nothing reserved."""
         if not bkeys:
             return []
         keys: list[str] = []
         for pair in bkeys:
             keys += pair
         out = await self.peek_script(self.redis, keys, [int(now * 1000)])
-        return [(int(out[i]), int(out[i + 1])) for i in range(0, len(out), 2)]
+        return [(int(out[i]), int(out[i + 1]), bool(int(out[i + 2])))
+                for i in range(0, len(out), 3)]
 
-    async def init(self, items: list[tuple[str, str, int, int]]) -> int:
-        if not items:
-            return 0
+    async def seed(self, items: list[tuple[tuple[str, str], int, int]], stamp_ms: int,
+                   now: float) -> int:
+        """Build the counters not seeded yet from the store's spend: ``((budget hash,
+        reservation set), spent, key ttl)`` each. Returns how many were built (the others
+        were already there, seeded by this or another replica)."""
+        done = 0
+        nowms = int(now * 1000)
+        for i in range(0, len(items), SEED_CHUNK):
+            keys: list[str] = []
+            args: list[Any] = [nowms, stamp_ms]
+            for pair, spent, ttl in items[i:i + SEED_CHUNK]:
+                keys += pair
+                args += (spent, ttl)
+            done += int(await self.pipe.call(self.seed_script, keys, args))
+        return done
+
+    async def repay(self, items: list[Repayment]) -> int:
+        """Send settlements again that Redis did not take (see ``scripts.REPAY``).
+        Returns how many spends were added."""
+        keys: list[str] = []
         args: list[Any] = []
-        for _, _, spent, ttl in items:
-            args += (spent, ttl)
-        return int(await self.init_script(self.redis, [i[0] for i in items], args))
+        for bkey, rkey, member, amount, actual, at_ms in items:
+            keys += (bkey, rkey)
+            args += (member, amount, actual, at_ms)
+        return int(await self.repay_script(self.redis, keys, args))
+
+    async def seeded(self, key: str) -> bool:
+        """Whether a rule's ``budget-seeded`` marker is there."""
+        return bool(await self.redis.exists(key))
+
+    async def mark_seeded(self, key: str, stamp_ms: int, ttl: int) -> None:
+        await self.redis.set(key, stamp_ms, nx=True, ex=ttl or None)
 
     async def instances(self, base: str) -> list[str]:
         pattern = _glob_escape(base) + "*"

@@ -8,6 +8,12 @@ When Redis cannot be reached, rate limits fail open and budgets follow their
 ``on_store_error`` (``closed``: refuse with ``LimitsUnavailable``; ``open``: admit).
 After a failure Redis is left alone for ``retry_interval_s`` so a dead Redis costs no
 time per request, and the degradation is logged at most every ``WARN_INTERVAL_S``.
+
+Redis holds a cache of the spend, the store holds the truth: a budget counter Redis does
+not have (lost in a restart, evicted, never built) is rebuilt from the store's spend
+before anything is admitted against it, and spend Redis missed while it was unreachable
+is added back when it answers (``keel.limits.rebuild``). The same ``on_store_error``
+applies when a counter must be rebuilt and the store does not answer.
 """
 
 from __future__ import annotations
@@ -23,14 +29,30 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from keel.config import KeelConfig
-from keel.errors import BudgetExceeded, LimitsUnavailable, RateLimited
-from keel.limits.backend import Refusal, SoftCrossing
+from keel.errors import LimitsUnavailable
+from keel.limits.backend import NeedsSeed
 from keel.limits.memory import MemoryBackend
-from keel.limits.periods import PeriodClock, format_reset
+from keel.limits.messages import refusal_error, unavailable, warn_soft
+from keel.limits.periods import PeriodClock
+from keel.limits.rebuild import (
+    Rebuilder,
+    SpendUnavailable,
+    Unsettled,
+    epoch_ms,
+    key_ttl,
+    load_spend,
+)
 from keel.limits.redis_backend import RedisBackend
-from keel.limits.rules import EMPTY_PLAN, BudgetRule, Plan, Rules, from_nano, to_nano
+from keel.limits.rules import (
+    EMPTY_PLAN,
+    BudgetRule,
+    BudgetTarget,
+    Plan,
+    Rules,
+    from_nano,
+    to_nano,
+)
 from keel.store import Store
-from keel.store.traces import spend_by
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -38,10 +60,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("keel.limits")
 
 RESERVATION_TTL_S = 900.0
-PERIOD_GRACE_S = 86_400  # budget keys outlive their period by a day
 WARN_INTERVAL_S = 30.0
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
-_COLUMN = {"key": "key_id", "team": "team", "feature": "feature"}
+SEED_ATTEMPTS = 3  # admit, rebuild the missing counters, admit again (and once more)
+REPAY_CHUNK = 500
 
 
 @dataclass(slots=True)
@@ -89,10 +111,13 @@ class Limits:
         self.retry_interval_s = retry_interval_s
         self.memory: MemoryBackend | None = None
         self.redis: RedisBackend | None = None
+        self.rebuild: Rebuilder | None = None
         if redis is None:
             self.memory = MemoryBackend(reservation_ttl_s)
         else:
             self.redis = RedisBackend(redis, reservation_ttl_s)
+            self.rebuild = Rebuilder(store, self.rules, self.redis,
+                                     lambda: self.retry_interval_s)
         self.backend_name = "memory" if redis is None else "redis"
         self._active = self.rules.active
         self._periods = PeriodClock()
@@ -100,9 +125,11 @@ class Limits:
         self._failures = 0
         self._warned_at = -math.inf
         self._degraded = False
-        self._pending_init: list[tuple[str, str, int, int]] = []
+        self._store_warned_at = -math.inf
+        self.unsettled = Unsettled()  # spend Redis has not counted yet
         self._settle_queue: list[tuple[Admission, int, int]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._repayer: asyncio.Task[None] | None = None
 
     @property
     def active(self) -> bool:
@@ -122,11 +149,19 @@ class Limits:
         """Finish queued settlements (counters live in memory or in Redis; the client is
         the caller's)."""
         await self.flush()
+        if self.unsettled:
+            log.warning("budgets: %d settlements Redis did not take are dropped at shutdown "
+                        "(the store has their traces: a counter rebuilt from it counts them)",
+                        len(self.unsettled))
 
     async def flush(self) -> None:
-        """Wait until every queued settlement has been sent."""
-        while self._flusher is not None:
-            await self._flusher
+        """Wait until every queued settlement has been sent (and unsettled spend paid
+        back, if Redis answers)."""
+        while self._flusher is not None or self._repayer is not None:
+            if self._flusher is not None:
+                await self._flusher
+            if self._repayer is not None:
+                await self._repayer
 
     # --- hot path ------------------------------------------------------------------------
 
@@ -149,23 +184,33 @@ class Limits:
                                         [t.rule.limit_nano for t in plan.budgets],
                                         adm.amount, adm.rid, now)
         else:
-            assert self.redis is not None
-            if self._pending_init:
-                await self._init_redis()
             if self._down_until and time.monotonic() < self._down_until:
                 return self._degrade(adm, None)
             args: list[int] = []
             for t, end in zip(plan.budgets, ends, strict=True):
-                args += (t.rule.limit_nano, self._key_ttl(end, now))
-            try:
-                refusal = await self.redis.admit(plan.limits, bkeys, args, adm.amount,
-                                                 adm.rid, now)
-            except REDIS_ERRORS as exc:
-                return self._degrade(adm, exc)
+                args += (t.rule.limit_nano, key_ttl(end, now))
+            for _ in range(SEED_ATTEMPTS):
+                try:
+                    got = await self._redis().admit(plan.limits, bkeys, args, adm.amount,
+                                                    adm.rid, now)
+                    if not isinstance(got, NeedsSeed):
+                        break
+                    await self._rebuilder().seed([plan.budgets[k] for k in got.indexes], now)
+                except REDIS_ERRORS as exc:
+                    return self._degrade(adm, exc)
+                except SpendUnavailable as exc:
+                    return self._degrade_store(adm, exc)
+            else:  # rebuilt, and gone again before it could be used
+                return self._degrade_store(adm, SpendUnavailable(
+                    "budget counters disappeared from Redis as soon as they were rebuilt "
+                    "(is Redis evicting keys?)"))
+            refusal = got
             if self._degraded:
                 self._recovered()
+            if self.unsettled:
+                self._repay_soon()
         if refusal is not None:
-            raise self._refusal_error(adm, refusal, now)
+            raise refusal_error(plan, ends, adm.amount, refusal, now)
         return adm
 
     async def settle(self, adm: Admission, actual_usd: float, tokens: int) -> None:
@@ -205,6 +250,9 @@ class Limits:
         if self.memory is not None:
             self._settle_memory(adm, actual, tokens)
             return
+        if adm.degraded:  # admitted without counting: only counters that kept theirs
+            self._unsettled([(adm, actual, tokens)])
+            return
         self._settle_queue.append((adm, actual, tokens))
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_settlements())
@@ -221,22 +269,60 @@ class Limits:
         assert self.redis is not None
         if self._down_until and time.monotonic() < self._down_until:
             self._failed(None)
+            self._unsettled(batch)
             return
         now = self.clock()
         calls = []
         for adm, actual, tokens in batch:
             args: list[int] = []
             for t, end in zip(adm.plan.budgets, adm.ends, strict=True):
-                args += (t.rule.soft_nano, self._key_ttl(end, now))
+                args += (t.rule.soft_nano, key_ttl(end, now))
             calls.append((adm.plan.tpm, adm.bkeys, args, adm.amount, adm.rid, actual, tokens))
         try:
             results = await self.redis.settle_many(calls, now)
         except REDIS_ERRORS as exc:
             self._failed(exc)
+            self._unsettled(batch)
             return
         for (adm, _, _), crossed in zip(batch, results, strict=True):
             if crossed:
-                self._soft_warning(adm, crossed)
+                warn_soft(adm.plan, adm.ends, crossed)
+        if self.unsettled:
+            self._repay_soon()
+
+    def _unsettled(self, batch: list[tuple[Admission, int, int]]) -> None:
+        """Keep the spend of settlements Redis did not take, to be paid back."""
+        at = epoch_ms()
+        for adm, actual, _ in batch:
+            if adm.degraded:
+                self.unsettled.add_spend(adm.bkeys, actual, at)
+            else:
+                self.unsettled.add_held(adm.bkeys, f"{adm.amount}:{adm.rid}", adm.amount,
+                                        actual, at)
+        self._repay_soon()
+
+    def _repay_soon(self) -> None:
+        if (self._repayer is None and self.unsettled
+                and not (self._down_until and time.monotonic() < self._down_until)):
+            self._repayer = asyncio.get_running_loop().create_task(self._repay())
+
+    async def _repay(self) -> None:
+        """Add the unsettled spend to the counters Redis kept (see ``rebuild.Unsettled``)."""
+        try:
+            items = self.unsettled.take()
+            added = 0
+            for i in range(0, len(items), REPAY_CHUNK):
+                try:
+                    added += await self._redis().repay(items[i:i + REPAY_CHUNK])
+                except REDIS_ERRORS as exc:
+                    self.unsettled.put_back(items[i:])
+                    self._failed(exc)
+                    return
+            if added:
+                log.info("budgets: %d settlements Redis missed while unreachable added to "
+                         "its counters", added)
+        finally:
+            self._repayer = None
 
     def _settle_memory(self, adm: Admission, actual: int, tokens: int) -> None:
         assert self.memory is not None
@@ -245,7 +331,7 @@ class Limits:
                                      [t.rule.soft_nano for t in plan.budgets],
                                      adm.amount, adm.rid, actual, tokens, self.clock())
         if crossed:
-            self._soft_warning(adm, crossed)
+            warn_soft(adm.plan, adm.ends, crossed)
 
     async def _settle(self, adm: Admission, actual: int, tokens: int) -> None:
         now = self.clock()
@@ -256,58 +342,51 @@ class Limits:
                                          adm.amount, adm.rid, actual, tokens, now)
         else:
             assert self.redis is not None
+            if adm.degraded:
+                self._unsettled([(adm, actual, tokens)])
+                return
             if self._down_until and time.monotonic() < self._down_until:
                 self._failed(None)
+                self._unsettled([(adm, actual, tokens)])
                 return
             args: list[int] = []
             for t, end in zip(plan.budgets, adm.ends, strict=True):
-                args += (t.rule.soft_nano, self._key_ttl(end, now))
+                args += (t.rule.soft_nano, key_ttl(end, now))
             try:
                 crossed = await self.redis.settle(plan.tpm, adm.bkeys, args, adm.amount,
                                                   adm.rid, actual, tokens, now)
             except REDIS_ERRORS as exc:
                 self._failed(exc)
+                self._unsettled([(adm, actual, tokens)])
                 return
+            if self.unsettled:
+                self._repay_soon()
         if crossed:
-            self._soft_warning(adm, crossed)
+            warn_soft(adm.plan, adm.ends, crossed)
 
-    # --- errors --------------------------------------------------------------------------
-
-    def _refusal_error(self, adm: Admission, r: Refusal,
-                       now: float) -> RateLimited | BudgetExceeded:
-        if r.kind == "limit":
-            t = adm.plan.limits[r.index]
-            wait = max(1, math.ceil(r.free_at - now))
-            unit = "requests" if t.kind == "rpm" else "tokens"
-            which = f"{t.scope}:{t.match}" + (f", each {t.scope} separately"
-                                              if t.match == "*" else "")
-            return RateLimited(
-                f"rate limit exceeded: {t.scope} '{t.value}' may use {t.limit:,} {unit} per "
-                f"minute ({t.kind} limit {which}); the window frees up in {wait} s",
-                headers={"retry-after": str(wait)})
-        b = adm.plan.budgets[r.index]
-        end = adm.ends[r.index]
-        headers = {} if end is None else {"retry-after": str(max(1, math.ceil(end - now)))}
-        rule = b.rule
-        return BudgetExceeded(
-            f"budget exceeded: the {rule.period} budget of {rule.scope} '{b.value}' is "
-            f"{_usd(rule.usd)}; spent {_usd(from_nano(r.spent))}, reserved "
-            f"{_usd(from_nano(r.reserved))}, and this request needs up to "
-            f"{_usd(from_nano(adm.amount))}; it resets {_reset_phrase(end)}",
-            headers=headers)
+    # --- degradation ----------------------------------------------------------------------
 
     def _degrade(self, adm: Admission, exc: BaseException | None) -> Admission:
+        """Redis failed: admit without counting, or refuse (``on_store_error``)."""
         self._failed(exc)
-        closed = adm.plan.fail_closed
-        if closed:
-            b = closed[0]
-            raise LimitsUnavailable(
-                f"budgets cannot be checked: Redis is unreachable; the {b.rule.period} budget "
-                f"of {b.rule.scope} '{b.value}' is set to refuse requests then "
-                "(on_store_error: closed); retry shortly",
-                headers={"retry-after": str(max(1, math.ceil(self.retry_interval_s)))})
+        return self._uncounted(adm, "Redis is unreachable")
+
+    def _uncounted(self, adm: Admission, why: str) -> Admission:
+        """Admit without counting, or refuse if a matching budget is set to fail closed."""
+        if adm.plan.fail_closed:
+            raise unavailable(adm.plan.fail_closed[0], why, self.retry_interval_s)
         adm.degraded = True
         return adm
+
+    def _degrade_store(self, adm: Admission, exc: SpendUnavailable) -> Admission:
+        """A counter Redis lost could not be rebuilt from the store."""
+        mono = time.monotonic()
+        if mono - self._store_warned_at >= WARN_INTERVAL_S:
+            log.warning("budget counters missing in Redis cannot be rebuilt from the store "
+                        "(%s); budgets follow on_store_error", exc)
+            self._store_warned_at = mono
+        return self._uncounted(adm, "Redis lost its budget counters and the store, which "
+                                    "holds the spend to rebuild them from, did not answer")
 
     def _failed(self, exc: BaseException | None) -> None:
         mono = time.monotonic()
@@ -328,82 +407,87 @@ class Limits:
         self._down_until = 0.0
         log.warning("Redis reachable again: rate limits and budgets are enforced")
 
-    def _soft_warning(self, adm: Admission, crossed: list[SoftCrossing]) -> None:
-        for k, spent in crossed:
-            rule = adm.plan.budgets[k].rule
-            log.warning(
-                "budget soft threshold: %s %s '%s' has spent %s of %s (%.0f%%, soft_pct %s); "
-                "it resets %s", rule.period, rule.scope, adm.plan.budgets[k].value,
-                _usd(from_nano(spent)), _usd(rule.usd), 100.0 * from_nano(spent) / rule.usd,
-                rule.soft_pct, _reset_phrase(adm.ends[k]))
-
     # --- reconciliation and status -------------------------------------------------------
 
-    def _key_ttl(self, end: float | None, now: float) -> int:
-        return 0 if end is None else max(1, math.ceil(end - now)) + PERIOD_GRACE_S
-
     async def _reconcile(self) -> None:
-        """Load each budget's spend in its current period from the stored traces."""
+        """Start from each budget's spend in its current period as the store recorded it:
+        in memory, all of it now; with Redis, the counters Redis does not hold (the others
+        are built when first needed)."""
         now = self.clock()
-        items: list[tuple[str, str, int, int]] = []
-        for rule in self.rules.budget_rules:
-            pk, start, end = self._periods.current(rule.period, now)
-            sums = await spend_by(self.store, _COLUMN[rule.scope],
-                                  since=None if end is None else start,
-                                  value=None if rule.match == "*" else rule.match)
-            for value, usd in sums.items():
-                bkey, rkey = self.rules.budget_target(rule, value).keys(pk)
-                items.append((bkey, rkey, to_nano(usd), self._key_ttl(end, now)))
         if self.memory is not None:
+            items: list[tuple[str, str, int, int]] = []
+            for rule in self.rules.budget_rules:
+                pk, start, end = self._periods.current(rule.period, now)
+                sums = await load_spend(self.store, rule, start, end,
+                                        None if rule.match == "*" else rule.match)
+                for value, usd in sums.items():
+                    bkey, rkey = self.rules.budget_target(rule, value).keys(pk)
+                    items.append((bkey, rkey, to_nano(usd), key_ttl(end, now)))
             self.memory.init(items)
-        else:
-            self._pending_init = items
-            await self._init_redis()
-
-    async def _init_redis(self) -> None:
-        assert self.redis is not None
+            return
         if self._down_until and time.monotonic() < self._down_until:
             return
-        items, self._pending_init = self._pending_init, []
         try:
-            done = await self.redis.init(items)
+            for rule in self.rules.budget_rules:
+                await self._rebuilder().seed_rule(rule, now)
         except REDIS_ERRORS as exc:
-            self._pending_init = items  # try again when Redis answers
             self._failed(exc)
-            return
-        log.info("budgets: %d of %d spend counters initialised from stored traces",
-                 done, len(items))
+        except SpendUnavailable as exc:
+            log.warning("budgets: the stored spend could not be read at start (%s); "
+                        "counters are built when first needed", exc)
 
     async def status(self) -> list[dict[str, Any]]:
-        """One row per budget instance in its current period."""
+        """One row per budget instance in its current period. With Redis, counters it
+        does not hold are built from the store first, so the rows show the real spend."""
         now = self.clock()
         rows: list[dict[str, Any]] = []
         for rule in self.rules.budget_rules:
             pk, _, end = self._periods.current(rule.period, now)
-            if rule.match == "*":
-                base = f"{self.prefix}budget:{rule.scope}:*:{pk}:"
-                try:
-                    keys = (self.memory.instances(base) if self.memory is not None
-                            else await self._redis().instances(base))
-                except REDIS_ERRORS as exc:
-                    raise self._status_error(exc) from None
-                values = sorted(k[len(base):] for k in keys)
-            else:
-                values = [rule.match]
-            targets = [self.rules.budget_target(rule, v) for v in values]
-            bkeys = [t.keys(pk) for t in targets]
             try:
-                use = (self.memory.peek(bkeys, now) if self.memory is not None
-                       else await self._redis().peek(bkeys, now))
+                targets = await self._instances(rule, pk, now)
+                if self.memory is not None:
+                    use = self.memory.peek([t.keys(pk) for t in targets], now)
+                else:
+                    use = await self._peek_seeded(targets, pk, now)
             except REDIS_ERRORS as exc:
                 raise self._status_error(exc) from None
-            rows += [self._row(rule, v, spent, res, end) for v, (spent, res) in zip(
-                values, use, strict=True)]
+            except SpendUnavailable as exc:
+                raise LimitsUnavailable(
+                    "budget status unavailable: Redis lost budget counters and the store, "
+                    f"which holds the spend to rebuild them from, did not answer ({exc})"
+                ) from None
+            rows += [self._row(rule, t.value, spent, res, end) for t, (spent, res) in zip(
+                targets, use, strict=True)]
         return rows
+
+    async def _instances(self, rule: BudgetRule, pk: str, now: float) -> list[BudgetTarget]:
+        if rule.match != "*":
+            return [self.rules.budget_target(rule, rule.match)]
+        base = f"{self.prefix}budget:{rule.scope}:*:{pk}:"
+        if self.memory is not None:
+            keys = self.memory.instances(base)
+        else:
+            await self._rebuilder().seed_rule(rule, now)  # a no-op unless Redis lost them
+            keys = await self._redis().instances(base)
+        return [self.rules.budget_target(rule, v) for v in sorted(k[len(base):] for k in keys)]
+
+    async def _peek_seeded(self, targets: list[BudgetTarget], pk: str,
+                           now: float) -> list[tuple[int, int]]:
+        bkeys = [t.keys(pk) for t in targets]
+        use = await self._redis().peek(bkeys, now)
+        missing = [t for t, (_, _, seeded) in zip(targets, use, strict=True) if not seeded]
+        if missing:
+            await self._rebuilder().seed(missing, now)
+            use = await self._redis().peek(bkeys, now)
+        return [(spent, res) for spent, res, _ in use]
 
     def _redis(self) -> RedisBackend:
         assert self.redis is not None
         return self.redis
+
+    def _rebuilder(self) -> Rebuilder:
+        assert self.rebuild is not None
+        return self.rebuild
 
     def _status_error(self, exc: BaseException) -> LimitsUnavailable:
         return LimitsUnavailable(f"budget status unavailable: Redis is unreachable "
@@ -421,13 +505,3 @@ class Limits:
             "on_store_error": rule.on_store_error, "backend": self.backend_name,
         }
 
-
-def _usd(v: float) -> str:
-    text = f"{v:.6f}".rstrip("0")
-    if len(text.split(".")[1]) < 2:
-        text = f"{v:.2f}"
-    return "$" + text
-
-
-def _reset_phrase(end: float | None) -> str:
-    return "never (a total budget)" if end is None else f"at {format_reset(end)}"
