@@ -300,7 +300,8 @@ class BudgetConfig(_Strict):
     period: Literal["daily", "weekly", "monthly", "total"] = "monthly"
     soft_pct: float | None = Field(80.0, gt=0, le=100)
     on_store_error: Literal["closed", "open"] = Field(
-        "closed", description="If Redis is unreachable: refuse (closed) or admit (open).")
+        "closed", description="If Redis is unreachable (or a counter it lost cannot be "
+        "rebuilt from the store): refuse (closed) or admit (open).")
 
 
 class ScheduledSuite(_Strict):
