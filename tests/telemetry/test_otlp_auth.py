@@ -125,3 +125,29 @@ def test_an_override_key_reports_any_feature_and_the_team_is_the_keys(keel: Keel
     assert ingest(keel, unbound, body).status_code == 200
     assert stored(keel, team="growth", feature="search") == 1
     assert stored(keel, team="growth", feature="recs-api") == 1
+
+
+def test_ingested_spans_obey_the_features_capture_policy(tmp_path: Path) -> None:
+    """Content of an ingested span is stored as its feature's `capture` says, like a
+    gateway trace's: none keeps no text, redacted masks PII."""
+    config = {**CONFIG, "features": [{"name": "private", "capture": "none"},
+                                     {"name": "masked", "capture": "redacted"}]}
+    messages = json.dumps([{"role": "user", "parts": [
+        {"type": "text", "content": "mail me at jane.doe@example.com"}]}])
+    with running_keel(tmp_path, config) as k:
+        for i, feature in enumerate(("private", "masked")):
+            body = json_request(spend_span(f"{i + 1:016x}", **{
+                "keel.feature": feature, "gen_ai.input.messages": messages}))
+            assert ingest(k, k.admin_key, body).status_code == 200
+        k.flush()
+        rows = {r["feature"]: r for r in k.run(_with_content(k))}
+        assert rows["private"]["request"] is None
+        masked = json.dumps(rows["masked"]["request"])
+        assert "jane.doe@example.com" not in masked and "mail me at" in masked
+
+
+async def _with_content(k: Keel) -> list[dict[str, Any]]:
+    from keel.store.traces import get_trace, list_traces
+
+    page, _ = await list_traces(k.state.store, TraceFilter())
+    return [t for r in page if (t := await get_trace(k.state.store, r["id"])) is not None]

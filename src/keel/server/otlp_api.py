@@ -52,6 +52,7 @@ async def otlp_traces(request: Request) -> Response:
     except KeelError as exc:
         return openai_error(exc)
     for trace in out.traces:
+        st.gateway.seal(trace)  # the feature's capture policy, no configured secret
         st.writer.submit(trace)  # non-blocking; stored, rolled up and priced like any trace
     return Response(body, media_type=media_type)
 
