@@ -306,3 +306,27 @@ def test_journal_files_are_private_to_their_process(tmp_path: Path) -> None:
     found = [paths for _, paths in two.orphans()]
     assert len(found) == 1 and found[0][0].name.startswith(f"journal-{one.owner}-")
     two.close(keep=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", ["postgresql"])
+def test_shutdown_that_cannot_drain_exits_non_zero_and_keeps_the_traces(
+        tmp_path: Path, database_url: str) -> None:
+    k = KeelProcess(tmp_path, CONFIG, database_url, ADMIN, KEEL_TRACE_FLUSH_INTERVAL_S="0.05")
+    try:
+        asyncio.run(set_read_only(database_url, True))
+        load = Load(k.url)
+        asyncio.run(load.run(200))
+        assert len(load.answered) == 200
+        code = k.stop()
+    finally:
+        asyncio.run(set_read_only(database_url, False))
+        if k.proc.poll() is None:
+            k.proc.kill()
+    assert code != 0, "a process that could not store its traces must not exit 0"
+    assert "traces not stored" in k.log()
+    k2 = KeelProcess(tmp_path, CONFIG, database_url, ADMIN)  # the same data directory
+    try:
+        assert wait_stored(database_url, load.answered) == set()
+    finally:
+        assert k2.stop() == 0
