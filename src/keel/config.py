@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 4000
     max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest accepted request body.")
+    max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="Largest request head (request line and header "
+                                        "fields); a larger one gets a 431 and the connection "
+                                        "is closed.")
+    max_headers: int = Field(100, ge=1, description="Most header fields in one request (431).")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Time for a request's head to arrive, from the connection (or "
+                                "the request's first byte); then 408 and the connection closes.")
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Time for a whole request body to arrive once it is read; "
+                                "then 408 request_timeout.")
+    keepalive_timeout_s: int = Field(
+        5, gt=0, description="An idle keep-alive connection is closed after this many seconds.")
+    metrics_public: bool = Field(
+        False, description="Serve GET /metrics without a key (for a scraper on a private "
+                           "network). Default: the master key or a key with role 'metrics'.")
     capture_content: bool = Field(True, description="Store request messages and outputs.")
     trace_queue_size: int = 20_000
     trace_batch_size: int = 500

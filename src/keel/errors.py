@@ -6,6 +6,8 @@
     +-- ConfigError                    (startup only: names the file, key and fix)
     +-- InvalidRequest                 400 invalid_request_error
     |   +-- BodyTooLarge               413
+    |   +-- RequestTimeout             408 request_timeout (the body arrived too slowly:
+    |                                       KEEL_BODY_TIMEOUT_S)
     |   +-- UnknownModel               404 model_not_found
     |   +-- UnsupportedOperation       400 (model cannot serve this endpoint)
     +-- AuthenticationFailed           401 authentication_error
@@ -88,6 +90,13 @@ class InvalidRequest(KeelError):
 class BodyTooLarge(InvalidRequest):
     status = 413
     code = "body_too_large"
+
+
+class RequestTimeout(InvalidRequest):
+    """The client did not send its request (body) in time."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class UnknownModel(InvalidRequest):

@@ -174,8 +174,9 @@ def _or(value: float | None, default: float | None) -> float | None:
     return default if value is None else value
 
 
-# Roles on the admin API, from most to least power (what each may do: keel.server.auth).
-ROLES: tuple[str, ...] = ("admin", "operator", "reviewer", "auditor", "viewer")
+# Roles on the admin API, from most to least power (what each may do: keel.server.auth);
+# ``metrics`` may only read GET /metrics (a Prometheus scraper's key).
+ROLES: tuple[str, ...] = ("admin", "operator", "reviewer", "auditor", "viewer", "metrics")
 
 
 @dataclass(slots=True)

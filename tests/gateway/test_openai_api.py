@@ -259,7 +259,7 @@ def test_health_ready_and_metrics(keel: Keel) -> None:
     ready = httpx.get(f"{keel.url}/ready")
     assert ready.status_code == 200 and ready.json()["checks"]["store"] == "ok"
     client(keel).chat.completions.create(model="mock", messages=USER)
-    text = httpx.get(f"{keel.url}/metrics").text
+    text = httpx.get(f"{keel.url}/metrics", headers=keel.admin_headers()).text
     assert 'keel_requests_total{endpoint="chat",feature="default",model="mock",status="200"}' \
         in text
     assert "keel_request_latency_seconds_bucket" in text

@@ -92,7 +92,7 @@ def stored(k: Keel, trace_id: str) -> dict[str, Any]:
 
 def metric(k: Keel, sample: str) -> float:
     """A sample's value from keel's /metrics, e.g. 'x_total{reason="y"}' (0 when absent)."""
-    for line in httpx.get(f"{k.url}/metrics").text.splitlines():
+    for line in httpx.get(f"{k.url}/metrics", headers=k.admin_headers()).text.splitlines():
         if line.startswith(sample + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0

@@ -110,7 +110,8 @@ def keys() -> None:
               help="A key for the admin API (/api) with this role, refused by the gateway: "
                    "admin (everything), operator (prompts, budgets, costs, kill switches), "
                    "reviewer (held answers), auditor (reads, incl. the audit log), viewer "
-                   "(reads). Omit it for a gateway key.")
+                   "(reads), metrics (only GET /metrics, for a Prometheus scraper). Omit it "
+                   "for a gateway key.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def keys_create(team: str, feature: str | None, models: str | None, name: str | None,
                 allow_feature_override: bool, scope: str | None, origins: tuple[str, ...],

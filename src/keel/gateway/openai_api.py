@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from keel.errors import BodyTooLarge, KeelError, NotFound
+from keel.errors import BodyTooLarge, KeelError, NotFound, RequestTimeout
 from keel.gateway.flow import ChatFlow, run_embeddings
 from keel.gateway.validate import check_chat, check_embeddings, parse_body
 from keel.prompts import apply_prompt
@@ -49,7 +50,11 @@ def header_map(request: Request) -> dict[str, str]:
 
 
 async def read_body(request: Request, limit: int, declared: str | None = None) -> bytes:
-    """The whole body, refused early (by Content-Length) or as soon as it passes ``limit``."""
+    """The whole body, refused early (by Content-Length) or as soon as it passes ``limit``.
+
+    It must arrive within ``KEEL_BODY_TIMEOUT_S`` (else 408 ``request_timeout``): a client
+    that sends a body slowly, or stops half-way, holds nothing for longer. Every route that
+    takes a body reads it here."""
     if declared is None:
         declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -58,13 +63,22 @@ async def read_body(request: Request, limit: int, declared: str | None = None) -
             "send less, or raise KEEL_MAX_BODY_BYTES")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(
-                f"request body is over the {limit}-byte limit; send less, or raise "
-                "KEEL_MAX_BODY_BYTES")
-        chunks.append(chunk)
+    timeout_s = state_of(request).settings.body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(
+                        f"request body is over the {limit}-byte limit; send less, or raise "
+                        "KEEL_MAX_BODY_BYTES")
+                chunks.append(chunk)
+    except TimeoutError:
+        of = f" of {declared}" if declared else ""
+        raise RequestTimeout(
+            f"the request body did not arrive within {timeout_s:g} s ({size}{of} bytes "
+            "received); send the whole body without pauses, or raise KEEL_BODY_TIMEOUT_S"
+        ) from None
     return b"".join(chunks)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -15,9 +16,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from keel.config import KeelConfig, Settings
-from keel.errors import InvalidRequest, KeelError, NotFound
+from keel.errors import AuthenticationFailed, InvalidRequest, KeelError, NotFound
 from keel.gateway import anthropic_api, openai_api
-from keel.gateway.openai_api import json_response, openai_error
+from keel.gateway.openai_api import api_key, json_response, openai_error
 from keel.server import (
     admin,
     audit_api,
@@ -32,6 +33,7 @@ from keel.server import (
     prompts_api,
     reviews_api,
 )
+from keel.server.auth import authorize
 from keel.server.state import AppState
 
 log = logging.getLogger("keel.server")
@@ -63,9 +65,25 @@ async def ready(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    """Prometheus text, for the master key or a key with role ``metrics`` (or anyone with
+    ``KEEL_METRICS_PUBLIC``). Rendered in a worker thread: a large registry takes long
+    enough (hundreds of ms per MB) to stall every request on the event loop."""
     st: AppState = request.app.state.keel
+    if not st.settings.metrics_public:
+        try:
+            authorize(request, "metrics")
+        except AuthenticationFailed:
+            said = "invalid API key" if api_key(request.headers) else "no API key"
+            return openai_error(AuthenticationFailed(
+                f"{said}: GET /metrics needs the master key or a key with role 'metrics' "
+                "(`keel keys create --team ops --role metrics`, sent by the scraper as a "
+                "bearer token); on a private network KEEL_METRICS_PUBLIC=true serves it "
+                "without a key"))
+        except KeelError as exc:
+            return openai_error(exc)
     st.metrics.trace_queue.set(st.writer.pending)
-    return Response(st.metrics.render(), media_type="text/plain; version=0.0.4")
+    body = await asyncio.to_thread(st.metrics.render)
+    return Response(body, media_type="text/plain; version=0.0.4")
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:

@@ -1,9 +1,11 @@
 """Roles on the admin API: who may call which ``/api`` route.
 
-Five roles. ``admin`` may do everything (the master key is an admin). ``operator`` runs the
+Six roles. ``admin`` may do everything (the master key is an admin). ``operator`` runs the
 system (prompts, budgets, evals, costs, kill switches). ``reviewer`` decides held answers.
 ``auditor`` reads everything including the audit log, and changes nothing. ``viewer`` reads
-traces and metrics. Every role but ``admin`` also holds ``viewer``.
+traces and metrics. Every one of these but ``admin`` also holds ``viewer``. ``metrics`` is
+narrower than them all: it may only read ``GET /metrics`` (the key a Prometheus scraper
+holds), not even the ``ANY_KEY`` routes.
 
 Every ``/api`` route is declared with :func:`api_route` and the role it needs, so the need is
 written once, next to the path, and enforced before the handler runs: a request without a
@@ -28,8 +30,9 @@ from keel.errors import KeelError, PermissionDenied
 from keel.gateway.openai_api import api_key, openai_error, state_of
 from keel.types import ROLES, Principal
 
-__all__ = ["ANY_KEY", "GRANTS", "PUBLIC", "ROLES", "actor_of", "api_route", "authorize",
-           "claimed_actor", "grants", "principal_of", "public_route", "required_role"]
+__all__ = ["ANY_KEY", "GRANTS", "NARROW_ROLES", "PUBLIC", "ROLES", "actor_of", "api_route",
+           "authorize", "claimed_actor", "grants", "principal_of", "public_route",
+           "required_role"]
 
 ANY_KEY = "key"  # a route any valid key may call (gateway keys included)
 PUBLIC = "public"  # a route that takes no key (a CORS preflight); see public_route
@@ -40,16 +43,19 @@ GRANTS: dict[str, frozenset[str]] = {
     "reviewer": frozenset({"reviewer", "viewer"}),
     "auditor": frozenset({"auditor", "viewer"}),
     "viewer": frozenset({"viewer"}),
+    "metrics": frozenset({"metrics"}),
 }
+# Roles for one purpose only: refused on ANY_KEY routes too.
+NARROW_ROLES = frozenset({"metrics"})
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 def grants(principal: Principal, need: str) -> bool:
     """Whether ``principal`` may call a route that needs ``need``."""
-    if need == ANY_KEY:
-        return True
     role = "admin" if principal.is_admin else principal.role
+    if need == ANY_KEY:
+        return role not in NARROW_ROLES
     return role is not None and need in GRANTS.get(role, frozenset())
 
 
@@ -58,6 +64,10 @@ def authorize(request: Request, need: str, scope: str | None = None) -> Principa
     principal = state_of(request).keys.authenticate(api_key(request.headers), scope=scope)
     if not grants(principal, need):
         held = "admin" if principal.is_admin else principal.role
+        if need == ANY_KEY:  # a narrow role
+            raise PermissionDenied(
+                f"a key with role '{held}' may only read GET /metrics; use a gateway key or "
+                "a key with another role for this endpoint", code="role_required")
         what = f"a key with role '{held}'" if held else "a gateway key (no role)"
         raise PermissionDenied(
             f"this endpoint needs the '{need}' role (or admin); the request used {what}. "

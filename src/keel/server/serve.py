@@ -13,6 +13,7 @@ from keel.config import KeelConfig, Settings
 from keel.keys.service import ensure_master_key
 from keel.secrets import SecretRedactor, install_log_redaction
 from keel.server.app import create_app
+from keel.server.protocol import HttpLimits, protocol_class
 from keel.store import Store
 
 
@@ -55,8 +56,14 @@ def run_server(settings: Settings, config: KeelConfig, *, console: Console) -> N
     secrets = SecretRedactor.from_settings(settings, config)
     install_log_redaction(secrets)
     app = create_app(settings, config, migrate=False, tune_gc=True)
+    # httptools with keel's head limits and timeouts (keel.server.protocol); no WebSocket
+    # upgrades (keel serves none). No limit_concurrency: it counts idle connections too and
+    # answers 503 past it, so clients that hold connections open would make it refuse
+    # everyone; bounded heads and timeouts bound what each connection costs instead.
     uv = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        app, host=settings.host, port=settings.port, loop="uvloop",
+        http=protocol_class(HttpLimits.from_settings(settings)), ws="none",
+        timeout_keep_alive=settings.keepalive_timeout_s,
         lifespan="on", access_log=False, log_level=settings.log_level,
         timeout_graceful_shutdown=30, server_header=False, date_header=False,
     )

@@ -59,7 +59,7 @@ class AppState:
             max_queue=settings.trace_queue_size, batch_size=settings.trace_batch_size,
             flush_interval_s=settings.trace_flush_interval_s,
         )
-        metrics = Metrics()
+        metrics = Metrics(config)  # label values from the config only
         otlp = OtlpExporter(settings, config, metrics) if settings.otlp_endpoint else None
         if otlp is not None:
             writer.on_stored = otlp.submit

@@ -1,16 +1,70 @@
-"""Prometheus metrics for the gateway, in a registry owned by the app (no globals)."""
+"""Prometheus metrics for the gateway, in a registry owned by the app (no globals).
+
+Label values come from keel's config and code, never from a request, so the number of
+series is bounded whatever clients send: ``model`` is a configured model or route name,
+else ``other``; ``feature`` is a feature the config names (``features:``, a route's or a
+policy's ``features``, a budget or limit on a feature) or ``default`` (none reported), else
+``other``; ``error_type`` is one of keel's own error codes (at most ``MAX_ERROR_TYPES``
+distinct, then ``other``); ``endpoint`` and ``status`` are keel's own.
+"""
 
 from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from keel.types import Trace
 
+if TYPE_CHECKING:
+    from keel.config import KeelConfig
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+OTHER = "other"  # the label value of every name the config does not know
+DEFAULT_FEATURE = "default"  # the feature of a request that reports none
+MAX_ERROR_TYPES = 64
+_ERROR_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+class Labels:
+    """The label values metrics may carry: names from the config, everything else ``other``."""
+
+    def __init__(self, config: KeelConfig | None = None) -> None:
+        self.models: frozenset[str] = frozenset()
+        self.features: frozenset[str] = frozenset({DEFAULT_FEATURE})
+        if config is not None:
+            self.models = frozenset([*(m.name for m in config.models),
+                                     *(r.name for r in config.routes)])
+            named = [*(f.name for f in config.features),
+                     *(f for r in config.routes for f in r.features),
+                     *(f for p in config.policies for f in p.features),
+                     *(b.name for b in config.budgets if b.scope == "feature"),
+                     *(lim.name for lim in config.limits if lim.scope == "feature")]
+            self.features |= {f for f in named if f != "*"}
+        self._error_types: set[str] = set()
+
+    def model(self, name: str | None) -> str:
+        return name if name in self.models else OTHER
+
+    def feature(self, name: str | None) -> str:
+        name = name or DEFAULT_FEATURE
+        return name if name in self.features else OTHER
+
+    def error_type(self, code: str) -> str:
+        """keel's own error codes; a malformed one, or one past ``MAX_ERROR_TYPES``, is
+        ``other`` (a guard: codes come from keel's error classes, not from requests)."""
+        if code in self._error_types:
+            return code
+        if len(self._error_types) >= MAX_ERROR_TYPES or not _ERROR_TYPE.fullmatch(code):
+            return OTHER
+        self._error_types.add(code)
+        return code
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, config: KeelConfig | None = None) -> None:
+        self.label_values = Labels(config)
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("model", "feature")
         self.requests = Counter("keel_requests", "Requests answered, by outcome.",
@@ -32,8 +86,8 @@ class Metrics:
                                  registry=self.registry)
 
     def observe(self, t: Trace) -> None:
-        model = t.model_requested or ""
-        feature = t.feature or ""
+        model = self.label_values.model(t.model_requested)
+        feature = self.label_values.feature(t.feature)
         key = (model, feature, t.endpoint, t.status)
         children = self._children.get(key)
         if children is None:
@@ -41,7 +95,7 @@ class Metrics:
                                                        t.status)
         children.requests.inc()
         if t.error_type:
-            self.errors.labels(model, feature, t.error_type).inc()
+            self.errors.labels(model, feature, self.label_values.error_type(t.error_type)).inc()
         children.latency.observe(t.latency_ms / 1000.0)
         if t.ttft_ms is not None:
             children.ttft.observe(t.ttft_ms / 1000.0)
