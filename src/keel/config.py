@@ -66,6 +66,19 @@ class Settings(BaseSettings):
     trace_queue_size: int = 20_000
     trace_batch_size: int = 500
     trace_flush_interval_s: float = 0.25
+    trace_hold_max: int = Field(
+        20_000, ge=1, description="Traces kept in memory when neither the store nor the "
+                                  "journal (KEEL_DATA_DIR/spill) can take them; past this "
+                                  "the gateway refuses requests (503) rather than answer "
+                                  "untraced.")
+    trace_journal: bool = Field(
+        True, description="Append every finished trace to a journal under "
+                          "KEEL_DATA_DIR/spill before its answer is sent, so a killed process "
+                          "loses no trace. Off: a crash loses the traces not yet stored.")
+    trace_journal_fsync_s: float | None = Field(
+        None, gt=0, description="fsync the trace journal at most this often (seconds). "
+                                "Unset: no fsync; the journal survives a killed process "
+                                "but not a machine crash.")
     refresh_interval_s: float = Field(2.0, description="How often keys are re-read from the store.")
     otlp_endpoint: str | None = Field(
         None, description="Export every stored trace as an OpenTelemetry span (OTLP/HTTP "

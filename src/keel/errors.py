@@ -21,6 +21,8 @@
     |                                       budget is configured to fail closed)
     +-- FeatureStopped                 503 service_unavailable feature_stopped (the
     |                                       feature's kill switch: `keel features stop`)
+    +-- TracesUnavailable              503 service_unavailable traces_unavailable (no
+    |                                       room left to record the request's trace)
     +-- UpstreamError                  502 upstream_error   (provider failed)
         +-- UpstreamRateLimited        429 rate_limit_error
         +-- UpstreamTimeout            504 upstream_timeout
@@ -184,3 +186,12 @@ class UpstreamRejected(UpstreamError):
     status = 400
     type = "invalid_request_error"
     code = "upstream_rejected"
+class TracesUnavailable(KeelError):
+    """keel cannot keep a trace of this request anywhere (the store, the journal on disk and
+    the in-memory hold all refuse), so it refuses the request rather than answer untraced."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "traces_unavailable"
+
+

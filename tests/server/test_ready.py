@@ -15,15 +15,20 @@ def test_ready_checks_redis_when_configured(tmp_path: Path, redis_url: str) -> N
     with running_keel(tmp_path, redis_url=redis_url) as k:
         r = httpx.get(k.url + "/ready")
         assert r.status_code == 200
-        assert r.json()["checks"] == {"store": "ok", "redis": "ok"}
+        body = r.json()
+        assert body["status"] == "ready"
+        assert {k: body["checks"][k] for k in ("store", "redis")} == {"store": "ok",
+                                                                      "redis": "ok"}
+        assert body["checks"]["trace_writer"]["state"] == "ok"
 
 
-def test_ready_is_503_and_names_redis_when_it_is_down(tmp_path: Path) -> None:
+def test_ready_stays_200_and_names_redis_as_degraded_when_it_is_down(tmp_path: Path) -> None:
+    # keel keeps serving without Redis: a load balancer must not drain it.
     with running_keel(tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0") as k:
         r = httpx.get(k.url + "/ready")
-        assert r.status_code == 503
+        assert r.status_code == 200
         body = r.json()
-        assert body["status"] == "unavailable" and body["checks"]["store"] == "ok"
+        assert body["status"] == "degraded" and body["checks"]["store"] == "ok"
         assert body["checks"]["redis"].startswith("unreachable")
         assert httpx.get(k.url + "/health").status_code == 200  # alive, just not ready
 
@@ -60,3 +65,19 @@ def test_capture_content_off_stores_numbers_only(tmp_path: Path) -> None:
                       headers=k.admin_headers()).json()
         assert t["request"] is None and t["response"] is None
         assert t["output_tokens"] > 0
+
+
+def test_requests_are_refused_when_no_trace_could_be_kept(tmp_path: Path) -> None:
+    """When the store, the journal and the in-memory hold are all full, keel answers 503
+    `traces_unavailable` (and /ready 503) instead of answering without a trace."""
+    with running_keel(tmp_path) as k:
+        k.state.writer.hold_max = 0  # the hold is full
+        r = httpx.post(k.base_url + "/chat/completions", headers=k.admin_headers(),
+                       json={"model": "mock", "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "traces_unavailable"
+        assert r.headers["retry-after"]
+        ready = httpx.get(k.url + "/ready")
+        assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+        k.state.writer.hold_max = 10
+        assert httpx.get(k.url + "/ready").status_code == 200

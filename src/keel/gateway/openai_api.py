@@ -11,7 +11,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from keel.errors import BodyTooLarge, KeelError, NotFound, RequestTimeout
+from keel.errors import BodyTooLarge, KeelError, NotFound, RequestTimeout, TracesUnavailable
 from keel.gateway.flow import ChatFlow, run_embeddings
 from keel.gateway.validate import check_chat, check_embeddings, parse_body
 from keel.prompts import apply_prompt
@@ -107,6 +107,11 @@ class Exchange:
         self.principal = st.keys.authenticate_gateway(api_key(self.headers_in))
         self.trace.key_id = self.principal.key_id
         self.trace.team = self.principal.team
+        if not st.writer.accepting:
+            raise TracesUnavailable(
+                "keel cannot record traces right now (the store and the journal on disk "
+                "both refuse writes, and the in-memory hold is full); retry later",
+                headers={"retry-after": "5"})
         raw = await read_body(self.request, st.settings.max_body_bytes,
                               self.headers_in.get("content-length", ""))
         body = parse_body(raw, st.settings.max_body_bytes)

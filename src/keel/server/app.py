@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -43,25 +44,37 @@ async def health(_request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
+READY_PING_TIMEOUT_S = 2.0
+
+
 async def ready(request: Request) -> Response:
+    """Can this process serve requests? 200 while it can, even with a dependency down
+    (keel keeps answering and keeps every trace on disk while the store is away; Redis
+    has a documented fallback for each use): those are reported in the body as
+    ``degraded``. 503 only when it cannot keep what it would answer (the trace writer
+    refuses: store, journal and memory all full)."""
     st: AppState = request.app.state.keel
-    checks: dict[str, str] = {}
-    ok = True
+    checks: dict[str, Any] = {}
+    degraded = False
     try:
-        await st.store.ping()
+        await asyncio.wait_for(st.store.ping(), READY_PING_TIMEOUT_S)
         checks["store"] = "ok"
     except Exception as exc:
-        ok = False
-        checks["store"] = f"unreachable: {type(exc).__name__}: {exc}"
+        degraded = True
+        checks["store"] = f"unreachable: {type(exc).__name__}: {exc}"[:300]
     if st.redis is not None:
         try:
-            await st.redis.ping()
+            await asyncio.wait_for(st.redis.ping(), READY_PING_TIMEOUT_S)
             checks["redis"] = "ok"
         except Exception as exc:
-            ok = False
-            checks["redis"] = f"unreachable: {type(exc).__name__}: {exc}"
-    return json_response({"status": "ready" if ok else "unavailable", "checks": checks},
-                         200 if ok else 503)
+            degraded = True
+            checks["redis"] = f"unreachable: {type(exc).__name__}: {exc}"[:300]
+    writer = st.writer.health()
+    checks["trace_writer"] = writer
+    degraded = degraded or writer["state"] != "ok"
+    serving = bool(writer["accepting"])
+    status = "unavailable" if not serving else "degraded" if degraded else "ready"
+    return json_response({"status": status, "checks": checks}, 200 if serving else 503)
 
 
 async def metrics(request: Request) -> Response:

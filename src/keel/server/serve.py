@@ -69,6 +69,11 @@ def run_server(settings: Settings, config: KeelConfig, *, console: Console) -> N
     )
     install_log_redaction(secrets)
     _Server(uv).run()
+    problems = app.state.keel.shutdown_problems
+    if problems:  # could not drain: say so, and exit non-zero for the supervisor
+        for problem in problems:
+            console.print(f"[red]shutdown:[/red] {problem}")
+        raise SystemExit(1)
 
 
 def _describe(settings: Settings) -> str:

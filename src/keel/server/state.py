@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from keel.limits import Limits
 from keel.prompts import PromptRegistry
 from keel.review import ReviewService
 from keel.store import Store
-from keel.telemetry.metrics import Metrics
+from keel.telemetry.metrics import Metrics, TraceWriterCollector
 from keel.telemetry.otel_export import OtlpExporter
 from keel.telemetry.writer import TraceWriter
 
@@ -50,6 +50,7 @@ class AppState:
     otlp: OtlpExporter | None = None  # with KEEL_OTLP_ENDPOINT: stored traces leave as spans
     audit_task: asyncio.Task[None] | None = None
     features: FeatureSwitches | None = None  # kill switches; the gateway checks them
+    shutdown_problems: list[str] = field(default_factory=list)  # filled by aclose()
 
     @classmethod
     def build(cls, settings: Settings, config: KeelConfig) -> AppState:
@@ -58,8 +59,11 @@ class AppState:
             store, spill_dir=Path(settings.data_dir) / "spill",
             max_queue=settings.trace_queue_size, batch_size=settings.trace_batch_size,
             flush_interval_s=settings.trace_flush_interval_s,
+            hold_max=settings.trace_hold_max, journal=settings.trace_journal,
+            journal_fsync_s=settings.trace_journal_fsync_s,
         )
         metrics = Metrics(config)  # label values from the config only
+        TraceWriterCollector(writer.health).register(metrics.registry)
         otlp = OtlpExporter(settings, config, metrics) if settings.otlp_endpoint else None
         if otlp is not None:
             writer.on_stored = otlp.submit
@@ -159,29 +163,48 @@ class AppState:
             log.exception("could not write the last audit entries")
 
     async def aclose(self) -> None:
-        """Graceful stop: providers closed, every trace written, keys flushed, store closed."""
-        if self.scheduler is not None:
-            await self.scheduler.aclose()
-        await self.reviews.aclose()
+        """Graceful stop: providers closed, every trace written, keys flushed, store closed.
+
+        Never raises: each step runs even when an earlier one failed, and what went wrong
+        is kept in ``shutdown_problems`` (``keel serve`` then exits non-zero)."""
+        steps: list[tuple[str, Any]] = [
+            ("eval scheduler", self.scheduler.aclose if self.scheduler is not None else None),
+            ("reviews", self.reviews.aclose),
+            ("retention", self._close_retention),
+            ("gateway", self.gateway.aclose),
+            ("limits", self.limits.aclose if self.limits is not None else None),
+            ("cache", self.cache.aclose if self.cache is not None else None),
+            ("trace writer", self.writer.close),
+            ("audit log", self._close_audit),  # after the writer: its last batches digested
+            # after the writer: it hands over the last batches
+            ("OTLP export", self.otlp.aclose if self.otlp is not None else None),
+            ("keys", self.keys.aclose),
+            ("prompts", self.prompts.aclose),
+            ("features", self.features.aclose if self.features is not None else None),
+        ]
+        for name, close in steps:
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception as exc:
+                log.exception("stopping the %s failed", name)
+                self.shutdown_problems.append(f"{name}: {type(exc).__name__}: {exc}")
+        if self.writer.undrained:
+            self.shutdown_problems.append(
+                f"trace writer: {self.writer.undrained} traces not stored (kept in "
+                f"{self.writer.spill_dir} for the next start where possible)")
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
+        try:
+            await self.store.aclose()
+        except Exception as exc:
+            log.exception("closing the store failed")
+            self.shutdown_problems.append(f"store: {type(exc).__name__}: {exc}")
+
+    async def _close_retention(self) -> None:
         if self.retention_task is not None:
             self.retention_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.retention_task
-        await self.gateway.aclose()
-        if self.limits is not None:
-            await self.limits.aclose()
-        if self.cache is not None:
-            await self.cache.aclose()
-        await self.writer.close()
-        await self._close_audit()  # after the writer: its last batches are digested
-        if self.otlp is not None:
-            await self.otlp.aclose()  # after the writer: it hands over the last batches
-        await self.keys.aclose()
-        await self.prompts.aclose()
-        if self.features is not None:
-            await self.features.aclose()
-        if self.redis is not None:
-            with contextlib.suppress(Exception):
-                await self.redis.aclose()
-        await self.store.aclose()
-

@@ -11,9 +11,11 @@ distinct, then ``other``); ``endpoint`` and ``status`` are keel's own.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from keel.types import Trace
 
@@ -125,3 +127,43 @@ class _Children:
         self.tokens_out = m.tokens.labels(model, feature, "output")
         self.tokens_cached = m.tokens.labels(model, feature, "cached")
         self.cost = m.cost.labels(model, feature)
+
+
+class TraceWriterCollector:
+    """The trace path's state, read from the writer at each scrape (no per-request cost):
+    ``keel_trace_writer_restarts_total``, traces held in memory / waiting on disk,
+    rejected and lost traces, and ``keel_dependency_up`` for the store and the journal."""
+
+    def __init__(self, health: Callable[[], dict[str, Any]]) -> None:
+        self.health = health
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        h = self.health()
+        yield CounterMetricFamily("keel_trace_writer_restarts",
+                                  "Times the trace writer loop failed and was restarted.",
+                                  value=h["restarts"])
+        yield CounterMetricFamily("keel_traces_rejected",
+                                  "Traces the store refused even without their content "
+                                  "(set aside in KEEL_DATA_DIR/spill/rejected-*.jsonl).",
+                                  value=h["rejected"])
+        yield CounterMetricFamily("keel_traces_lost",
+                                  "Traces that could be kept neither in the store, the "
+                                  "journal nor memory.", value=h["lost"])
+        yield GaugeMetricFamily("keel_traces_held_in_memory",
+                                "Traces kept in memory because the journal cannot be "
+                                "written.", value=h["held_in_memory"])
+        yield GaugeMetricFamily("keel_traces_waiting_on_disk",
+                                "Traces in the journal only, waiting for the store.",
+                                value=h["waiting_on_disk"])
+        up = GaugeMetricFamily("keel_dependency_up",
+                               "1 when a dependency works, 0 while keel runs degraded "
+                               "without it.", labels=["dependency"])
+        up.add_metric(["store"], 0 if h.get("store_error") else 1)
+        up.add_metric(["journal"], 0 if h.get("journal_error") else 1)
+        yield up
+
+    def register(self, registry: CollectorRegistry) -> None:
+        registry.register(self)
