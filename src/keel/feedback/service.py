@@ -27,7 +27,7 @@ from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
-from keel.errors import InvalidRequest, NotFound, PermissionDenied
+from keel.errors import InvalidRequest, NotFound, PermissionDenied, excerpt
 from keel.store import Store
 from keel.store import feedback as q
 from keel.store.rollups import prompt_label
@@ -40,6 +40,7 @@ MAX_COMMENT = 10_000
 MAX_TEXT = 100_000
 MAX_TRACE_IDS = 1000
 FUTURE_SLACK_S = 86_400.0
+MAX_INT = 2**31 - 1  # the integer columns (edit_distance) on PostgreSQL
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 FEEDBACK_FIELDS = ("id", "trace_id", "source", "thumbs", "outcome", "edit_distance",
@@ -86,6 +87,8 @@ def _text(body: JSON, name: str, max_len: int, *, required: bool = False,
     if len(v) > max_len:
         raise InvalidRequest(f"'{name}' is {len(v)} characters, over the limit of {max_len}; "
                              "send less", param=name)
+    if "\x00" in v:
+        raise InvalidRequest(f"'{name}' must not contain NUL characters", param=name)
     return v
 
 
@@ -101,18 +104,19 @@ def _client_id(body: JSON) -> str | None:
     return _label(body, "id", 64)
 
 
-def _int(body: JSON, name: str, minimum: int) -> int | None:
+def _int(body: JSON, name: str, minimum: int, maximum: int = MAX_INT) -> int | None:
     v = body.get(name)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise InvalidRequest(f"'{name}' must be an integer >= {minimum}, got {v!r}", param=name)
+    if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= maximum:
+        raise InvalidRequest(f"'{name}' must be an integer >= {minimum} (at most {maximum}), "
+                             f"got {excerpt(v)}", param=name)
     return v
 
 
 def _number(v: Any, name: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise InvalidRequest(f"'{name}' must be a finite number, got {_type_name(v)} {v!r}",
+        raise InvalidRequest(f"'{name}' must be a finite number, got {excerpt(v)}",
                              param=name)
     return float(v)
 
@@ -121,8 +125,8 @@ def _choice(body: JSON, name: str, choices: tuple[str, ...]) -> str | None:
     v = body.get(name)
     if v is None:
         return None
-    if v not in choices:
-        raise InvalidRequest(f"'{name}' must be one of {', '.join(choices)}; got {v!r}",
+    if not isinstance(v, str) or v not in choices:
+        raise InvalidRequest(f"'{name}' must be one of {', '.join(choices)}; got {excerpt(v)}",
                              param=name)
     return str(v)
 
@@ -140,10 +144,11 @@ def parse_feedback(body: JSON) -> JSON:
     thumbs = None
     if body.get("thumbs") is not None:
         raw = body["thumbs"]
-        thumbs = None if isinstance(raw, bool) else THUMBS.get(raw)
+        thumbs = THUMBS.get(raw) if isinstance(raw, str | int) and not isinstance(raw, bool) \
+            else None
         if thumbs is None:
-            raise InvalidRequest(f"'thumbs' must be \"up\", \"down\", 1 or -1; got {raw!r}",
-                                 param="thumbs")
+            raise InvalidRequest(f"'thumbs' must be \"up\", \"down\", 1 or -1; got "
+                                 f"{excerpt(raw)}", param="thumbs")
     outcome = _choice(body, "outcome", OUTCOMES)
     edit_distance = _int(body, "edit_distance", 0)
     corrected = _text(body, "corrected_text", MAX_TEXT)
@@ -164,8 +169,8 @@ def parse_feedback(body: JSON) -> JSON:
         score = _number(s["value"], "score.value")
     critical = body.get("critical_error")
     if critical is not None and not isinstance(critical, bool):
-        raise InvalidRequest(f"'critical_error' must be true or false, got {critical!r}",
-                             param="critical_error")
+        raise InvalidRequest(f"'critical_error' must be true or false, got "
+                             f"{excerpt(critical)}", param="critical_error")
     category = _label(body, "critical_category", 64)
     if category is not None and critical is not True:
         raise InvalidRequest("'critical_category' needs \"critical_error\": true",

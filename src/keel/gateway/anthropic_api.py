@@ -44,7 +44,7 @@ def error_status_and_body(exc: KeelError, request_id: str | None = None) -> tupl
     """A keel error -> (HTTP status, Anthropic error body)."""
     status = OVERLOADED_STATUS if exc.code == "upstream_overloaded" else exc.status
     kind = _TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
-    body: JSON = {"type": "error", "error": {"type": kind, "message": exc.message}}
+    body: JSON = {"type": "error", "error": {"type": kind, "message": exc.public_message}}
     if request_id:
         body["request_id"] = request_id
     return status, body

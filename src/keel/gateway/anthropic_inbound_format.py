@@ -22,8 +22,9 @@ from typing import Any
 
 import orjson
 
-from keel.errors import InvalidRequest
+from keel.errors import InvalidRequest, excerpt
 from keel.gateway.anthropic_format import STOP_REASONS, usage_to_anthropic
+from keel.gateway.validate import key_excerpt
 from keel.types import JSON, Usage
 
 
@@ -94,7 +95,7 @@ def _user_turn(content: list[Any], field: str) -> list[JSON]:
         elif kind == "tool_result":
             tools.append(_tool_message(block, where))
         else:
-            raise _bad(f"{where}.type", f"{kind!r} is not supported in a user turn by keel; "
+            raise _bad(f"{where}.type", f"{excerpt(kind)} is not supported in a user turn by keel; "
                        "use text, image or tool_result blocks")
     if parts:
         tools.append({"role": "user", "content": parts})
@@ -118,8 +119,8 @@ def _assistant_turn(content: list[Any], field: str) -> JSON:
         elif kind in ("thinking", "redacted_thinking"):
             continue
         else:
-            raise _bad(f"{where}.type", f"{kind!r} is not supported in an assistant turn by "
-                       "keel; use text or tool_use blocks")
+            raise _bad(f"{where}.type", f"{excerpt(kind)} is not supported in an assistant turn "
+                       "by keel; use text or tool_use blocks")
     msg: JSON = {"role": "assistant", "content": "".join(texts) or None}
     if calls:
         msg["tool_calls"] = calls
@@ -140,7 +141,7 @@ def _messages(messages: Any) -> list[JSON]:
             raise _bad(field, "must be an object with role and content")
         role, content = m.get("role"), m.get("content")
         if role not in ("user", "assistant"):
-            raise _bad(f"{field}.role", f"must be 'user' or 'assistant', got {role!r}")
+            raise _bad(f"{field}.role", f"must be 'user' or 'assistant', got {excerpt(role)}")
         if isinstance(content, str):
             out.append({"role": role, "content": content})
         elif isinstance(content, list):
@@ -160,7 +161,7 @@ def _tools(tools: Any) -> list[JSON]:
     for i, t in enumerate(tools):
         if not isinstance(t, dict) or t.get("type", "custom") != "custom":
             kind = t.get("type") if isinstance(t, dict) else None
-            raise _bad(f"tools.{i}", f"tool type {kind!r} is not supported by keel; "
+            raise _bad(f"tools.{i}", f"tool type {excerpt(kind)} is not supported by keel; "
                        "only custom tools {name, description, input_schema}")
         if not isinstance(t.get("name"), str) or not t["name"]:
             raise _bad(f"tools.{i}.name", "is required")
@@ -176,7 +177,7 @@ def _tools(tools: Any) -> list[JSON]:
 def _tool_choice(choice: Any, out: JSON) -> None:
     kind = choice.get("type") if isinstance(choice, dict) else None
     mapped = {"auto": "auto", "any": "required", "none": "none"}
-    if kind in mapped:
+    if isinstance(kind, str) and kind in mapped:
         out["tool_choice"] = mapped[kind]
     elif kind == "tool" and isinstance(choice.get("name"), str):
         out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
@@ -249,7 +250,7 @@ def openai_body_from_anthropic(body: JSON, *, with_prompt: bool = False) -> JSON
             raise _bad("metadata", "must be an object")
         for k, v in md.items():
             if v is not None and not isinstance(v, str):
-                raise _bad(f"metadata.{k}", "must be a string")
+                raise _bad(f"metadata.{key_excerpt(k)}", "must be a string")
         if md.get("user_id"):
             out["user"] = md["user_id"]
         extra = {k: v for k, v in md.items() if k != "user_id" and v is not None}

@@ -1,34 +1,56 @@
 """Times as people type them: epoch seconds, ISO 8601 dates/times (UTC unless stated), or a
-duration back from now (``30m``, ``24h``, ``7d``, ``2w``)."""
+duration back from now (``30m``, ``24h``, ``7d``, ``2w``).
+
+Every result lies between the epoch and the end of the year 9999 (``MIN_TIME``..``MAX_TIME``):
+a larger number is not a time anyone means, and it would overflow date arithmetic and the
+stores' integer columns further on."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import time
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+from keel.errors import excerpt
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$", re.ASCII)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MIN_TIME = 0.0
+MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
+FORMS = ("use epoch seconds, an ISO date such as 2026-11-01 or 2026-11-01T12:00Z, or a "
+         "duration back from now such as 24h or 7d")
+
+
+def in_range(value: float, given: object) -> float:
+    """``value`` if it is a time keel takes; else ValueError quoting what was ``given``."""
+    if not math.isfinite(value) or not MIN_TIME <= value <= MAX_TIME:
+        raise ValueError(f"{excerpt(given)} is outside the times keel takes (1970 to the year "
+                         f"9999); {FORMS}")
+    return value
 
 
 def parse_time(text: str, *, now: float | None = None) -> float:
     """Epoch seconds; raises ValueError with a message that shows the accepted forms."""
     raw = text.strip()
     if not raw:
-        raise ValueError("empty time; use epoch seconds, 2026-11-01, 2026-11-01T12:00 or 7d")
-    try:
-        return float(raw)
-    except ValueError:
-        pass
+        raise ValueError(f"empty time; {FORMS}")
+    number = None
+    if raw.isascii():  # float() also reads other scripts' digits
+        try:
+            number = float(raw)
+        except ValueError:
+            pass
+    if number is not None:
+        return in_range(number, text)
     m = _DURATION.match(raw)
     if m:
-        return (now if now is not None else time.time()) - float(m.group(1)) * _UNITS[m.group(2)]
+        back = float(m.group(1)) * _UNITS[m.group(2)]
+        return in_range((now if now is not None else time.time()) - back, text)
     try:
         when = dt.datetime.fromisoformat(raw)
     except ValueError:
-        raise ValueError(f"'{text}' is not a time; use epoch seconds, an ISO date such as "
-                         "2026-11-01 or 2026-11-01T12:00Z, or a duration back from now such "
-                         "as 24h or 7d") from None
+        raise ValueError(f"{excerpt(text)} is not a time; {FORMS}") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
+    return in_range(when.timestamp(), text)

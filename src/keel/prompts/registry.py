@@ -106,7 +106,7 @@ class PromptRegistry:
             known = ", ".join(self.names()) or "none pushed yet"
             raise NotFound(f"no prompt named '{name}'; prompts: {known}", param="prompt",
                            code="prompt_not_found")
-        if which.isdigit():
+        if which.isascii() and which.isdigit():  # int() refuses other digits (²)
             found = versions.get(int(which))
             if found is None:
                 raise NotFound(f"prompt '{name}' has no version {which}; versions: "

@@ -3,60 +3,58 @@ its role with :func:`keel.server.auth.api_route`, which authorises the caller fi
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keel.errors import InvalidRequest, KeelError, NotFound
+from keel.errors import InvalidRequest, KeelError, NotFound, excerpt
 from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.keys.service import create_key, public_record, revoke_key
 from keel.server.auth import actor_of, api_route, principal_of
+from keel.server.params import (
+    cursor_param,
+    is_ascii_int,
+    limit_param,
+    path_param,
+    str_field,
+    str_list_field,
+    text_param,
+    time_param,
+)
 from keel.store import keys as key_queries
 from keel.store.traces import TraceFilter, get_trace, list_traces
 
 MAX_PAGE = 500
-
-
-def _str_list(body: dict[str, Any], name: str) -> list[str] | None:
-    v = body.get(name)
-    if v is None:
-        return None
-    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-        raise InvalidRequest(f"'{name}' must be an array of non-empty strings", param=name)
-    return list(v)
-
-
-def _opt_str(body: dict[str, Any], name: str) -> str | None:
-    v = body.get(name)
-    if v is not None and not isinstance(v, str):
-        raise InvalidRequest(f"'{name}' must be a string", param=name)
-    return v
+STATUSES = ("ok", "error")
 
 
 async def create_key_ep(request: Request) -> Response:
     try:
         st = state_of(request)
         body = parse_body(await read_body(request, 64 * 1024), 64 * 1024)
-        team = _opt_str(body, "team")
+        team = str_field(body, "team", 128)
         if not team:
             raise InvalidRequest("'team' is required: the team this key's spend belongs to",
                                  param="team")
-        models = _str_list(body, "models")
+        models = str_list_field(body, "models")
         unknown = [m for m in models or () if m not in st.gateway.models]
         if unknown:
-            raise InvalidRequest(f"unknown model(s) {', '.join(unknown)}; configured: "
+            shown = ", ".join(unknown[:5]) + (f" (and {len(unknown) - 5} more)"
+                                              if len(unknown) > 5 else "")
+            raise InvalidRequest(f"unknown model(s) {shown}; configured: "
                                  f"{', '.join(st.gateway.models)}", param="models")
         override = body.get("feature_override", False)
         if not isinstance(override, bool):
             raise InvalidRequest("'feature_override' must be a boolean", param="feature_override")
         key, record = await create_key(
-            st.store, team=team, feature=_opt_str(body, "feature"), models=models,
-            name=_opt_str(body, "name"), feature_override=override,
-            scope=_opt_str(body, "scope"), origins=_str_list(body, "origins"),
-            role=_opt_str(body, "role"), actor=actor_of(principal_of(request)), audit=st.audit)
+            st.store, team=team, feature=str_field(body, "feature", 128), models=models,
+            name=str_field(body, "name", 128), feature_override=override,
+            scope=str_field(body, "scope", 64), origins=str_list_field(body, "origins"),
+            role=str_field(body, "role", 64), actor=actor_of(principal_of(request)),
+            audit=st.audit)
         await st.keys.refresh()
     except KeelError as exc:
         return openai_error(exc)
@@ -71,7 +69,7 @@ async def list_keys_ep(request: Request) -> Response:
 async def revoke_key_ep(request: Request) -> Response:
     try:
         st = state_of(request)
-        key_id = request.path_params["key_id"]
+        key_id = path_param(request, "key_id")
         if not await revoke_key(st.store, key_id, actor=actor_of(principal_of(request)),
                                 audit=st.audit):
             raise NotFound(f"no active key with id '{key_id}'")
@@ -81,36 +79,30 @@ async def revoke_key_ep(request: Request) -> Response:
     return json_response({"id": key_id, "revoked": True})
 
 
-def _float(q: Any, name: str) -> float | None:
-    v = q.get(name)
-    if v is None or v == "":
-        return None
-    try:
-        return float(v)
-    except ValueError:
-        raise InvalidRequest(f"'{name}' must be a UNIX timestamp in seconds, got {v!r}",
-                             param=name) from None
+def _status(q: Mapping[str, str]) -> str | None:
+    raw = q.get("status")
+    if not raw or raw in STATUSES:
+        return raw or None
+    if is_ascii_int(raw) and 100 <= int(raw) <= 599:
+        return str(int(raw))
+    raise InvalidRequest(f"'status' must be ok, error or an HTTP status code (100 to 599), "
+                         f"got {excerpt(raw)}", param="status")
 
 
-def trace_filter(q: Any) -> TraceFilter:
-    status = q.get("status")
-    if status and status not in ("ok", "error") and not status.isdigit():
-        raise InvalidRequest("'status' must be ok, error or an HTTP status code", param="status")
-    return TraceFilter(feature=q.get("feature"), team=q.get("team"), model=q.get("model"),
-                       status=status, key_id=q.get("key_id"), since=_float(q, "since"),
-                       until=_float(q, "until"))
+def trace_filter(q: Mapping[str, str]) -> TraceFilter:
+    return TraceFilter(feature=text_param(q, "feature"), team=text_param(q, "team"),
+                       model=text_param(q, "model"), status=_status(q),
+                       key_id=text_param(q, "key_id"), since=time_param(q, "since"),
+                       until=time_param(q, "until"))
 
 
 async def list_traces_ep(request: Request) -> Response:
     try:
         st = state_of(request)
         q = request.query_params
-        limit_raw = q.get("limit", "50")
-        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_PAGE:
-            raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_PAGE}",
-                                 param="limit")
-        rows, cursor = await list_traces(st.store, trace_filter(q), limit=int(limit_raw),
-                                         cursor=q.get("cursor") or None)
+        rows, cursor = await list_traces(st.store, trace_filter(q),
+                                         limit=limit_param(q, 50, MAX_PAGE),
+                                         cursor=cursor_param(q))
     except KeelError as exc:
         return openai_error(exc)
     return json_response({"object": "list", "data": rows, "next_cursor": cursor})
@@ -119,7 +111,7 @@ async def list_traces_ep(request: Request) -> Response:
 async def get_trace_ep(request: Request) -> Response:
     try:
         st = state_of(request)
-        trace_id = request.path_params["trace_id"]
+        trace_id = path_param(request, "trace_id")
         row = await get_trace(st.store, trace_id)
         if row is None and st.writer.pending:
             await st.writer.flush()

@@ -12,27 +12,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keel.errors import InvalidRequest, KeelError
+from keel.errors import KeelError
 from keel.gateway.openai_api import json_response, openai_error, state_of
-from keel.server.admin import MAX_PAGE, _float
+from keel.server.admin import MAX_PAGE
 from keel.server.auth import api_route
+from keel.server.params import int_param, limit_param, text_param, time_param
 
 
 async def list_entries(request: Request) -> Response:
     try:
         st = state_of(request)
         q = request.query_params
-        limit_raw = q.get("limit", "50")
-        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= MAX_PAGE:
-            raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_PAGE}",
-                                 param="limit")
-        cursor = q.get("cursor") or None
-        if cursor is not None and not cursor.isdigit():
-            raise InvalidRequest("'cursor' must be the next_cursor of the previous page",
-                                 param="cursor")
         rows, next_cursor = await st.audit.entries(
-            since=_float(q, "since"), until=_float(q, "until"), action=q.get("action") or None,
-            limit=int(limit_raw), before_seq=int(cursor) if cursor else None)
+            since=time_param(q, "since"), until=time_param(q, "until"),
+            action=text_param(q, "action", 64), limit=limit_param(q, 50, MAX_PAGE),
+            before_seq=int_param(q, "cursor", None, lo=1, hi=2**62))
     except KeelError as exc:
         return openai_error(exc)
     return json_response({"object": "list", "data": rows,

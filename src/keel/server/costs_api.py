@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,20 +17,20 @@ from starlette.routing import Route
 
 from keel.costs.reprice import event_json, reprice
 from keel.costs.spend import parse_group_by, spend
-from keel.costs.times import FORMATS, parse_time
 from keel.errors import InvalidRequest, KeelError
 from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.server.auth import api_route, claimed_actor, principal_of
+from keel.server.params import (
+    choice_param,
+    limit_param,
+    str_field,
+    text_param,
+    time_field,
+    time_param,
+)
 
 DEFAULT_WINDOW_S = 7 * 86400
-
-
-def _time(value: Any, name: str, now: float) -> float:
-    try:
-        return parse_time(value, now=now)
-    except ValueError:
-        raise InvalidRequest(f"'{name}' must be {FORMATS}; got {value!r}", param=name) from None
 
 
 async def spend_ep(request: Request) -> Response:
@@ -39,12 +38,12 @@ async def spend_ep(request: Request) -> Response:
         st = state_of(request)
         q = request.query_params
         now = time.time()
-        fmt = q.get("format", "json")
-        if fmt not in ("json", "csv"):
-            raise InvalidRequest(f"'format' must be json or csv, got {fmt!r}", param="format")
-        until = _time(q["to"], "to", now) if q.get("to") else now
-        since = _time(q["from"], "from", now) if q.get("from") else until - DEFAULT_WINDOW_S
-        report = await spend(st.store, since, until, parse_group_by(q.get("group_by")))
+        fmt = choice_param(q, "format", ("json", "csv")) or "json"
+        until = time_param(q, "to", now, now=now)
+        assert until is not None
+        since = time_param(q, "from", until - DEFAULT_WINDOW_S, now=now)
+        assert since is not None
+        report = await spend(st.store, since, until, parse_group_by(text_param(q, "group_by")))
     except KeelError as exc:
         return openai_error(exc)
     if fmt == "csv":
@@ -58,21 +57,19 @@ async def reprice_ep(request: Request) -> Response:
         st = state_of(request)
         body = parse_body(await read_body(request, 64 * 1024), 64 * 1024)
         now = time.time()
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
+        model = str_field(body, "model")
+        if not model:
             raise InvalidRequest("'model' is required: the model whose traces to reprice",
                                  param="model")
-        if body.get("since") is None:
+        since = time_field(body, "since", now=now)
+        if since is None:
             raise InvalidRequest("'since' is required: reprice traces from this time on",
                                  param="since")
-        since = _time(body["since"], "since", now)
-        until = _time(body["until"], "until", now) if body.get("until") is not None else None
+        until = time_field(body, "until", now=now)
         dry_run = body.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise InvalidRequest("'dry_run' must be a boolean", param="dry_run")
-        actor = body.get("actor")
-        if actor is not None and not isinstance(actor, str):
-            raise InvalidRequest("'actor' must be a string", param="actor")
+        actor = str_field(body, "actor", 128)
         result = await reprice(st.store, st.config, model, since, until, dry_run=dry_run,
                                actor=claimed_actor(principal_of(request), actor),
                                audit=st.audit)
@@ -86,11 +83,9 @@ async def events_ep(request: Request) -> Response:
 
     try:
         st = state_of(request)
-        raw = request.query_params.get("limit", "100")
-        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-            raise InvalidRequest("'limit' must be an integer from 1 to 1000", param="limit")
-        rows = await list_events(st.store, model=request.query_params.get("model"),
-                                 limit=int(raw))
+        q = request.query_params
+        rows = await list_events(st.store, model=text_param(q, "model"),
+                                 limit=limit_param(q, 100, 1000))
     except KeelError as exc:
         return openai_error(exc)
     return json_response({"object": "list", "data": [event_json(r) for r in rows]})

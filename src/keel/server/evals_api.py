@@ -12,24 +12,20 @@ from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError, NotFound
 from keel.gateway.openai_api import json_response, openai_error, state_of
-from keel.server.admin import _float
 from keel.server.auth import api_route
+from keel.server.params import (
+    choice_param,
+    is_ascii_int,
+    limit_param,
+    path_param,
+    text_param,
+    time_param,
+)
 from keel.store import Store
 from keel.store import evals as q
 
 MAX_PAGE = 1000
 STATUSES = ("passed", "failed", "errored")
-
-
-def _digits(raw: str) -> bool:
-    return raw.isascii() and raw.isdigit() and len(raw) <= 9
-
-
-def _limit(query: Any, default: int = 50) -> int:
-    raw = query.get("limit", str(default))
-    if not _digits(raw) or not 1 <= int(raw) <= MAX_PAGE:
-        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_PAGE}", param="limit")
-    return int(raw)
 
 
 def public_run(run: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +47,9 @@ async def list_runs_ep(request: Request) -> Response:
     try:
         st = state_of(request)
         qp = request.query_params
-        rows = await q.list_runs(st.store, suite=qp.get("suite") or None,
-                                 group_id=qp.get("group") or None, limit=_limit(qp))
+        rows = await q.list_runs(st.store, suite=text_param(qp, "suite"),
+                                 group_id=text_param(qp, "group", 32),
+                                 limit=limit_param(qp, 50, MAX_PAGE))
     except KeelError as exc:
         return openai_error(exc)
     return json_response({"object": "list", "data": [public_run(r) for r in rows]})
@@ -61,7 +58,7 @@ async def list_runs_ep(request: Request) -> Response:
 async def get_run_ep(request: Request) -> Response:
     try:
         st = state_of(request)
-        run = await _run(st.store, request.path_params["run_id"])
+        run = await _run(st.store, path_param(request, "run_id"))
     except KeelError as exc:
         return openai_error(exc)
     return json_response(public_run(run))
@@ -71,20 +68,18 @@ async def results_ep(request: Request) -> Response:
     """Per-case results, paged: ``?status=failed&limit=100&after=CASE_IDX:REPEAT``."""
     try:
         st = state_of(request)
-        run = await _run(st.store, request.path_params["run_id"])
+        run = await _run(st.store, path_param(request, "run_id"))
         qp = request.query_params
-        status = qp.get("status") or None
-        if status is not None and status not in STATUSES:
-            raise InvalidRequest(f"'status' must be one of {', '.join(STATUSES)}",
-                                 param="status")
+        status = choice_param(qp, "status", STATUSES)
         after = (-1, -1)
         if qp.get("after"):
             idx, sep, rep = qp["after"].partition(":")
-            if not (sep and _digits(idx) and _digits(rep)):
+            if not (sep and is_ascii_int(idx) and is_ascii_int(rep)
+                    and max(len(idx), len(rep)) <= 9):
                 raise InvalidRequest("'after' must be CASE_IDX:REPEAT, as in next_after",
                                      param="after")
             after = (int(idx), int(rep))
-        limit = _limit(qp, 100)
+        limit = limit_param(qp, 100, MAX_PAGE)
         rows = await q.page_results(st.store, run["id"], status=status, after=after,
                                     limit=limit)
     except KeelError as exc:
@@ -101,7 +96,7 @@ async def report_ep(request: Request) -> Response:
 
     try:
         st = state_of(request)
-        page = await run_html(st.store, request.path_params["run_id"])
+        page = await run_html(st.store, path_param(request, "run_id"))
     except KeelError as exc:
         return openai_error(exc)
     return HTMLResponse(page)
@@ -111,7 +106,8 @@ async def events_ep(request: Request) -> Response:
     try:
         st = state_of(request)
         qp = request.query_params
-        rows = await q.list_events(st.store, since=_float(qp, "since"), limit=_limit(qp, 100))
+        rows = await q.list_events(st.store, since=time_param(qp, "since"),
+                                   limit=limit_param(qp, 100, MAX_PAGE))
     except KeelError as exc:
         return openai_error(exc)
     for row in rows:

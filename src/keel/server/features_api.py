@@ -17,6 +17,7 @@ from keel.features import FeatureSwitches
 from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.server.auth import actor_of, api_route, principal_of
+from keel.server.params import path_param
 from keel.server.state import AppState
 
 
@@ -38,7 +39,7 @@ async def list_ep(request: Request) -> Response:
 async def switch_ep(request: Request) -> Response:
     try:
         st = state_of(request)
-        name, verb = request.path_params["name"], request.path_params["verb"]
+        name, verb = path_param(request, "name"), path_param(request, "verb")
         actor = actor_of(principal_of(request))
         if verb == "stop":
             raw = await read_body(request, 16 * 1024)

@@ -12,7 +12,6 @@ the request itself must come from an origin of the key that authenticates it.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,8 +22,8 @@ from keel.errors import InvalidRequest, KeelError, PermissionDenied
 from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.keys.service import FEEDBACK_SCOPE
-from keel.server.admin import _float
 from keel.server.auth import ANY_KEY, api_route, principal_of, public_route
+from keel.server.params import MAX_ID_CHARS, limit_param, text_param, time_param
 from keel.server.state import AppState
 from keel.store import feedback as queries
 from keel.store.traces import get_trace
@@ -139,7 +138,7 @@ async def get_feedback(request: Request) -> Response:
     st = state_of(request)
     try:
         principal = principal_of(request)
-        trace_id = request.query_params.get("trace_id")
+        trace_id = text_param(request.query_params, "trace_id", MAX_ID_CHARS)
         if not trace_id:
             raise InvalidRequest("pass ?trace_id=<the trace's id>", param="trace_id")
         trace = await find_trace(st, trace_id)
@@ -165,21 +164,15 @@ async def post_outcome(request: Request) -> Response:
     return json_response(out, 201 if created else 200)
 
 
-def _limit(q: Any) -> int:
-    raw = q.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_PAGE}", param="limit")
-    return int(raw)
-
-
 async def get_outcomes(request: Request) -> Response:
     st = state_of(request)
     try:
         principal = principal_of(request)
         q = request.query_params
         data = await fb.list_outcomes(
-            st.store, principal, feature=q.get("feature") or None, name=q.get("name") or None,
-            since=_float(q, "since"), until=_float(q, "until"), limit=_limit(q))
+            st.store, principal, feature=text_param(q, "feature"), name=text_param(q, "name"),
+            since=time_param(q, "since"), until=time_param(q, "until"),
+            limit=limit_param(q, 100, MAX_PAGE))
     except KeelError as exc:
         return openai_error(exc)
     return json_response({"object": "list", "data": data})

@@ -15,6 +15,7 @@ from keel.errors import KeelError, NotFound
 from keel.gateway.openai_api import json_response, openai_error, state_of
 from keel.guard.policy import Policy
 from keel.server.auth import api_route
+from keel.server.params import path_param
 from keel.store import policies as queries
 from keel.types import JSON
 
@@ -34,8 +35,8 @@ async def list_policies(request: Request) -> Response:
 
 async def policy_versions(request: Request) -> Response:
     st = state_of(request)
-    name = request.path_params["name"]
     try:
+        name = path_param(request, "name")
         rows = await queries.list_versions(st.store, name)
         if not rows:
             raise NotFound(f"no policy named '{name}' has been in force; see GET /api/policies")
@@ -49,8 +50,8 @@ async def policy_versions(request: Request) -> Response:
 
 async def policy_version(request: Request) -> Response:
     st = state_of(request)
-    name, version = request.path_params["name"], request.path_params["version"]
     try:
+        name, version = path_param(request, "name"), path_param(request, "version")
         row = await queries.get_version(st.store, name, version)
         if row is None:
             raise NotFound(f"policy '{name}' has no version '{version}'; list them with "

@@ -13,22 +13,25 @@ from keel.errors import InvalidRequest, KeelError
 from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.prompts import PromptSpec, PromptSpecError
-from keel.server.admin import _opt_str
 from keel.server.auth import api_route, claimed_actor, principal_of
+from keel.server.params import path_param, str_field, text_param
 
 LIMIT = 1024 * 1024
+MAX_ACTOR = 128
+MAX_MESSAGE = 10_000
 
 
 def _actor(request: Request, body: dict[str, Any], field: str) -> str:
     """Who made the change, for the audit log (see :func:`claimed_actor`)."""
-    return claimed_actor(principal_of(request), _opt_str(body, field))
+    return claimed_actor(principal_of(request), str_field(body, field, MAX_ACTOR))
 
 
 async def push(request: Request) -> Response:
     try:
         st = state_of(request)
         body = parse_body(await read_body(request, LIMIT), LIMIT)
-        message, author = _opt_str(body, "message"), _actor(request, body, "author")
+        message = str_field(body, "message", MAX_MESSAGE, one_line=False)
+        author = _actor(request, body, "author")
         spec_data = {k: v for k, v in body.items() if k not in ("message", "author")}
         try:
             spec = PromptSpec.parse(spec_data, "body")
@@ -56,7 +59,7 @@ async def list_prompts(request: Request) -> Response:
 async def show(request: Request) -> Response:
     try:
         st = state_of(request)
-        v = st.prompts.resolve(request.path_params["ref"])
+        v = st.prompts.resolve(path_param(request, "ref"))
     except KeelError as exc:
         return openai_error(exc)
     return json_response(v.public(st.prompts.labels_for(v)))
@@ -65,7 +68,8 @@ async def show(request: Request) -> Response:
 async def diff(request: Request) -> Response:
     try:
         st = state_of(request)
-        a, b = request.query_params.get("from"), request.query_params.get("to")
+        q = request.query_params
+        a, b = text_param(q, "from"), text_param(q, "to")
         if not a or not b:
             raise InvalidRequest("pass ?from=name@1&to=name@3", param="from")
         text = st.prompts.diff(a, b)
@@ -82,14 +86,14 @@ async def label(request: Request) -> Response:
         if not (isinstance(version, int | str) and str(version)) or isinstance(version, bool):
             raise InvalidRequest("'version' is required: a version number or another label",
                                  param="version")
-        ref = f"{request.path_params['name']}@{version}"
-        old, new = await st.prompts.set_label(ref, request.path_params["label"],
-                                              actor=_actor(request, body, "actor"),
-                                              reason=_opt_str(body, "reason"))
+        label = path_param(request, "label")
+        ref = f"{path_param(request, 'name')}@{version}"
+        old, new = await st.prompts.set_label(
+            ref, label, actor=_actor(request, body, "actor"),
+            reason=str_field(body, "reason", MAX_MESSAGE, one_line=False))
     except KeelError as exc:
         return openai_error(exc)
-    return json_response({"label": request.path_params["label"], "from_version": old,
-                          "to_version": new})
+    return json_response({"label": label, "from_version": old, "to_version": new})
 
 
 async def rollback(request: Request) -> Response:
@@ -97,10 +101,10 @@ async def rollback(request: Request) -> Response:
         st = state_of(request)
         body = parse_body(await read_body(request, LIMIT), LIMIT) if \
             request.headers.get("content-length", "0") != "0" else {}
-        name, lab = request.path_params["name"], request.path_params["label"]
-        was, now = await st.prompts.rollback(name, lab,
-                                             actor=_actor(request, body, "actor"),
-                                             reason=_opt_str(body, "reason"))
+        name, lab = path_param(request, "name"), path_param(request, "label")
+        was, now = await st.prompts.rollback(
+            name, lab, actor=_actor(request, body, "actor"),
+            reason=str_field(body, "reason", MAX_MESSAGE, one_line=False))
     except KeelError as exc:
         return openai_error(exc)
     return json_response({"name": name, "label": lab, "from_version": was, "to_version": now})

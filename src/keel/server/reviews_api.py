@@ -39,7 +39,9 @@ from keel.gateway.openai_api import (
 )
 from keel.gateway.validate import parse_body
 from keel.review import REVIEW_HEADER, Review, ReviewService
+from keel.review.model import STATUSES
 from keel.server.auth import actor_of, api_route, principal_of
+from keel.server.params import choice_param, cursor_param, limit_param, path_param, text_param
 from keel.server.state import AppState
 
 BODY_LIMIT = 256 * 1024
@@ -52,18 +54,12 @@ def _reviews(st: AppState) -> ReviewService:
     return st.reviews
 
 
-def _limit(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise InvalidRequest(f"'limit' must be an integer from 1 to {MAX_PAGE}", param="limit")
-    return int(raw)
-
-
 async def list_ep(request: Request) -> Response:
     try:
         q = request.query_params
         rows, next_cursor = await _reviews(state_of(request)).list_reviews(
-            status=q.get("status") or None, feature=q.get("feature") or None,
-            limit=_limit(q.get("limit", "50")), cursor=q.get("cursor") or None)
+            status=choice_param(q, "status", STATUSES), feature=text_param(q, "feature"),
+            limit=limit_param(q, 50, MAX_PAGE), cursor=cursor_param(q))
     except KeelError as exc:
         return openai_error(exc)
     return json_response({"object": "list", "data": [r.to_json() for r in rows],
@@ -80,7 +76,7 @@ async def _find(reviews: ReviewService, review_id: str) -> Review:
 
 async def get_ep(request: Request) -> Response:
     try:
-        review = await _find(_reviews(state_of(request)), request.path_params["review_id"])
+        review = await _find(_reviews(state_of(request)), path_param(request, "review_id"))
     except KeelError as exc:
         return openai_error(exc)
     return json_response(review.to_json(detail=True))
@@ -96,7 +92,7 @@ async def decision_ep(request: Request) -> Response:
                                  f"allowed: {', '.join(DECISION_FIELDS)}", param=unknown[0])
         decision: Any = body.get("decision")  # checked (and named in errors) by decide
         review = await reviews.decide(
-            request.path_params["review_id"], decision=decision,
+            path_param(request, "review_id"), decision=decision,
             reviewer=actor_of(principal_of(request)), reason=body.get("reason"),
             content=body.get("content"))
     except KeelError as exc:
@@ -109,7 +105,7 @@ async def poll_ep(request: Request) -> Response:
     try:
         st = state_of(request)
         principal = st.keys.authenticate(api_key(request.headers))
-        review_id = request.path_params["review_id"]
+        review_id = path_param(request, "review_id")
         reviews = _reviews(st)
         review = await reviews.get(review_id)
         if review is None or not (principal.is_admin or principal.key_id == review.key_id):

@@ -273,24 +273,29 @@ def _hash_vector(text: str, dims: int) -> list[float]:
 
 def _example_for_schema(schema: Any, body: JSON, text: str = "") -> Any:
     """A value that satisfies a (simple) JSON schema, for mock tool calls and JSON output."""
-    if not isinstance(schema, dict):
+    if not isinstance(schema, dict):  # schemas are the caller's: take any shape
         return None
-    if schema.get("enum"):
-        return schema["enum"][0]
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
     if "const" in schema:
         return schema["const"]
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
+    minimum = schema.get("minimum")
+    if not isinstance(minimum, int | float) or isinstance(minimum, bool):
+        minimum = 1
     if kind == "object" or "properties" in schema:
-        props = schema.get("properties") or {}
-        return {k: _example_for_schema(v, body, text) for k, v in props.items()}
+        props = schema.get("properties")
+        return {k: _example_for_schema(v, body, text)
+                for k, v in (props.items() if isinstance(props, dict) else ())}
     if kind == "array":
         return [_example_for_schema(schema.get("items") or {}, body, text)]
     if kind == "integer":
-        return int(schema.get("minimum", 1))
+        return int(minimum)
     if kind == "number":
-        return float(schema.get("minimum", 1.0))
+        return float(minimum)
     if kind == "boolean":
         return True
     if kind == "null":
