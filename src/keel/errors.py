@@ -32,11 +32,39 @@
 
 One handler in ``keel.server`` turns any of these into a response; the trace records
 ``error_type``. Subclasses set ``status``, ``type`` and ``code`` as class attributes.
+A message quotes an offending value through :func:`excerpt` (a short cut, never the whole
+input), and a rendered message is cut at ``MAX_MESSAGE_CHARS`` whatever it holds.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+EXCERPT_CHARS = 40
+MAX_MESSAGE_CHARS = 1000
+
+
+def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
+    """A short rendering of an offending value, for an error message: a string as its repr,
+    cut to ``limit`` characters with its length said; a number as written; an array or an
+    object by its kind and size (never its contents, which may be megabytes or nest deep)."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int | float):
+        try:
+            text = repr(value)
+        except ValueError:  # an int past Python's digit limit for str()
+            return "a very large integer"
+        return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} digits)"
+    if isinstance(value, dict):
+        return f"an object with {len(value)} key{'' if len(value) == 1 else 's'}"
+    if isinstance(value, list | tuple):
+        return f"an array of {len(value)} item{'' if len(value) == 1 else 's'}"
+    return f"a {type(value).__name__}"
 
 
 class KeelError(Exception):
@@ -67,10 +95,16 @@ class KeelError(Exception):
         """The short name stored on traces and used as a metrics label."""
         return self.code or self.type
 
+    @property
+    def public_message(self) -> str:
+        """The message as sent to a client: cut at ``MAX_MESSAGE_CHARS``."""
+        m = self.message
+        return m if len(m) <= MAX_MESSAGE_CHARS else m[:MAX_MESSAGE_CHARS] + "... (cut)"
+
     def to_openai(self) -> dict[str, Any]:
         return {
             "error": {
-                "message": self.message,
+                "message": self.public_message,
                 "type": self.type,
                 "param": self.param,
                 "code": self.code,
