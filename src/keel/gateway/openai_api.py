@@ -57,7 +57,7 @@ async def read_body(request: Request, limit: int, declared: str | None = None) -
     takes a body reads it here."""
     if declared is None:
         declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(
             f"request body is {declared} bytes, over the {limit}-byte limit; "
             "send less, or raise KEEL_MAX_BODY_BYTES")
