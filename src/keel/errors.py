@@ -194,6 +194,15 @@ class FeatureStopped(KeelError):
     code = "feature_stopped"
 
 
+class TracesUnavailable(KeelError):
+    """keel cannot keep a trace of this request anywhere (the store, the journal on disk and
+    the in-memory hold all refuse), so it refuses the request rather than answer untraced."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "traces_unavailable"
+
+
 class UpstreamError(KeelError):
     status = 502
     type = "api_error"
@@ -220,12 +229,3 @@ class UpstreamRejected(UpstreamError):
     status = 400
     type = "invalid_request_error"
     code = "upstream_rejected"
-class TracesUnavailable(KeelError):
-    """keel cannot keep a trace of this request anywhere (the store, the journal on disk and
-    the in-memory hold all refuse), so it refuses the request rather than answer untraced."""
-
-    status = 503
-    type = "service_unavailable"
-    code = "traces_unavailable"
-
-
