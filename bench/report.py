@@ -225,7 +225,7 @@ def compute_checks(by: dict[str, TargetResult], rounds: int) -> list[Check]:
                               failed("keel") if not keel else failed("litellm"), rounds))
     nj = ok("keel-nojournal")
     if keel and nj:
-        name, text, _ = ratio_check("journal", keel, nj, 0, ".3f", "-", rounds)
+        _, text, _ = ratio_check("journal", keel, nj, 0, ".3f", "-", rounds)
         checks.append(("throughput at c=32, keel ÷ keel-nojournal (not a check)", text,
                        "INFO"))
     for line in (
