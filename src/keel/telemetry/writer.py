@@ -294,6 +294,12 @@ class TraceWriter:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
             elif batch:
                 backoff = 0.05
+                self.journal.settle()  # stored segments go at once, busy or not
+                if time.monotonic() - self._last_orphan_scan >= ORPHAN_SCAN_S:
+                    # Under sustained load the queue never empties: do the idle work on
+                    # a timer too, so what waits on disk is not left there.
+                    async with self._busy:
+                        await self._catch_up()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -309,10 +315,15 @@ class TraceWriter:
         await self._replay_own()
         self.journal.settle()
         self.journal.truncate_if_settled()
-        now = time.monotonic()
-        if now - self._last_orphan_scan >= ORPHAN_SCAN_S:
-            self._last_orphan_scan = now
-            await self._replay_orphans()
+        if time.monotonic() - self._last_orphan_scan >= ORPHAN_SCAN_S:
+            await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """Replay this process's segments that wait on disk, and dead processes' journals."""
+        self._last_orphan_scan = time.monotonic()
+        self.journal.rotate_if_dirty()
+        await self._replay_own()
+        await self._replay_orphans()
 
     async def _drain(self) -> None:
         """Write the queue out; stop at the first store outage (what is left stays queued,
