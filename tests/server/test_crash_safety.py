@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 
 from keel.store import Store
 from keel.store.schema import traces
+from tests.support.keel import Keel, running_keel
 from tests.support.process import KeelProcess
 
 ADMIN = "sk-test-crash-admin"
@@ -330,3 +332,43 @@ def test_shutdown_that_cannot_drain_exits_non_zero_and_keeps_the_traces(
         assert wait_stored(database_url, load.answered) == set()
     finally:
         assert k2.stop() == 0
+
+
+def test_poison_requests_then_a_hundred_normal_ones_are_all_stored(
+        tmp_path: Path, database_url: str) -> None:
+    """Requests whose values no column holds as sent (a 300-character user and session, a
+    feature past 128 characters, NUL, a lone surrogate escaped in JSON) are answered and
+    stored, and so is every request after them, on SQLite and PostgreSQL."""
+    poison = [
+        {"user": "u" * 300, "metadata": {"session": "s" * 300}},
+        {"user": "nul\u0000user"},
+        {"user": "surrogate \ud800 user"},
+        {"metadata": {"feature": "f" * 200}},
+        {"messages": [{"role": "user", "content": "lone \udc80 surrogate"}]},
+    ]
+    with running_keel(tmp_path, database_url=database_url) as k:
+        ids: list[str] = []
+        with httpx.Client(base_url=k.base_url, headers=k.admin_headers()) as c:
+            for extra in poison:
+                body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}],
+                        **extra}
+                # json.dumps (ensure_ascii) writes lone surrogates as \\u escapes, as a
+                # client in any language may send them.
+                r = c.post("/chat/completions", content=json.dumps(body),
+                           headers={"content-type": "application/json"})
+                assert r.status_code < 500, r.text
+                ids.append(r.headers["x-keel-trace-id"])
+            for i in range(100):
+                r = c.post("/chat/completions", json={
+                    "model": "mock", "messages": [{"role": "user", "content": f"q{i}"}]})
+                assert r.status_code == 200
+                ids.append(r.headers["x-keel-trace-id"])
+        k.flush()
+        stored = k.run(stored_ids_of(k))
+        assert set(ids) <= stored
+        assert k.state.writer.rejected == 0 and k.state.writer.restarts == 0
+
+
+async def stored_ids_of(k: Keel) -> set[str]:
+    async with k.state.store.connect() as conn:
+        return {str(r[0]) for r in (await conn.execute(sa.select(traces.c.id))).all()}

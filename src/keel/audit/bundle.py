@@ -33,7 +33,8 @@ def _bad(problem: str) -> VerifyReport:
     return VerifyReport(ok=False, problem=f"not a valid keel audit bundle: {problem}")
 
 
-def _is_hex(value: Any, n: int = 64) -> bool:
+def is_hex(value: Any, n: int = 64) -> bool:
+    """``value`` is a hex string of ``n`` characters (a SHA-256 digest by default)."""
     if not isinstance(value, str) or len(value) != n:
         return False
     try:
@@ -56,8 +57,8 @@ def verify_bundle(bundle: Any, *, key: str | None) -> VerifyReport:
         return _bad("'start', 'entries' and 'checkpoints' are required")
     size, peaks, head = start.get("size"), start.get("peaks"), start.get("head")
     if (not isinstance(size, int) or isinstance(size, bool) or size < 0
-            or not isinstance(peaks, list) or not all(_is_hex(p) for p in peaks)
-            or not isinstance(head, str) or not _is_hex(head)
+            or not isinstance(peaks, list) or not all(is_hex(p) for p in peaks)
+            or not isinstance(head, str) or not is_hex(head)
             or (size == 0 and head != GENESIS)):
         return _bad("'start' must have size, peaks (hex hashes) and head")
     if not all(isinstance(e, Mapping) for e in entries):

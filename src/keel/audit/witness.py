@@ -39,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from keel.audit.bundle import is_hex as _is_hex
 from keel.errors import ConfigError
 
 log = logging.getLogger("keel.audit")
@@ -184,16 +185,6 @@ class Witness:
 
 
 # --- reading checkpoints known from outside the database -------------------------------------
-
-
-def _is_hex(value: Any, n: int = 64) -> bool:
-    if not isinstance(value, str) or len(value) != n:
-        return False
-    try:
-        bytes.fromhex(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _checked(raw: Any, where: str) -> dict[str, Any]:

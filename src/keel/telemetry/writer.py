@@ -136,7 +136,12 @@ class TraceWriter:
             values, payload = _bare_row(trace), None
         seg = None
         if self.journal.owner:
-            seg = self.journal.append(orjson.dumps([values, payload]) + b"\n")
+            try:
+                line = orjson.dumps([values, payload]) + b"\n"
+            except (TypeError, orjson.JSONEncodeError):  # a value no column fitter knew
+                log.exception("journaling trace %s failed; it is kept in memory", trace.id)
+            else:
+                seg = self.journal.append(line)
         entry = Entry(values, payload, trace, seg)
         try:
             self._queue.put_nowait(entry)
