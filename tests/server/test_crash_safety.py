@@ -141,7 +141,7 @@ def test_sigkill_under_load_loses_no_answered_trace(tmp_path: Path, database_url
 
 
 @contextlib.contextmanager
-def small_filesystem(path: Path, size: str = "16m") -> Iterator[Path]:
+def small_filesystem(path: Path, size: str = "32m") -> Iterator[Path]:
     """A tmpfs of its own at ``path`` (root only): it fills up, and can be made
     read-only, without touching the machine's disks."""
     if os.geteuid() != 0 or shutil.which("mount") is None:
@@ -160,14 +160,10 @@ def small_filesystem(path: Path, size: str = "16m") -> Iterator[Path]:
 def fill(fs: Path) -> Path:
     """Fill ``fs`` to the last byte; returns the filler to delete."""
     filler = fs / "filler"
-    with open(filler, "wb") as fh, contextlib.suppress(OSError):
-        while True:
-            fh.write(b"\0" * (1 << 16))
-            fh.flush()
-    with contextlib.suppress(OSError), open(filler, "ab") as fh:
-        while True:  # the last partial block
-            fh.write(b"\0" * 512)
-            fh.flush()
+    for block in (1 << 16, 512):  # then the last partial blocks
+        with contextlib.suppress(OSError), open(filler, "ab", buffering=0) as fh:
+            while True:
+                fh.write(b"\0" * block)
     return filler
 
 

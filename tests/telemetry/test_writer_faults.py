@@ -283,3 +283,23 @@ async def test_with_store_and_journal_both_refusing_traces_are_held_then_stored(
     assert w.accepting
     await w.close()
     await store.aclose()
+
+
+async def test_a_trace_larger_than_a_journal_segment_gets_its_own_and_is_stored(
+        store: Store, tmp_path: Path) -> None:
+    from keel.telemetry.journal import SEGMENT_BYTES
+
+    w = TraceWriter(store, spill_dir=tmp_path / "spill", max_queue=1, batch_size=10,
+                    flush_interval_s=0.01)
+    await w.start()
+    big = make_trace(0)
+    big.response_body = {"text": "x" * (SEGMENT_BYTES + 1000)}
+    small = [make_trace(1 + i) for i in range(5)]
+    for t in [small[0], big, *small[1:]]:  # the queue holds one: the rest wait on disk
+        w.submit(t)
+    assert w.spilled >= 4
+    await w.close()
+    stored = await get_trace(store, big.id)
+    assert stored is not None and len(stored["response"]["text"]) == SEGMENT_BYTES + 1000
+    assert await count_traces(store) == 6 and w.undrained == 0
+    assert not list((tmp_path / "spill").glob("journal-*.jsonl"))

@@ -1,10 +1,14 @@
 """The trace journal: every finished trace on local disk before its answer leaves keel.
 
 A process appends one JSON line per trace to its current *segment*
-(``journal-<owner>-<n>.jsonl``) with a single ``write(2)`` on an ``O_APPEND`` descriptor.
-There is no fsync per request: the operating system's page cache survives the process
-being killed (SIGKILL, the OOM killer); only a crash of the machine itself can lose the
-last few seconds, and ``KEEL_TRACE_JOURNAL_FSYNC_S`` bounds that when set.
+(``journal-<owner>-<n>.jsonl``). A segment is a file whose space is allocated up front
+(``posix_fallocate``: a full disk is found when a segment is opened, never mid-write) and
+mapped into memory (``mmap``, shared): appending a line is a copy into the page cache, with
+no system call and without releasing the GIL on the serving thread. There is no fsync per
+request: the page cache survives the process being killed (SIGKILL, the OOM killer); only a
+crash of the machine itself can lose the last seconds, and ``KEEL_TRACE_JOURNAL_FSYNC_S``
+bounds that when set. The unused tail of a segment is zeros; readers stop at the first NUL
+(JSON lines never hold a raw NUL byte), and a closed segment is cut to its length.
 
 Segments are private to their process. A process holds an exclusive ``flock`` on its
 ``journal-<owner>.lock`` for as long as it runs, so several replicas may share one data
@@ -22,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import mmap
 import os
 import secrets
 import time
@@ -31,6 +36,7 @@ from pathlib import Path
 log = logging.getLogger("keel.telemetry")
 
 PREFIX = "journal-"
+SEGMENT_BYTES = 4 * 1024 * 1024  # allocated per segment (a larger trace gets its own)
 
 
 class Segment:
@@ -68,6 +74,9 @@ class Journal:
         self.owner = ""
         self._lock_fd: int | None = None
         self._fd: int | None = None
+        self._mm: mmap.mmap | None = None
+        self._offset = 0  # where the next line goes in the current segment
+        self._size = 0  # the current segment's allocated size
         self._seq = 0
         self.current: Segment | None = None
         self.segments: list[Segment] = []  # closed segments not removed yet, oldest first
@@ -113,14 +122,16 @@ class Journal:
         """Append one trace line; the segment it went to, or None when the disk refused it
         (full, read-only, gone): the caller keeps the trace in memory instead."""
         seg = self.current
+        n = len(line)
         try:
-            if seg is None or seg.appended >= self.segment_rows:
-                seg = self._rotate()
-            assert self._fd is not None
-            n = os.write(self._fd, line)
-            if n != len(line):  # a short write (a full disk): finish or fail the line
-                os.write(self._fd, line[n:])
-        except OSError as exc:
+            if seg is None or seg.appended >= self.segment_rows \
+                    or self._offset + n > self._size:
+                seg = self._rotate(n)
+            assert self._mm is not None
+            end = self._offset + n
+            self._mm[self._offset:end] = line
+            self._offset = end
+        except (OSError, ValueError) as exc:
             self.errors += 1
             if self.failing is None:
                 log.error("cannot write the trace journal in %s (%s); traces are kept in "
@@ -136,8 +147,8 @@ class Journal:
             now = time.monotonic()
             if now - self._last_fsync >= self.fsync_interval_s:
                 self._last_fsync = now
-                with contextlib.suppress(OSError):
-                    os.fsync(self._fd)
+                with contextlib.suppress(OSError, ValueError):
+                    self._mm.flush()
         return seg
 
     def probe(self) -> None:
@@ -163,17 +174,18 @@ class Journal:
             self._close_current()
 
     def truncate_if_settled(self) -> None:
-        """When every trace of the current segment is stored, empty it in place."""
+        """When every trace of the current segment is stored, empty it in place (the used
+        part zeroed, so nothing stale is read back after a crash)."""
         seg = self.current
         if seg is not None and seg.appended and not seg.overflowed \
-                and seg.stored >= seg.appended and self._fd is not None:
+                and seg.stored >= seg.appended and self._mm is not None:
+            start = len(self.header)
             try:
-                os.ftruncate(self._fd, 0)
-                if self.header:
-                    os.write(self._fd, self.header)
-            except OSError:
+                self._mm[start:self._offset] = bytes(self._offset - start)
+            except (OSError, ValueError):
                 self._drop_current_after_error()
                 return
+            self._offset = start
             seg.appended = seg.stored = 0
 
     def to_replay(self) -> list[Segment]:
@@ -223,25 +235,47 @@ class Journal:
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _rotate(self) -> Segment:
+    def _rotate(self, need: int = 0) -> Segment:
         self._close_current()
         self._seq += 1
         path = self.dir / f"{PREFIX}{self.owner}-{self._seq:06d}.jsonl"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        size = max(SEGMENT_BYTES, len(self.header) + need)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.posix_fallocate(fd, 0, size)  # ENOSPC here, not a SIGBUS on a later copy
+            mm = mmap.mmap(fd, size)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        self._fd, self._mm, self._size = fd, mm, size
+        mm[:len(self.header)] = self.header
+        self._offset = len(self.header)
         self.current = Segment(path)
-        if self.header:
-            os.write(self._fd, self.header)
         return self.current
+
+    def _unmap(self, *, cut: bool) -> None:
+        """Unmap and close the current file; ``cut``: shorten it to what was written."""
+        if self._mm is not None:
+            with contextlib.suppress(OSError, ValueError, BufferError):
+                self._mm.close()
+            self._mm = None
+        if self._fd is not None:
+            if cut:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._offset)
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        self._offset = self._size = 0
 
     def _close_current(self) -> None:
         seg = self.current
         if seg is None:
             return
         self.current = None
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
+        self._unmap(cut=True)
         seg.closed = True
         if seg.appended == 0:
             with contextlib.suppress(OSError):
@@ -250,16 +284,13 @@ class Journal:
         self.segments.append(seg)
 
     def _drop_current_after_error(self) -> None:
-        """After a failed write the file may end in a torn line: start a new segment next
-        time (replay skips torn lines)."""
+        """After a failed write: start a new segment next time (replay skips a torn
+        line)."""
         seg = self.current
         if seg is not None and seg.appended:
             self._close_current()
             return
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
+        self._unmap(cut=False)
         if seg is not None:
             with contextlib.suppress(OSError):
                 seg.path.unlink()

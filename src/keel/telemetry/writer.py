@@ -519,30 +519,32 @@ class TraceWriter:
         is unavailable (the file stays)."""
         batch: list[Entry] = []
         columns: tuple[str, ...] = TRACE_COLUMNS
-        # Blocking reads are fine here: a local file, off the request path, rare.
         try:
-            fh = open(path, "rb")  # noqa: ASYNC230, SIM115
+            # Blocking read: a local file, off the request path, rare.
+            data = path.read_bytes()  # noqa: ASYNC240
         except FileNotFoundError:
             return True
-        with fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    item = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    log.warning("skipping a torn line in %s", path)
-                    continue
-                entry = _entry_of(item, columns)
-                if entry is None:
-                    if isinstance(item, dict) and "columns" in item:
-                        columns = tuple(item["columns"])
-                    continue
-                batch.append(entry)
-                if len(batch) >= self.batch_size:
-                    if await self._insert(batch, replay=True):
-                        return False
-                    batch = []
+        # A segment whose process was killed keeps its allocated size: its lines end at
+        # the first NUL (the zeroed tail never written).
+        end = data.find(b"\x00")
+        for line in (data if end < 0 else data[:end]).splitlines():
+            if not line.strip():
+                continue
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                log.warning("skipping a torn line in %s", path)
+                continue
+            entry = _entry_of(item, columns)
+            if entry is None:
+                if isinstance(item, dict) and "columns" in item:
+                    columns = tuple(item["columns"])
+                continue
+            batch.append(entry)
+            if len(batch) >= self.batch_size:
+                if await self._insert(batch, replay=True):
+                    return False
+                batch = []
         return not (batch and await self._insert(batch, replay=True))
 
 
