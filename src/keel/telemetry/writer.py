@@ -118,7 +118,6 @@ class TraceWriter:
         self.undrained = 0  # after close: traces left for the next start (or lost)
         self.store_error: str | None = None  # the last store failure, until a write works
         self.store_error_since: float | None = None
-        self.last_write = time.time()
         # Called with the traces of each batch once stored (the OTLP exporter's submit).
         self.on_stored: Callable[[list[Trace]], None] | None = None
         # Called with the rows of each batch once stored (the audit log's batch digests).
@@ -188,23 +187,18 @@ class TraceWriter:
         if self._task is not None:
             await self._task
             self._task = None
-        async with self._busy:
-            await self._drain()
-            self.journal.rotate_if_dirty()
-            await self._replay_own()
-        in_memory = len(self._retry) + self._queue.qsize() + len(self._held)
-        on_disk = sum(s.overflowed for s in self.journal.segments
-                      if s.overflowed) + in_memory
-        unjournaled = len(self._held) + sum(
-            1 for e in self._retry if e.segment is None) + sum(
-            1 for e in _queued(self._queue) if e.segment is None)
-        self.undrained = on_disk + self.lost
+        await self.flush()
+        left = [*self._retry, *_queued(self._queue), *self._held]  # in memory, unstored
+        journaled = sum(s.overflowed for s in self.journal.segments) + sum(
+            1 for e in left if e.segment is not None)
+        self.undrained = sum(s.overflowed for s in self.journal.segments) + len(left) \
+            + self.lost
         self.journal.close(keep=True)
         if self.undrained:
             log.error("trace writer stopped with %d traces not stored (%s); %d of them are "
                       "in the journal under %s and will be stored on the next start",
                       self.undrained, self.store_error or "the store refused them",
-                      self.undrained - unjournaled - self.lost, self.spill_dir)
+                      journaled, self.spill_dir)
 
     @property
     def pending(self) -> int:
@@ -316,12 +310,13 @@ class TraceWriter:
             with contextlib.suppress(OSError, RuntimeError):
                 self.journal.open()  # its directory may be writable by now
         self.journal.probe()
-        self.journal.rotate_if_dirty()
-        await self._replay_own()
-        self.journal.settle()
-        self.journal.truncate_if_settled()
         if time.monotonic() - self._last_orphan_scan >= ORPHAN_SCAN_S:
             await self._catch_up()
+        else:
+            self.journal.rotate_if_dirty()
+            await self._replay_own()
+        self.journal.settle()
+        self.journal.truncate_if_settled()
 
     async def _catch_up(self) -> None:
         """Replay this process's segments that wait on disk, and dead processes' journals."""
@@ -458,7 +453,6 @@ class TraceWriter:
                         time.time() - (self.store_error_since or time.time()))
             self.store_error = self.store_error_since = None
         self.written += len(entries)
-        self.last_write = time.time()
         for e in entries:
             if e.segment is not None:
                 e.segment.stored += 1
