@@ -557,3 +557,15 @@ def test_bound_key_and_malformed_ids(keel: Keel) -> None:
     expected = hashlib.sha256(bytes.fromhex("5b8efff798038103d269b633813fc60c")
                               + bytes.fromhex("00000000000000f1")).hexdigest()[:20]
     assert got["00000000000000f1"]["id"] == f"{NOW_NS // 1_000_000:012x}{expected}"
+
+
+def test_retry_after_takes_ascii_seconds_only() -> None:
+    from keel.telemetry.otel_export import _seconds
+    assert _seconds(" 7 ") == 7.0
+    # An HTTP date, a superscript digit (str.isdigit says yes, float() refuses) and an
+    # absurd number are not a delay to sleep on: the exporter's own backoff applies.
+    assert _seconds("Wed, 21 Oct 2026 07:28:00 GMT") is None
+    assert _seconds("²") is None
+    assert _seconds("٣") is None
+    assert _seconds("9" * 40) is None
+    assert _seconds(None) is None

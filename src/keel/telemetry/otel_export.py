@@ -465,6 +465,9 @@ class OtlpExporter:
 
 
 def _seconds(value: str | None) -> float | None:
-    if value and value.strip().isdigit():
-        return float(value.strip())
+    """A Retry-After given in whole seconds (ASCII digits only: ``str.isdigit`` also takes
+    ``²``, which ``float`` refuses); an HTTP date or anything else is None."""
+    raw = (value or "").strip()
+    if raw and len(raw) <= 9 and raw.isascii() and raw.isdigit():
+        return float(raw)
     return None
