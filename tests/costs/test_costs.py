@@ -374,19 +374,11 @@ async def test_reprice_refuses_bad_input(store: Store) -> None:
     assert ok.price_source == "built-in:gpt-4.1-mini" and ok.traces == 0
 
 
-def test_times_people_write() -> None:
-    from keel.costs.times import parse_time
+def test_day_labels_are_utc_days() -> None:
+    from keel.costs.times import day_label
 
-    assert parse_time("2026-11-02") == T0
-    assert parse_time("2026-11-02T01:00:00Z") == T0 + 3600
-    assert parse_time("2026-11-02T02:00:00+01:00") == T0 + 3600
-    assert parse_time("2026-11-02 01:00") == T0 + 3600  # no offset: UTC
-    assert parse_time(str(T0)) == T0 and parse_time(T0) == T0
-    assert parse_time("7d", now=T0 + 7 * DAY) == T0
-    assert parse_time("90m", now=T0) == T0 - 5400
-    for bad in ("yesterday", "", "7w", "nan", float("inf"), True, None, {"a": 1}):
-        with pytest.raises(ValueError, match="a date"):
-            parse_time(bad)
+    assert day_label(T0) == "2026-11-02" and day_label(T0 + DAY - 1) == "2026-11-02"
+    assert day_label(T0 + DAY) == "2026-11-03"
 
 
 # --- spend -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from keel.cli.common import listed, with_store
-from keel.cli.stats import TIME
+from keel.cli.params import TIME
 from keel.config import Settings
 from keel.store import Store
 
@@ -39,22 +39,25 @@ def audit() -> None:
 
 @audit.command("log")
 @click.option("--since", type=TIME, default=None,
-              help="Only entries from this time: ISO date, epoch seconds or 7d.")
+              help="Only entries from this time: ISO date or time, UNIX seconds or 7d.")
+@click.option("--until", type=TIME, default=None, help="Only entries before this time.")
 @click.option("--action", default=None,
               help="Only this action (key.create), or a family ending in '.' (prompt.).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-def log_cmd(since: float | None, action: str | None, limit: int, as_json: bool) -> None:
+def log_cmd(since: float | None, until: float | None, action: str | None, limit: int,
+            as_json: bool) -> None:
     """List entries, newest first."""
     from keel.audit import AuditLog
 
     async def go(store: Store) -> list[dict[str, Any]]:
-        rows, _ = await AuditLog.from_settings(store).entries(since=since, action=action,
-                                                              limit=limit)
+        rows, _ = await AuditLog.from_settings(store).entries(since=since, until=until,
+                                                              action=action, limit=limit)
         return rows
 
     rows = with_store(go)
-    if listed(rows, as_json, "no audit entries" + (" match" if since or action else " yet")):
+    filtered = since is not None or until is not None or action
+    if listed(rows, as_json, "no audit entries" + (" match" if filtered else " yet")):
         return
     table = Table("seq", "time (UTC)", "actor", "action", "target", "before", "after")
     for r in rows:
@@ -181,7 +184,8 @@ def checkpoint_cmd() -> None:
 
 @audit.command("export")
 @click.option("--since", type=TIME, default=None,
-              help="Entries from this time on: ISO date, epoch seconds or 30d [default: all].")
+              help="Entries from this time on: ISO date or time, UNIX seconds or 30d "
+                   "[default: all].")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Bundle file to write ('-': standard output).")
 def export_cmd(since: float | None, out: Path) -> None:

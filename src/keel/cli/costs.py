@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from keel.cli.common import with_store
+from keel.cli.params import TIME
 from keel.config import KeelConfig, Settings, load_config
-from keel.costs.times import FORMATS, parse_time
 from keel.errors import ConfigError, KeelError
 from keel.store import Store
 
@@ -31,15 +31,6 @@ def _config(config_path: str | None) -> KeelConfig:
     except ConfigError as exc:
         click.echo(f"config error: {exc.message}", err=True)
         sys.exit(2)
-
-
-def _when(value: str | None, hint: str, now: float) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value, now=now)
-    except ValueError:
-        raise click.BadParameter(f"use {FORMATS}", param_hint=hint) from None
 
 
 def _short(ts: float) -> str:
@@ -101,23 +92,21 @@ def prices_cmd(config_path: str | None, as_json: bool) -> None:
 
 @costs.command("reprice")
 @click.option("--model", required=True, help="Model (keel or upstream name) to reprice.")
-@click.option("--since", required=True, help="From this time on: 2026-11-01, ISO time, 7d.")
-@click.option("--until", default=None, help="Before this time [default: now and later].")
+@click.option("--since", type=TIME, required=True,
+              help="From this time on: 2026-11-01, an ISO time, UNIX seconds, or 7d.")
+@click.option("--until", type=TIME, default=None,
+              help="Before this time [default: now and later].")
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.option("--actor", default=None, help="Who reprices, for the event [default: $USER].")
 @_CONFIG
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def reprice_cmd(model: str, since: str, until: str | None, dry_run: bool, actor: str | None,
+def reprice_cmd(model: str, since: float, until: float | None, dry_run: bool, actor: str | None,
                 config_path: str | None, as_json: bool) -> None:
     """Recompute the cost of MODEL's stored traces from their token counts at the current
     price (the config's, else the built-in table's), then rebuild the affected days'
     rollups and record a cost event. Budgets are not adjusted retroactively."""
     from keel.costs.reprice import RepriceResult, price_for, reprice
 
-    now = time.time()
-    since_ts = _when(since, "--since", now)
-    until_ts = _when(until, "--until", now)
-    assert since_ts is not None
     config = _config(config_path)
     try:
         price_for(model, config)  # an unknown model fails before the database is opened
@@ -125,7 +114,7 @@ def reprice_cmd(model: str, since: str, until: str | None, dry_run: bool, actor:
         _fail(exc)
 
     async def go(store: Store) -> RepriceResult:
-        return await reprice(store, config, model, since_ts, until_ts, dry_run=dry_run,
+        return await reprice(store, config, model, since, until, dry_run=dry_run,
                              actor=actor or os.environ.get("USER") or "cli")
 
     result = with_store(go)
@@ -153,19 +142,16 @@ def reprice_cmd(model: str, since: str, until: str | None, dry_run: bool, actor:
 @costs.command("spend")
 @click.option("--by", "by", default="feature", show_default=True,
               help="Group by any of feature,team,model,prompt,day (comma-separated).")
-@click.option("--since", default="7d", show_default=True,
-              help="From: 2026-11-01, an ISO time, or a duration ago (7d, 12h).")
-@click.option("--until", default=None, help="To [default: now].")
+@click.option("--since", type=TIME, default="7d", show_default=True,
+              help="From: 2026-11-01, an ISO time, UNIX seconds, or a duration ago (12h, 1w).")
+@click.option("--until", type=TIME, default=None, help="To [default: now].")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def spend_cmd(by: str, since: str, until: str | None, as_csv: bool, as_json: bool) -> None:
+def spend_cmd(by: str, since: float, until: float | None, as_csv: bool, as_json: bool) -> None:
     """Spend per group from the rollups (hourly rows under two days, daily beyond)."""
     from keel.costs.spend import SpendReport, parse_group_by, spend
 
-    now = time.time()
-    since_ts = _when(since, "--since", now)
-    until_ts = now if until is None else _when(until, "--until", now)
-    assert since_ts is not None and until_ts is not None
+    since_ts, until_ts = since, time.time() if until is None else until
     try:
         group_by = parse_group_by(by)
     except KeelError as exc:

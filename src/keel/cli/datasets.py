@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from keel.cli.common import with_store
+from keel.cli.params import STATUS, TIME
 from keel.evals.datasets import Datasets
 
 T = TypeVar("T")
@@ -50,17 +51,26 @@ def import_cmd(name: str, file: Path, on_error: str, message: str | None) -> Non
 @click.argument("name")
 @click.option("--feature", default=None)
 @click.option("--model", default=None)
-@click.option("--status", default=None, help="ok, error, or an HTTP status code.")
-@click.option("--since-hours", type=float, default=None, help="Only traces this recent.")
+@click.option("--status", type=STATUS, default=None, help="ok, error, or an HTTP status code.")
+@click.option("--since", type=TIME, default=None,
+              help="Only traces from this time: UNIX seconds, an ISO date or time, or a "
+                   "duration back from now (30m, 2h, 7d, 1w).")
+@click.option("--until", type=TIME, default=None, help="Only traces before this time.")
+@click.option("--since-hours", type=click.FloatRange(0, 1e6, min_open=True), default=None,
+              hidden=True, help="Deprecated: --since 24h.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
 @click.option("-m", "--message", default=None)
 def add_traces(name: str, feature: str | None, model: str | None, status: str | None,
-               since_hours: float | None, limit: int, message: str | None) -> None:
+               since: float | None, until: float | None, since_hours: float | None,
+               limit: int, message: str | None) -> None:
     """New version of NAME = its latest cases + cases made from matching stored traces."""
     from keel.store.traces import TraceFilter
 
-    since = time.time() - since_hours * 3600 if since_hours else None
-    flt = TraceFilter(feature=feature, model=model, status=status, since=since)
+    if since_hours is not None:
+        if since is not None:
+            raise click.UsageError("give --since (--since-hours is its old spelling), not both")
+        since = time.time() - since_hours * 3600
+    flt = TraceFilter(feature=feature, model=model, status=status, since=since, until=until)
 
     async def go(ds: Datasets) -> tuple[int, int]:
         return await ds.add_traces(name, flt, limit=limit, message=message)

@@ -30,6 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 from keel.cli.common import with_store
+from keel.cli.params import TIME
 from keel.config import Settings, load_config
 from keel.errors import KeelError
 from keel.evals.runner import Runner
@@ -464,10 +465,13 @@ def report_cmd(run_ref: str, html: Path | None, json_path: Path | None,
 
 
 @evals.command("events")
+@click.option("--since", type=TIME, default=None,
+              help="Only events from this time: UNIX seconds, an ISO date or time, or a "
+                   "duration back from now (30m, 2h, 7d, 1w).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-def events_cmd(limit: int) -> None:
+def events_cmd(since: float | None, limit: int) -> None:
     """Regression and error events recorded by scheduled suites, newest first."""
-    rows = with_store(lambda store: q.list_events(store, limit=limit))
+    rows = with_store(lambda store: q.list_events(store, since=since, limit=limit))
     table = Table()
     for col in ("at (UTC)", "kind", "suite", "run", "why"):
         table.add_column(col)

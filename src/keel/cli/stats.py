@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 import orjson
@@ -13,35 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from keel.cli.common import with_store
+from keel.cli.params import TIME
 from keel.config import Settings, load_config
 from keel.errors import ConfigError
 from keel.monitor.summary import Filters, summary
-from keel.monitor.timeparse import parse_time
 from keel.store import Store
 from keel.store import rollups as r
 
 console = Console(soft_wrap=True)
-
-
-if TYPE_CHECKING:  # generic in recent click releases only
-    _ParamType = click.ParamType[float]
-else:
-    _ParamType = click.ParamType
-
-
-class TimeParam(_ParamType):
-    name = "time"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_time(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-TIME = TimeParam()
 
 
 def _when(ts: float) -> str:
@@ -58,7 +37,8 @@ def _num(v: float | None, fmt: str = ".0f") -> str:
 
 @click.command("stats")
 @click.option("--since", type=TIME, default="24h", show_default=True,
-              help="Start: epoch seconds, an ISO time, or a duration back from now (7d).")
+              help="Start: UNIX seconds, an ISO date or time, or a duration back from now "
+                   "(30m, 2h, 7d, 1w).")
 @click.option("--until", type=TIME, default=None, help="End [default: now].")
 @click.option("--feature", default=None)
 @click.option("--team", default=None)
@@ -121,7 +101,8 @@ def rollups_group() -> None:
 
 @rollups_group.command("rebuild")
 @click.option("--since", type=TIME, required=True,
-              help="From this time (rounded down to a UTC day): ISO date, epoch or 30d.")
+              help="From this time (rounded down to a UTC day): ISO date or time, UNIX "
+                   "seconds, or a duration back from now (30d).")
 @click.option("--until", type=TIME, default=None, help="Up to this time [default: all].")
 def rebuild_cmd(since: float, until: float | None) -> None:
     """Recompute the rollups of whole days from raw traces, feedback and outcomes (one
