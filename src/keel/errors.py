@@ -27,17 +27,25 @@
         +-- UpstreamRateLimited        429 rate_limit_error
         +-- UpstreamTimeout            504 upstream_timeout
         +-- UpstreamUnavailable        503 upstream_unavailable (connection refused/reset)
-        +-- UpstreamRejected           400 invalid_request_error (upstream says the
-                                            request itself is bad: the client's fault)
+        +-- UpstreamRejected           4xx invalid_request_error (upstream says the
+                                            request itself is bad: the client's fault; the
+                                            provider's own 4xx status, 400 when unusual)
 
 One handler in ``keel.server`` turns any of these into a response; the trace records
 ``error_type``. Subclasses set ``status``, ``type`` and ``code`` as class attributes.
+
+An ``UpstreamError`` may carry what the provider itself said (``ProviderFault``: its
+error ``type``, ``code`` and ``param``, already mapped to OpenAI's vocabulary). Clients are
+sent those, so they can branch on ``context_length_exceeded`` as they would talking to the
+provider directly; ``error_type`` (stored on traces, a metrics label) stays keel's own
+classification, so provider strings never become label values.
 A message quotes an offending value through :func:`excerpt` (a short cut, never the whole
 input), and a rendered message is cut at ``MAX_MESSAGE_CHARS`` whatever it holds.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 EXCERPT_CHARS = 40
@@ -101,13 +109,23 @@ class KeelError(Exception):
         m = self.message
         return m if len(m) <= MAX_MESSAGE_CHARS else m[:MAX_MESSAGE_CHARS] + "... (cut)"
 
+    @property
+    def public_type(self) -> str:
+        """The error ``type`` a client is sent."""
+        return self.type
+
+    @property
+    def public_code(self) -> str | None:
+        """The error ``code`` a client is sent."""
+        return self.code
+
     def to_openai(self) -> dict[str, Any]:
         return {
             "error": {
                 "message": self.public_message,
-                "type": self.type,
+                "type": self.public_type,
                 "param": self.param,
-                "code": self.code,
+                "code": self.public_code,
             }
         }
 
@@ -203,10 +221,47 @@ class TracesUnavailable(KeelError):
     code = "traces_unavailable"
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderFault:
+    """What a provider said was wrong, in OpenAI's vocabulary (each part may be missing):
+    ``type`` (``invalid_request_error``), ``code`` (``context_length_exceeded``), ``param``
+    (``messages``). Built by the provider adapters from the upstream's error body, each
+    value a short printable string with secrets redacted."""
+
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+
+
 class UpstreamError(KeelError):
     status = 502
     type = "api_error"
     code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        fault: ProviderFault | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code, status=status, headers=headers)
+        self.fault = fault
+        if fault is not None and fault.param is not None and param is None:
+            self.param = fault.param
+
+    @property
+    def public_type(self) -> str:
+        fault = self.fault
+        return fault.type if fault is not None and fault.type else self.type
+
+    @property
+    def public_code(self) -> str | None:
+        fault = self.fault
+        return fault.code if fault is not None and fault.code else self.code
 
 
 class UpstreamRateLimited(UpstreamError):

@@ -303,25 +303,32 @@ def test_streaming_json_schema_answer_arrives_as_content(client: openai.OpenAI) 
 # --- errors -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("status", "error_type", "exc", "keel_status", "code"), [
-    (400, "invalid_request_error", openai.BadRequestError, 400, "upstream_rejected"),
-    (401, "authentication_error", openai.APIStatusError, 502, "upstream_auth_failed"),
-    (403, "permission_error", openai.APIStatusError, 502, "upstream_auth_failed"),
-    (404, "not_found_error", openai.BadRequestError, 400, "upstream_rejected"),
-    (413, "request_too_large", openai.BadRequestError, 400, "upstream_rejected"),
-    (429, "rate_limit_error", openai.RateLimitError, 429, "upstream_rate_limited"),
-    (500, "api_error", openai.InternalServerError, 502, "upstream_error"),
-    (529, "overloaded_error", openai.InternalServerError, 503, "upstream_overloaded"),
+@pytest.mark.parametrize(("status", "error_type", "exc", "keel_status", "type_", "code"), [
+    (400, "invalid_request_error", openai.BadRequestError, 400, "invalid_request_error",
+     "upstream_rejected"),
+    (401, "authentication_error", openai.APIStatusError, 502, "api_error",
+     "upstream_auth_failed"),
+    (403, "permission_error", openai.APIStatusError, 502, "api_error", "upstream_auth_failed"),
+    (404, "not_found_error", openai.NotFoundError, 404, "not_found_error", "upstream_rejected"),
+    (413, "request_too_large", openai.APIStatusError, 413, "request_too_large",
+     "upstream_rejected"),
+    (429, "rate_limit_error", openai.RateLimitError, 429, "rate_limit_error",
+     "upstream_rate_limited"),
+    (500, "api_error", openai.InternalServerError, 502, "api_error", "upstream_error"),
+    (529, "overloaded_error", openai.InternalServerError, 503, "overloaded_error",
+     "upstream_overloaded"),
 ])
 def test_upstream_error_status_maps_to_keel_error(
         client: openai.OpenAI, fake: FakeAnthropic, status: int, error_type: str,
-        exc: type[openai.APIStatusError], keel_status: int, code: str) -> None:
+        exc: type[openai.APIStatusError], keel_status: int, type_: str, code: str) -> None:
+    """Anthropic's error type reaches the client (it has no code: keel's is sent), except
+    for a refused credential, which is keel's problem and not the client's."""
     fake.mode, fake.status, fake.error_type = "status", status, error_type
     fake.error_message = f"upstream says {error_type}"
     with pytest.raises(exc) as info:
         client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == keel_status
-    assert info.value.code == code
+    assert (info.value.type, info.value.code) == (type_, code)
     assert f"upstream says {error_type}" in info.value.message
     assert info.value.response.headers.get("x-keel-trace-id")
 

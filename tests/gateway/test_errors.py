@@ -176,6 +176,7 @@ def test_upstream_error_statuses_are_mapped(keel: Keel, upstream: tuple[FakeOpen
                                             words: str) -> None:
     fake = upstream[0]
     fake.mode, fake.status = "status", status
+    fake.error_body = {"error": {"message": "boom"}}  # no type or code: keel's own are sent
     fake.retry_after = "7" if status == 429 else None
     r = post(keel, {**GOOD, "model": "gpt-4o-mini"})
     assert_error(r, expected, type_, words)
@@ -210,6 +211,7 @@ def test_unreachable_upstream_is_a_503(keel: Keel) -> None:
 def test_upstream_error_before_stream_starts_is_a_plain_error(
         keel: Keel, upstream: tuple[FakeOpenAI, str]) -> None:
     upstream[0].mode, upstream[0].status = "status", 429
+    upstream[0].error_body = {"error": {"message": "slow down"}}
     r = post(keel, {**GOOD, "model": "gpt-4o-mini", "stream": True})
     assert_error(r, 429, "rate_limit_error", "rate limiting")
     upstream[0].mode = "json_on_stream"

@@ -375,7 +375,8 @@ def test_stream_failing_midway_reaches_the_client_and_the_trace(
             if chunk.choices and chunk.choices[0].delta.content:
                 received.append(chunk.choices[0].delta.content)
     assert received and "".join(received) != "a b c d e f"
-    assert info.value.code == error_type
+    # an error event says its Google status (the client sees it); the trace keeps keel's type
+    assert info.value.code == ("UNAVAILABLE" if mode == "error_event" else error_type)
 
     trace = stored_trace(keel, raw.headers["x-keel-trace-id"])
     assert trace["status"] == 502
@@ -385,29 +386,31 @@ def test_stream_failing_midway_reaches_the_client_and_the_trace(
 # --- errors ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("status", "grpc", "wrap", "keel_status", "err_type", "code"), [
+@pytest.mark.parametrize(("status", "grpc", "wrap", "keel_status", "err_type", "keel_code"), [
     (429, "RESOURCE_EXHAUSTED", False, 429, "rate_limit_error", "upstream_rate_limited"),
     (400, "INVALID_ARGUMENT", False, 400, "invalid_request_error", "upstream_rejected"),
     (400, "INVALID_ARGUMENT", True, 400, "invalid_request_error", "upstream_rejected"),
-    (404, "NOT_FOUND", False, 400, "invalid_request_error", "upstream_rejected"),
+    (404, "NOT_FOUND", False, 404, "not_found_error", "upstream_rejected"),
     (500, "INTERNAL", False, 502, "api_error", "upstream_error"),
     (503, "UNAVAILABLE", False, 502, "api_error", "upstream_error"),
 ])
 @pytest.mark.parametrize("stream", [False, True])
 def test_gemini_error_maps_to_status_and_openai_error_body(
         client: openai.OpenAI, fake: FakeGemini, keel: Keel, status: int, grpc: str,
-        wrap: bool, keel_status: int, err_type: str, code: str, stream: bool) -> None:
+        wrap: bool, keel_status: int, err_type: str, keel_code: str, stream: bool) -> None:
+    """Google's status string is the client's ``code`` (its type mapped to OpenAI's); the
+    trace keeps keel's own error type."""
     fake.fail(status, grpc, f"gemini says {grpc}", wrap=wrap)
     resp = httpx.post(f"{keel.base_url}/chat/completions", headers=keel.admin_headers(),
                       json={"model": MODEL, "messages": HELLO, "stream": stream})
     assert resp.status_code == keel_status
     err = resp.json()["error"]
     assert err["type"] == err_type
-    assert err["code"] == code
+    assert err["code"] == grpc
     assert f"gemini says {grpc}" in err["message"]
     assert "'gem'" in err["message"]
     trace = stored_trace(keel, resp.headers["x-keel-trace-id"])
-    assert (trace["status"], trace["error_type"]) == (keel_status, code)
+    assert (trace["status"], trace["error_type"]) == (keel_status, keel_code)
 
 
 def test_rate_limit_surfaces_as_sdk_rate_limit_error(client: openai.OpenAI,

@@ -26,12 +26,17 @@ class FakeOpenAI:
         self.error_body: dict[str, Any] = {"error": {"message": "boom", "type": "server_error",
                                                      "param": None, "code": None}}
         self.retry_after: str | None = None
+        # the error object a ``break_stream`` stream sends half way
+        self.stream_error: dict[str, Any] = {"message": "upstream overloaded",
+                                             "type": "server_error"}
         self.hang_s = 30.0
         self.text = "Hello from the fake upstream."
         self.usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
                       "prompt_tokens_details": {"cached_tokens": 4},
                       "completion_tokens_details": {"reasoning_tokens": 2}}
         self.requests: list[dict[str, Any]] = []
+        # vLLM's extension: the stop string that ended the answer, in ``choices[i].stop_reason``
+        self.stop_reason: str | None = None
         # Optional: body -> answer text (per request), for tests whose answers depend on
         # what was asked (eval targets, judges).
         self.responder: Callable[[dict[str, Any]], str] | None = None
@@ -76,11 +81,12 @@ class FakeOpenAI:
                 {"id": "call_1", "type": "function",
                  "function": {"name": name, "arguments": '{"city": "Paris"}'}}]}
             finish = "tool_calls"
+        choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+        if self.stop_reason is not None:
+            choice["stop_reason"] = self.stop_reason
         return Response(orjson.dumps({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-            "model": body["model"] + "-2024", "choices": [
-                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-            "usage": self.usage,
+            "model": body["model"] + "-2024", "choices": [choice], "usage": self.usage,
         }), media_type="application/json")
 
     async def _stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -92,13 +98,15 @@ class FakeOpenAI:
              "finish_reason": None}]}) + b"\n\n"
         for i, w in enumerate(words):
             if self.mode == "break_stream" and i == len(words) // 2:
-                yield b'data: {"error": {"message": "upstream overloaded", "type": "server_error"}}\n\n'
+                yield b"data: " + orjson.dumps({"error": self.stream_error}) + b"\n\n"
                 return
             yield b"data: " + orjson.dumps({**base, "choices": [
                 {"index": 0, "delta": {"content": (" " if i else "") + w},
                  "finish_reason": None}]}) + b"\n\n"
-        yield b"data: " + orjson.dumps({**base, "choices": [
-            {"index": 0, "delta": {}, "finish_reason": "stop"}]}) + b"\n\n"
+        last: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        if self.stop_reason is not None:
+            last["stop_reason"] = self.stop_reason
+        yield b"data: " + orjson.dumps({**base, "choices": [last]}) + b"\n\n"
         if (body.get("stream_options") or {}).get("include_usage"):
             yield b"data: " + orjson.dumps({**base, "choices": [], "usage": self.usage}) + b"\n\n"
         yield b"data: [DONE]\n\n"

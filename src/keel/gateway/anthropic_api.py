@@ -38,12 +38,16 @@ OVERLOADED_STATUS = 529
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
           OVERLOADED_STATUS: "overloaded_error"}
+ANTHROPIC_TYPES = frozenset({*_TYPES.values(), "api_error", "billing_error", "timeout_error"})
 
 
 def error_status_and_body(exc: KeelError, request_id: str | None = None) -> tuple[int, JSON]:
-    """A keel error -> (HTTP status, Anthropic error body)."""
+    """A keel error -> (HTTP status, Anthropic error body). An Anthropic upstream's own
+    error type is kept; any other error is typed by its status."""
     status = OVERLOADED_STATUS if exc.code == "upstream_overloaded" else exc.status
-    kind = _TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    said = exc.public_type
+    kind = said if said in ANTHROPIC_TYPES and said != exc.type else _TYPES.get(status) or (
+        "api_error" if status >= 500 else "invalid_request_error")
     body: JSON = {"type": "error", "error": {"type": kind, "message": exc.public_message}}
     if request_id:
         body["request_id"] = request_id

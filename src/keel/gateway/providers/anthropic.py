@@ -19,7 +19,7 @@ from keel.gateway.anthropic_format import (
     to_anthropic_request,
 )
 from keel.gateway.providers.base import Provider, register_provider
-from keel.gateway.providers.http import Redact, Upstream, excerpt, parse_json_event
+from keel.gateway.providers.http import Redact, Upstream, excerpt, fault_of, parse_json_event
 from keel.types import JSON, ChatResult
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -35,11 +35,12 @@ def stream_error(provider: str, event: JSON, redact: Redact | None = None) -> Up
     if redact is not None:
         kind, message = excerpt(kind, redact, 64), excerpt(message, redact)
     text = f"provider '{provider}' reported an error mid-stream: {kind}: {message}"
+    fault = fault_of(err, redact) if redact is not None else fault_of(err)
     if kind == "overloaded_error":
-        return UpstreamUnavailable(text, code="upstream_overloaded")
+        return UpstreamUnavailable(text, code="upstream_overloaded", fault=fault)
     if kind == "rate_limit_error":
-        return UpstreamRateLimited(text)
-    return UpstreamError(text, code="upstream_stream_error")
+        return UpstreamRateLimited(text, fault=fault)
+    return UpstreamError(text, code="upstream_stream_error", fault=fault)
 
 
 @register_provider("anthropic")

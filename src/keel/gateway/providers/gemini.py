@@ -20,7 +20,7 @@ from keel.gateway.gemini_format import (
     to_openai_embeddings,
 )
 from keel.gateway.providers.base import Provider, register_provider
-from keel.gateway.providers.http import Upstream, parse_json_event, upstream_message
+from keel.gateway.providers.http import Upstream, parse_json_event, upstream_fault
 from keel.types import JSON, ChatResult, EmbeddingResult
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
@@ -77,7 +77,8 @@ class GeminiProvider(Provider):
         model = str(body["model"])
         payload = to_gemini_request(body, self.signatures)
         try:
-            data = await self.http.post_json(f"/{resource_name(model)}:generateContent", payload)
+            data = await self.http.post_json(f"/{resource_name(model)}:generateContent", payload,
+                                             model=model)
         except UpstreamRejected as exc:
             raise self._credentials(exc) from None
         if not isinstance(data, dict):
@@ -91,14 +92,14 @@ class GeminiProvider(Provider):
         payload = to_gemini_request(body, self.signatures)
         translator = StreamTranslator(model, self.signatures)
         events = self.http.stream_sse(f"/{resource_name(model)}:streamGenerateContent", payload,
-                                      params={"alt": "sse"})
+                                      params={"alt": "sse"}, model=model)
         try:
             async for _event, data in events:
                 event = parse_json_event(self.name, data, self.secrets.redact)
                 if "error" in event and "candidates" not in event:
+                    message, fault = upstream_fault(data, self.secrets.redact)
                     raise UpstreamError(f"provider '{self.name}' reported an error mid-stream: "
-                                        f"{upstream_message(data, self.secrets.redact)}",
-                                        code="upstream_stream_error")
+                                        f"{message}", code="upstream_stream_error", fault=fault)
                 for chunk in translator.translate(event):
                     yield chunk
         except UpstreamRejected as exc:
@@ -117,7 +118,7 @@ class GeminiProvider(Provider):
         payload = to_gemini_embed_request(body, resource_name(model))
         try:
             data = await self.http.post_json(f"/{resource_name(model)}:batchEmbedContents",
-                                              payload)
+                                              payload, model=model)
         except UpstreamRejected as exc:
             raise self._credentials(exc) from None
         if not isinstance(data, dict):

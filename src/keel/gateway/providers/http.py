@@ -5,6 +5,11 @@ with a message that names the provider and says what came back. What came back i
 through the adapter's ``redact`` first (upstreams echo the key they were sent), and is
 redacted before it is cut short, so a cut never leaves a piece of a secret behind.
 Of the upstream's response headers only a valid ``Retry-After`` is kept.
+
+The provider's own error ``type``, ``code`` and ``param`` are kept as a ``ProviderFault``
+(``upstream_fault``), so clients see them; Google's ``status`` strings (``INVALID_ARGUMENT``)
+become the ``code``, with an OpenAI ``type`` mapped from them. Each is kept only when it is
+a short printable string, redacted like the message.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import orjson
 from yarl import URL
 
 from keel.errors import (
+    ProviderFault,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -31,7 +37,17 @@ _SNIPPET = 300
 _SECRET_ROOM = 4096  # redaction looks this far past a cut, for a secret that straddles it
 _DELAY = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,3})?")
 
+_LABEL_CHARS = 128
+_KEPT_4XX = frozenset({400, 404, 409, 413, 415, 422})
 Redact = Callable[[str], str]
+
+# Google API error ``status`` -> OpenAI error ``type`` (server-side ones keep keel's type)
+GOOGLE_TYPES = {
+    "INVALID_ARGUMENT": "invalid_request_error", "FAILED_PRECONDITION": "invalid_request_error",
+    "OUT_OF_RANGE": "invalid_request_error", "NOT_FOUND": "not_found_error",
+    "ALREADY_EXISTS": "invalid_request_error", "UNAUTHENTICATED": "authentication_error",
+    "PERMISSION_DENIED": "permission_error", "RESOURCE_EXHAUSTED": "rate_limit_error",
+}
 
 
 def _same(text: str) -> str:
@@ -45,11 +61,41 @@ def excerpt(text: str, redact: Redact = _same, limit: int = _SNIPPET) -> str:
 
 def upstream_message(raw: bytes, redact: Redact = _same) -> str:
     """Pull a human message out of an upstream error body of any common shape."""
+    return upstream_fault(raw, redact)[0]
+
+
+def _label(value: Any, redact: Redact) -> str | None:
+    """A provider's error type, code or param worth passing on: a short printable string."""
+    if not isinstance(value, str):
+        return None  # e.g. vLLM's and Google's numeric ``code``: the HTTP status again
+    value = value.strip()
+    if not value or len(value) > _LABEL_CHARS or not (value.isascii() and value.isprintable()):
+        return None
+    return redact(value)
+
+
+def fault_of(err: Any, redact: Redact = _same) -> ProviderFault | None:
+    """The ``ProviderFault`` of an upstream's ``error`` object (OpenAI, Anthropic or Google
+    shape), or None when it names nothing."""
+    if not isinstance(err, dict):
+        return None
+    google = _label(err.get("status"), redact)
+    if google is not None:  # {"code": 400, "message": ..., "status": "INVALID_ARGUMENT"}
+        return ProviderFault(type=GOOGLE_TYPES.get(google), code=google)
+    fault = ProviderFault(type=_label(err.get("type"), redact),
+                          code=_label(err.get("code"), redact),
+                          param=_label(err.get("param"), redact))
+    return fault if fault.type or fault.code or fault.param else None
+
+
+def upstream_fault(raw: bytes, redact: Redact = _same) -> tuple[str, ProviderFault | None]:
+    """The human message of an upstream error body of any common shape, and the provider's
+    own type, code and param when it gives them."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         text = raw[:_SNIPPET * 4 + _SECRET_ROOM].decode("utf-8", "replace").strip()
-        return excerpt(text, redact) or "(empty body)"
+        return excerpt(text, redact) or "(empty body)", None
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]  # gemini sometimes wraps the error in a list
     if isinstance(data, dict):
@@ -57,10 +103,11 @@ def upstream_message(raw: bytes, redact: Redact = _same) -> str:
         if isinstance(err, dict):
             msg = err.get("message") or err.get("detail")
             if isinstance(msg, str) and msg:
-                return excerpt(msg, redact)
+                return excerpt(msg, redact), fault_of(err, redact)
         elif isinstance(err, str):
-            return excerpt(err, redact)
-    return excerpt(raw[:_SNIPPET * 4 + _SECRET_ROOM].decode("utf-8", "replace"), redact)
+            return excerpt(err, redact), None
+    text = raw[:_SNIPPET * 4 + _SECRET_ROOM].decode("utf-8", "replace")
+    return excerpt(text, redact), None
 
 
 def retry_after(value: str | None) -> str | None:
@@ -82,30 +129,41 @@ def retry_after(value: str | None) -> str | None:
 
 def status_error(
     provider: str, status: int, raw: bytes, headers: Mapping[str, str],
-    redact: Redact = _same,
+    redact: Redact = _same, model: str | None = None,
 ) -> UpstreamError:
-    msg = upstream_message(raw, redact)
+    """The error for an upstream's HTTP error status. The message names the provider (and
+    the upstream model) and quotes what it said; its own type, code and param are kept
+    (``ProviderFault``), except for a refused credential: that is keel's key, and the
+    provider's ``invalid_api_key`` would tell the client its own key is wrong."""
+    msg, fault = upstream_fault(raw, redact)
+    who = f"provider '{provider}'" if not model else \
+        f"provider '{provider}' (model {_quoted_name(model, redact)})"
     # Retry-After (on 429, 503, 529...) is kept: retries honour it and clients see it.
     delay = retry_after(headers.get("retry-after"))
     hdrs = {"retry-after": delay} if delay is not None else None
     if status == 429:
-        return UpstreamRateLimited(f"provider '{provider}' is rate limiting (429): {msg}",
-                                   headers=hdrs)
+        return UpstreamRateLimited(f"{who} is rate limiting (429): {msg}", headers=hdrs,
+                                   fault=fault)
     if status in (401, 403):
         return UpstreamError(
-            f"provider '{provider}' rejected keel's credentials ({status}): {msg}; "
+            f"{who} rejected keel's credentials ({status}): {msg}; "
             "check the provider's api_key in the keel config",
             code="upstream_auth_failed",
         )
     if status == 529:  # Anthropic: overloaded; temporary, so retryable like a 503
-        return UpstreamUnavailable(f"provider '{provider}' is overloaded ({status}): {msg}",
-                                   code="upstream_overloaded", headers=hdrs)
+        return UpstreamUnavailable(f"{who} is overloaded ({status}): {msg}",
+                                   code="upstream_overloaded", headers=hdrs, fault=fault)
     if status == 408 or status == 504:
-        return UpstreamTimeout(f"provider '{provider}' timed out ({status}): {msg}",
-                               headers=hdrs)
+        return UpstreamTimeout(f"{who} timed out ({status}): {msg}", headers=hdrs, fault=fault)
     if 400 <= status < 500:
-        return UpstreamRejected(f"provider '{provider}' rejected the request ({status}): {msg}")
-    return UpstreamError(f"provider '{provider}' failed ({status}): {msg}", headers=hdrs)
+        # The provider's own 4xx tells the client's SDK what happened; an unusual one is 400.
+        return UpstreamRejected(f"{who} rejected the request ({status}): {msg}",
+                                status=status if status in _KEPT_4XX else 400, fault=fault)
+    return UpstreamError(f"{who} failed ({status}): {msg}", headers=hdrs, fault=fault)
+
+
+def _quoted_name(name: str, redact: Redact) -> str:
+    return repr(excerpt(name, redact, 80))
 
 
 class Upstream:
@@ -169,8 +227,10 @@ class Upstream:
 
     async def post_json(
         self, path: str, body: JSON, *, params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None, model: str | None = None,
     ) -> Any:
+        """POST ``body`` as JSON and return the parsed answer. ``model`` (the upstream
+        model, named in error messages) defaults to the body's ``model``."""
         try:
             async with self.session.post(
                 self.url(path), data=orjson.dumps(body), params=params, headers=headers,
@@ -179,7 +239,7 @@ class Upstream:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise status_error(self.provider, resp.status, raw, resp.headers,
-                                       self.redact)
+                                       self.redact, model or _model_of(body))
         except TimeoutError:
             raise UpstreamTimeout(
                 f"provider '{self.provider}' did not answer within "
@@ -207,7 +267,7 @@ class Upstream:
 
     async def stream_sse(
         self, path: str, body: JSON, *, params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None, model: str | None = None,
     ) -> AsyncIterator[tuple[str | None, bytes]]:
         """Yield ``(event, data)`` for each server-sent event of the response."""
         try:
@@ -218,7 +278,7 @@ class Upstream:
                 if resp.status >= 400:
                     raw = await resp.read()
                     raise status_error(self.provider, resp.status, raw, resp.headers,
-                                       self.redact)
+                                       self.redact, model or _model_of(body))
                 ctype = resp.headers.get("content-type", "")
                 if "text/event-stream" not in ctype and "json" in ctype:
                     # Some upstreams answer a stream request with a JSON error body and 200.
@@ -254,6 +314,11 @@ class Upstream:
             ) from None
         except aiohttp.ClientConnectionError as exc:
             raise self._unreachable(exc) from None
+
+
+def _model_of(body: JSON) -> str | None:
+    model = body.get("model")
+    return model if isinstance(model, str) else None
 
 
 def _quoted(raw: bytes, redact: Redact) -> str:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from keel.config import ProviderConfig
 from keel.errors import UpstreamError
 from keel.gateway.providers.base import Provider, register_provider
-from keel.gateway.providers.http import Upstream, parse_json_event, upstream_message
+from keel.gateway.providers.http import Upstream, parse_json_event, upstream_fault
 from keel.types import JSON, ChatResult, EmbeddingResult, Usage
 
 
@@ -66,10 +66,10 @@ class OpenAIProvider(Provider):
                 return
             chunk = parse_json_event(self.name, data, self.secrets.redact)
             if "error" in chunk and "choices" not in chunk:
+                message, fault = upstream_fault(data, self.secrets.redact)
                 raise UpstreamError(
-                    f"provider '{self.name}' reported an error mid-stream: "
-                    f"{upstream_message(data, self.secrets.redact)}",
-                    code="upstream_stream_error",
+                    f"provider '{self.name}' reported an error mid-stream: {message}",
+                    code="upstream_stream_error", fault=fault,
                 )
             yield chunk
 
