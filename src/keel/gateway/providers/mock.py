@@ -3,13 +3,30 @@
 The same input always yields the same answer (text derived from a hash of the
 messages and ``seed``), so demos, tests and evals are repeatable. Latency follows a
 log-normal distribution given by its median and p99; failures (429, 500, timeout) occur
-at configured rates. Tools, ``response_format`` JSON, ``n``, ``stop`` and
-``max_tokens`` are honoured so clients see realistic shapes.
+at configured rates. Clients see the shapes OpenAI sends:
+
+- tools and ``tool_choice`` (arguments made from the function's JSON schema), and
+  ``response_format`` ``json_object`` or ``json_schema`` (``$ref``/``$defs``, enums,
+  arrays, ``anyOf``/nullable: see ``mock_schema``), so the SDKs' ``parse()`` works;
+- ``n``, ``max_tokens`` (finish ``length``) and ``stop`` (finish ``stop``; the choice also
+  carries the keel-internal ``stop_sequence`` naming the sequence that ended the text,
+  which the gateway maps to Anthropic's ``stop_sequence`` and drops from OpenAI answers);
+- ``logprobs``/``top_logprobs`` (0..20): ``choices[].logprobs.content``, also per stream
+  chunk (``mock_tokens``);
+- embeddings as floats or ``encoding_format: base64`` (little-endian float32);
+- keel's own judge prompts get a parseable verdict (``mock_judge``).
+
+What one request may cost is bounded: at most ``MAX_DIMENSIONS`` dimensions,
+``MAX_EMBEDDING_INPUTS`` inputs and ``MAX_EMBEDDING_VALUES`` numbers per embeddings
+request, ``mock_schema.MAX_VALUES`` values of structured output across all choices; past
+a limit the answer is a 400 that names it. Larger pieces of work (many inputs or choices,
+top log probabilities) are computed in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import math
 import random
@@ -22,8 +39,16 @@ from typing import Any
 import orjson
 
 from keel.config import ProviderConfig
-from keel.errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout
+from keel.errors import (
+    InvalidRequest,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    excerpt,
+)
+from keel.gateway.providers import mock_judge, mock_tokens
 from keel.gateway.providers.base import Provider, register_provider
+from keel.gateway.providers.mock_schema import MAX_VALUES, SchemaProblem, example
 from keel.gateway.tokens import content_text, estimate_messages, estimate_text
 from keel.types import JSON, ChatResult, EmbeddingResult, Usage
 
@@ -48,6 +73,12 @@ _STOPWORDS = frozenset((
     "tell",
 ))
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9'-]{3,}")
+
+MAX_DIMENSIONS = 8192  # OpenAI's largest embedding model has 3072
+DEFAULT_DIMENSIONS = 256
+MAX_EMBEDDING_INPUTS = 2048  # as OpenAI
+MAX_EMBEDDING_VALUES = 1 << 20  # inputs x dimensions: about 10 MB of JSON
+OFFLOAD_WORK = 1 << 15  # work units (numbers, tokens, characters / 4) done inline at most
 
 
 def _digest(*parts: Any) -> bytes:
@@ -107,12 +138,14 @@ class MockProvider(Provider):
         topic = " and ".join(keywords[:2])
         target = max(4, int(self.config.output_tokens * (0.6 + 0.8 * rng.random())))
         parts = [rng.choice(_OPENERS).format(topic=topic)]
-        while estimate_text(" ".join(parts)) < target:
+        length = len(parts[0])
+        while estimate_text("x" * length) < target:  # the length of " ".join(parts)
             parts.append(rng.choice(_SENTENCES).format(topic=topic, kw=rng.choice(keywords)))
+            length += 1 + len(parts[-1])
         text = " ".join(parts)
         return text[0].upper() + text[1:]
 
-    def _tool_call(self, body: JSON, index: int) -> JSON | None:
+    def _tool_call(self, body: JSON, index: int, budget: list[int]) -> JSON | None:
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("function")]
         choice = body.get("tool_choice")
         if not tools or choice == "none":
@@ -136,43 +169,60 @@ class MockProvider(Provider):
         if chosen is None:
             return None
         fn = chosen["function"]
-        args = _example_for_schema(fn.get("parameters") or {}, body)
+        param = f"tools[{tools.index(chosen)}].function.parameters"
+        args = _example(fn.get("parameters") or {}, "", budget, param)
         call_id = "call_" + _digest(messages, fn.get("name"), index).hex()[:24]
         return {"id": call_id, "type": "function",
                 "function": {"name": fn.get("name"), "arguments": orjson.dumps(args).decode()}}
 
-    def _choice(self, body: JSON, index: int) -> tuple[JSON, int]:
-        call = self._tool_call(body, index)
+    def _choice(self, body: JSON, index: int, top: int | None,
+                budget: list[int]) -> tuple[JSON, int]:
+        call = self._tool_call(body, index, budget)
         if call is not None:
             out_tokens = estimate_text(call["function"]["arguments"]) + 8
-            return {"index": index, "finish_reason": "tool_calls", "logprobs": None,
-                    "message": {"role": "assistant", "content": None, "tool_calls": [call]}}, \
-                out_tokens
+            logprobs = None if top is None else {"content": None, "refusal": None}
+            return {"index": index, "finish_reason": "tool_calls", "logprobs": logprobs,
+                    "message": {"role": "assistant", "content": None, "refusal": None,
+                                "tool_calls": [call]}}, out_tokens
+        messages = body.get("messages") or []
+        text = mock_judge.verdict(messages) or ""
         fmt = body.get("response_format") or {}
-        text = self._text(body, index)
-        if fmt.get("type") == "json_schema":
+        if text:
+            pass  # a keel judge prompt: the verdict is the answer (a JSON object)
+        elif fmt.get("type") == "json_schema":
             schema = (fmt.get("json_schema") or {}).get("schema") or {}
-            text = orjson.dumps(_example_for_schema(schema, body, text)).decode()
+            value = _example(schema, self._text(body, index), budget,
+                             "response_format.json_schema.schema")
+            text = orjson.dumps(value).decode()
         elif fmt.get("type") == "json_object":
-            text = orjson.dumps({"answer": text}).decode()
-        finish = "stop"
+            text = orjson.dumps({"answer": self._text(body, index)}).decode()
+        else:
+            text = self._text(body, index)
+        choice: JSON = {"index": index, "finish_reason": "stop", "logprobs": None}
         stops = body.get("stop")
-        for s in [stops] if isinstance(stops, str) else (stops or []):
-            if s and s in text:
-                text = text[: text.index(s)]
+        cut = min(((text.find(s), s) for s in ([stops] if isinstance(stops, str) else stops or [])
+                   if s and s in text), default=None)
+        if cut is not None:
+            text = text[: cut[0]]
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if limit and estimate_text(text) > limit:
             text = text[: int(limit) * 4]
-            finish = "length"
-        return {"index": index, "finish_reason": finish, "logprobs": None,
-                "message": {"role": "assistant", "content": text, "refusal": None}}, \
-            estimate_text(text)
+            choice["finish_reason"] = "length"
+        elif cut is not None:
+            choice["stop_sequence"] = cut[1]
+        if top is not None:
+            choice["logprobs"] = {"content": mock_tokens.logprobs(
+                text, _digest(messages, body.get("seed"), index), top), "refusal": None}
+        choice["message"] = {"role": "assistant", "content": text, "refusal": None}
+        return choice, estimate_text(text)
 
     def _completion(self, body: JSON) -> tuple[JSON, Usage]:
         n = int(body.get("n") or 1)
+        top = _top_logprobs(body)
+        budget = [MAX_VALUES]  # structured values the choices may still make, together
         choices, out_tokens = [], 0
         for i in range(n):
-            choice, tokens = self._choice(body, i)
+            choice, tokens = self._choice(body, i, top, budget)
             choices.append(choice)
             out_tokens += tokens
         usage = Usage(input_tokens=estimate_messages(body.get("messages") or []),
@@ -188,6 +238,17 @@ class MockProvider(Provider):
         }
         return completion, usage
 
+    async def _complete(self, body: JSON) -> tuple[JSON, Usage]:
+        """The completion, built in a worker thread when it is a large piece of work."""
+        n = int(body.get("n") or 1)
+        top = _top_logprobs(body)
+        work = n * max(self.config.output_tokens, 16) * (1 if top is None else 2 + top)
+        if (body.get("response_format") or {}).get("type") == "json_schema" or body.get("tools"):
+            work += n * 256
+        if work <= OFFLOAD_WORK:
+            return self._completion(body)
+        return await asyncio.to_thread(self._completion, body)
+
     # --- Provider ----------------------------------------------------------------------------
 
     async def chat(self, body: JSON) -> ChatResult:
@@ -195,12 +256,12 @@ class MockProvider(Provider):
         delay = self._latency()
         if delay:
             await asyncio.sleep(delay)
-        completion, usage = self._completion(body)
+        completion, usage = await self._complete(body)
         return ChatResult(body=completion, usage=usage, served_model=body["model"])
 
     async def chat_stream(self, body: JSON) -> AsyncIterator[JSON]:
         await self._maybe_fail()
-        completion, usage = self._completion(body)
+        completion, usage = await self._complete(body)
         total = self._latency()
         ttft = (self.config.latency.ttft_ms / 1000.0 if self.config.latency.ttft_ms is not None
                 else total * 0.2)
@@ -209,33 +270,41 @@ class MockProvider(Provider):
         base = {"id": completion["id"], "object": "chat.completion.chunk",
                 "created": completion["created"], "model": body["model"],
                 "system_fingerprint": "keel-mock"}
-        pieces: list[tuple[int, JSON]] = []
+        pieces: list[tuple[int, JSON, JSON | None]] = []
         for choice in completion["choices"]:
-            idx, msg = choice["index"], choice["message"]
-            pieces.append((idx, {"role": "assistant", "content": ""}))
+            idx, msg, lp = choice["index"], choice["message"], choice["logprobs"]
+            pieces.append((idx, {"role": "assistant", "content": ""}, None))
             if msg.get("tool_calls"):
                 call = msg["tool_calls"][0]
                 pieces.append((idx, {"tool_calls": [{"index": 0, "id": call["id"],
                                                      "type": "function",
                                                      "function": {"name": call["function"]["name"],
-                                                                  "arguments": ""}}]}))
+                                                                  "arguments": ""}}]}, None))
                 args = call["function"]["arguments"]
                 for j in range(0, len(args), 16):
                     pieces.append((idx, {"tool_calls": [{"index": 0, "function":
-                                                         {"arguments": args[j:j + 16]}}]}))
-            else:
-                words = (msg.get("content") or "").split(" ")
-                for j, w in enumerate(words):
-                    pieces.append((idx, {"content": w if j == 0 else " " + w}))
+                                                         {"arguments": args[j:j + 16]}}]}, None))
+                continue
+            entries = (lp or {}).get("content") or []
+            at = 0
+            for group in mock_tokens.words(msg.get("content") or ""):
+                delta_lp = None
+                if lp is not None:
+                    delta_lp = {"content": entries[at:at + len(group)], "refusal": None}
+                at += len(group)
+                pieces.append((idx, {"content": "".join(group)}, delta_lp))
         gap = max(total - ttft, 0.0) / max(len(pieces), 1)
-        for idx, delta in pieces:
-            yield {**base, "choices": [{"index": idx, "delta": delta, "logprobs": None,
+        for idx, delta, delta_lp in pieces:
+            yield {**base, "choices": [{"index": idx, "delta": delta, "logprobs": delta_lp,
                                         "finish_reason": None}]}
             if gap:
                 await asyncio.sleep(gap)
         for choice in completion["choices"]:
-            yield {**base, "choices": [{"index": choice["index"], "delta": {}, "logprobs": None,
-                                        "finish_reason": choice["finish_reason"]}]}
+            last: JSON = {"index": choice["index"], "delta": {}, "logprobs": None,
+                          "finish_reason": choice["finish_reason"]}
+            if "stop_sequence" in choice:
+                last["stop_sequence"] = choice["stop_sequence"]
+            yield {**base, "choices": [last]}
         yield {**base, "choices": [], "usage": usage.to_openai()}
 
     async def embed(self, body: JSON) -> EmbeddingResult:
@@ -246,12 +315,16 @@ class MockProvider(Provider):
         inputs = body["input"]
         if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
             inputs = [inputs]
-        dims = int(body.get("dimensions") or 256)
-        data, tokens = [], 0
-        for i, item in enumerate(inputs):
-            text = item if isinstance(item, str) else " ".join(map(str, item))
-            tokens += estimate_text(text) if isinstance(item, str) else len(item)
-            data.append({"object": "embedding", "index": i, "embedding": _hash_vector(text, dims)})
+        dims = _dimensions(body, len(inputs))
+        fmt = body.get("encoding_format") or "float"
+        if fmt not in ("float", "base64"):
+            raise InvalidRequest(f"'encoding_format' must be float or base64, got "
+                                 f"{excerpt(fmt)}", param="encoding_format")
+        work = len(inputs) * dims + sum(len(i) for i in inputs) // 4
+        if work <= OFFLOAD_WORK:
+            data, tokens = _embeddings(inputs, dims, fmt)
+        else:
+            data, tokens = await asyncio.to_thread(_embeddings, inputs, dims, fmt)
         usage = Usage(input_tokens=tokens)
         return EmbeddingResult(
             body={"object": "list", "data": data, "model": body["model"],
@@ -260,44 +333,74 @@ class MockProvider(Provider):
         )
 
 
+def _top_logprobs(body: JSON) -> int | None:
+    """How many alternatives each token lists, or None when ``logprobs`` is not asked for."""
+    wanted, top = body.get("logprobs"), body.get("top_logprobs")
+    if wanted is not None and not isinstance(wanted, bool):
+        raise InvalidRequest(f"'logprobs' must be a boolean, got {excerpt(wanted)}",
+                             param="logprobs")
+    if top is None:
+        return 0 if wanted else None
+    if isinstance(top, bool) or not isinstance(top, int) or \
+            not 0 <= top <= mock_tokens.MAX_TOP_LOGPROBS:
+        raise InvalidRequest(f"'top_logprobs' must be an integer from 0 to "
+                             f"{mock_tokens.MAX_TOP_LOGPROBS}, got {excerpt(top)}",
+                             param="top_logprobs")
+    if not wanted:
+        raise InvalidRequest("'top_logprobs' needs 'logprobs': true", param="top_logprobs")
+    return top
+
+
+def _dimensions(body: JSON, inputs: int) -> int:
+    dims = int(body.get("dimensions") or DEFAULT_DIMENSIONS)
+    if dims > MAX_DIMENSIONS:
+        raise InvalidRequest(f"'dimensions' is {dims}; the mock provider makes at most "
+                             f"{MAX_DIMENSIONS} (OpenAI's largest embedding model has 3072)",
+                             param="dimensions")
+    if inputs > MAX_EMBEDDING_INPUTS:
+        raise InvalidRequest(f"'input' holds {inputs} items; at most {MAX_EMBEDDING_INPUTS} "
+                             "per request: send them in several requests", param="input")
+    if inputs * dims > MAX_EMBEDDING_VALUES:
+        raise InvalidRequest(f"{inputs} inputs x {dims} dimensions is {inputs * dims} numbers; "
+                             f"the mock provider answers at most {MAX_EMBEDDING_VALUES} per "
+                             "request: send fewer inputs or fewer dimensions", param="input")
+    return dims
+
+
+def _embeddings(inputs: list[Any], dims: int, fmt: str) -> tuple[list[JSON], int]:
+    data, tokens = [], 0
+    for i, item in enumerate(inputs):
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        tokens += estimate_text(text) if isinstance(item, str) else len(item)
+        vec = _hash_vector(text, dims)
+        value: Any = vec
+        if fmt == "base64":  # OpenAI's form: little-endian float32
+            value = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    return data, tokens
+
+
 def _hash_vector(text: str, dims: int) -> list[float]:
     """Feature hashing of lowercased words: texts sharing words get similar vectors."""
-    vec = [0.0] * dims
+    slots: dict[int, float] = {}
     for word in re.findall(r"\w+", text.lower()) or [""]:
         h = hashlib.blake2b(word.encode(), digest_size=8).digest()
         slot, sign = struct.unpack("<IxxxB", h)[0] % dims, h[-1] & 1
-        vec[slot] += 1.0 if sign else -1.0
-    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-    return [round(v / norm, 6) for v in vec]
+        slots[slot] = slots.get(slot, 0.0) + (1.0 if sign else -1.0)
+    norm = math.sqrt(sum(v * v for v in slots.values())) or 1.0
+    vec = [0.0] * dims
+    for slot, v in slots.items():
+        vec[slot] = round(v / norm, 6)
+    return vec
 
 
-def _example_for_schema(schema: Any, body: JSON, text: str = "") -> Any:
-    """A value that satisfies a (simple) JSON schema, for mock tool calls and JSON output."""
-    if not isinstance(schema, dict):  # schemas are the caller's: take any shape
-        return None
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        return enum[0]
-    if "const" in schema:
-        return schema["const"]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    minimum = schema.get("minimum")
-    if not isinstance(minimum, int | float) or isinstance(minimum, bool):
-        minimum = 1
-    if kind == "object" or "properties" in schema:
-        props = schema.get("properties")
-        return {k: _example_for_schema(v, body, text)
-                for k, v in (props.items() if isinstance(props, dict) else ())}
-    if kind == "array":
-        return [_example_for_schema(schema.get("items") or {}, body, text)]
-    if kind == "integer":
-        return int(minimum)
-    if kind == "number":
-        return float(minimum)
-    if kind == "boolean":
-        return True
-    if kind == "null":
-        return None
-    return text[:80] if text else "example"
+def _example(schema: Any, text: str, budget: list[int], param: str) -> Any:
+    """An example value for ``schema`` (``mock_schema``); a schema the mock cannot satisfy
+    is the client's 400, naming where the schema is. ``budget`` holds the structured values
+    the request may still make, across its choices."""
+    try:
+        value, used = example(schema, text, budget[0])
+    except SchemaProblem as exc:
+        raise InvalidRequest(f"'{param}': {exc}", param=param) from None
+    budget[0] -= used
+    return value
