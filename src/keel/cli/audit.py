@@ -10,10 +10,10 @@ from typing import Any
 import click
 import orjson
 from rich.console import Console
-from rich.table import Table
 
 from keel.cli.common import listed, with_store
 from keel.cli.params import TIME
+from keel.cli.tables import Column, print_table, wide_option
 from keel.config import Settings
 from keel.store import Store
 
@@ -45,8 +45,9 @@ def audit() -> None:
               help="Only this action (key.create), or a family ending in '.' (prompt.).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@wide_option
 def log_cmd(since: float | None, until: float | None, action: str | None, limit: int,
-            as_json: bool) -> None:
+            as_json: bool, wide: bool) -> None:
     """List entries, newest first."""
     from keel.audit import AuditLog
 
@@ -59,11 +60,15 @@ def log_cmd(since: float | None, until: float | None, action: str | None, limit:
     filtered = since is not None or until is not None or action
     if listed(rows, as_json, "no audit entries" + (" match" if filtered else " yet")):
         return
-    table = Table("seq", "time (UTC)", "actor", "action", "target", "before", "after")
-    for r in rows:
-        table.add_row(str(r["seq"]), _when(r["at"]), r["actor"] or "-", r["action"],
-                      r["target"] or "-", _short(r["before_hash"]), _short(r["after_hash"]))
-    console.print(table)
+    print_table(console, LOG_COLUMNS, [
+        [str(r["seq"]), _when(r["at"]), r["actor"] or "-", r["action"], r["target"] or "-",
+         _short(r["before_hash"]), _short(r["after_hash"])] for r in rows], wide=wide)
+
+
+# who did what to what stays on a narrow terminal; the hashes go first
+LOG_COLUMNS = (Column("seq", "right"), Column("time (UTC)", whole=True),
+               Column("actor", drop=1), Column("action"), Column("target", flex=True),
+               Column("before", drop=3), Column("after", drop=2))
 
 
 def _span(first: int, last: int) -> str:

@@ -11,10 +11,11 @@ from typing import Any
 import click
 import orjson
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
-from keel.cli.common import with_store
+from keel.cli.common import listed, with_store
 from keel.cli.params import TIME
+from keel.cli.tables import Column, print_table, wide_option
 from keel.config import KeelConfig, Settings, load_config
 from keel.errors import ConfigError, KeelError
 from keel.store import Store
@@ -50,7 +51,8 @@ def costs() -> None:
 @costs.command("prices")
 @_CONFIG
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def prices_cmd(config_path: str | None, as_json: bool) -> None:
+@wide_option
+def prices_cmd(config_path: str | None, as_json: bool, wide: bool) -> None:
     """The price each configured model is costed at, and where it comes from."""
     from keel.costs.prices import PRICES_AS_OF, model_price
     from keel.costs.reprice import price_json
@@ -65,11 +67,12 @@ def prices_cmd(config_path: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(orjson.dumps({"built_in_as_of": PRICES_AS_OF, "models": rows}).decode())
         return
-    table = Table("model", "upstream", "source", "in $/M", "cached $/M", "out $/M", "extra")
+    out: list[list[str | Text]] = []
     for r in rows:
         p = r["price"]
         if p is None:
-            table.add_row(r["model"], r["upstream"], "[red]none: costs 0[/]", "-", "-", "-", "")
+            out.append([r["model"], r["upstream"], Text("none: costs 0", style="red"), "-",
+                        "-", "-", ""])
             continue
         extra = []
         if p["cache_write_per_mtok"] is not None:
@@ -83,10 +86,10 @@ def prices_cmd(config_path: str | None, as_json: bool) -> None:
                              for k in ("input_per_mtok", "output_per_mtok"))
             extra.append(f">{t['above_input_tokens']:,} in: {rates}")
         cached = p["cached_input_per_mtok"]
-        table.add_row(r["model"], r["upstream"], r["source"], f"{p['input_per_mtok']:g}",
-                      "-" if cached is None else f"{cached:g}", f"{p['output_per_mtok']:g}",
-                      "; ".join(extra))
-    console.print(table)
+        out.append([r["model"], r["upstream"], r["source"], f"{p['input_per_mtok']:g}",
+                    "-" if cached is None else f"{cached:g}", f"{p['output_per_mtok']:g}",
+                    "; ".join(extra)])
+    print_table(console, PRICE_COLUMNS, out, wide=wide)
     console.print(f"built-in prices as of {PRICES_AS_OF}; a price: in the config overrides them")
 
 
@@ -147,7 +150,9 @@ def reprice_cmd(model: str, since: float, until: float | None, dry_run: bool, ac
 @click.option("--until", type=TIME, default=None, help="To [default: now].")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def spend_cmd(by: str, since: float, until: float | None, as_csv: bool, as_json: bool) -> None:
+@wide_option
+def spend_cmd(by: str, since: float, until: float | None, as_csv: bool, as_json: bool,
+              wide: bool) -> None:
     """Spend per group from the rollups (hourly rows under two days, daily beyond)."""
     from keel.costs.spend import SpendReport, parse_group_by, spend
 
@@ -169,13 +174,13 @@ def spend_cmd(by: str, since: float, until: float | None, as_csv: bool, as_json:
     if as_json:
         click.echo(orjson.dumps(report.to_json()).decode())
         return
-    table = Table(*report.group_by, "requests", "errors", "tokens in", "tokens out",
-                  "cost $", "saved $")
+    out: list[list[str | Text]] = []
 
-    def add(labels: list[str], row: dict[str, Any], style: str | None = None) -> None:
-        table.add_row(*labels, str(row["requests"]), str(row["errors"]),
-                      str(row["input_tokens"]), str(row["output_tokens"]),
-                      f"{row['cost_usd']:.6f}", f"{row['cost_saved_usd']:.6f}", style=style)
+    def add(labels: list[str], row: dict[str, Any], style: str = "") -> None:
+        out.append([Text(v, style=style) for v in (
+            *labels, str(row["requests"]), str(row["errors"]), str(row["input_tokens"]),
+            str(row["output_tokens"]), f"{row['cost_usd']:.6f}",
+            f"{row['cost_saved_usd']:.6f}")])
 
     for row in report.rows:
         add([str(row[c]) or "-" for c in report.group_by], row)
@@ -183,7 +188,8 @@ def spend_cmd(by: str, since: float, until: float | None, as_csv: bool, as_json:
         add(["total", *[""] * (len(report.group_by) - 1)], report.total, style="bold")
     else:
         add([], report.total)
-    console.print(table)
+    print_table(console, [*(Column(g) for g in report.group_by), *SPEND_COLUMNS], out,
+                wide=wide)
     console.print(f"{_short(report.since)} .. {_short(report.until)} UTC "
                   f"({'hourly' if report.granularity == 'h' else 'daily'} rollups)")
 
@@ -192,7 +198,8 @@ def spend_cmd(by: str, since: float, until: float | None, as_csv: bool, as_json:
 @click.option("--model", default=None, help="Only this model's events.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-def events_cmd(model: str | None, limit: int, as_json: bool) -> None:
+@wide_option
+def events_cmd(model: str | None, limit: int, as_json: bool, wide: bool) -> None:
     """Repricing events, newest first."""
     from keel.costs.reprice import event_json
     from keel.store.costs import list_events
@@ -201,19 +208,26 @@ def events_cmd(model: str | None, limit: int, as_json: bool) -> None:
         return await list_events(store, model=model, limit=limit)
 
     rows = [event_json(r) for r in with_store(go)]
-    if as_json:
-        for r in rows:
-            click.echo(orjson.dumps(r).decode())
+    if listed(rows, as_json, "no cost events yet (keel costs reprice records one)"):
         return
-    if not rows:
-        console.print("no cost events yet (keel costs reprice records one)")
-        return
-    table = Table("#", "at (UTC)", "action", "model", "window", "traces", "before $", "after $",
-                  "actor")
+    out = []
     for r in rows:
         until = _short(r["until"]) if r["until"] is not None else "now"
-        table.add_row(str(r["id"]), _short(r["at"]), r["action"], r["model"] or "-",
-                      f"{_short(r['since'])} .. {until}", str(r["traces"]),
-                      f"{r['cost_before_usd']:.6f}", f"{r['cost_after_usd']:.6f}",
-                      r["actor"] or "-")
-    console.print(table)
+        out.append([str(r["id"]), _short(r["at"]), r["action"], r["model"] or "-",
+                    f"{_short(r['since'])} .. {until}", str(r["traces"]),
+                    f"{r['cost_before_usd']:.6f}", f"{r['cost_after_usd']:.6f}",
+                    r["actor"] or "-"])
+    print_table(console, EVENT_COLUMNS, out, wide=wide)
+
+
+# on a narrow terminal the highest ``drop`` goes first
+PRICE_COLUMNS = (Column("model"), Column("upstream", drop=2), Column("source", drop=1),
+                 Column("in $/M", "right"), Column("cached $/M", "right", drop=3),
+                 Column("out $/M", "right"), Column("extra", drop=4, flex=True))
+SPEND_COLUMNS = (Column("requests", "right"), Column("errors", "right", drop=2),
+                 Column("tokens in", "right", drop=3), Column("tokens out", "right", drop=3),
+                 Column("cost $", "right"), Column("saved $", "right", drop=1))
+EVENT_COLUMNS = (Column("#", "right"), Column("at (UTC)", drop=2, whole=True),
+                 Column("action"), Column("model"), Column("window", drop=4),
+                 Column("traces", "right", drop=5), Column("before $", "right"),
+                 Column("after $", "right"), Column("actor", drop=3))

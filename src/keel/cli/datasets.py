@@ -10,11 +10,11 @@ from typing import Any, TypeVar
 import click
 import orjson
 from rich.console import Console
-from rich.table import Table
 
-from keel.cli.common import with_store
+from keel.cli.common import listed, with_store
 from keel.cli.params import STATUS, TIME
-from keel.evals.datasets import Datasets
+from keel.cli.tables import Column, print_table, wide_option
+from keel.evals.datasets import Case, Datasets
 
 T = TypeVar("T")
 console = Console(soft_wrap=True)
@@ -80,8 +80,9 @@ def add_traces(name: str, feature: str | None, model: str | None, status: str | 
 
 
 @datasets.command("list")
-@click.option("--json", "as_json", is_flag=True)
-def list_cmd(as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@wide_option
+def list_cmd(as_json: bool, wide: bool) -> None:
     """Every dataset version."""
     from keel.store import datasets as q
 
@@ -89,30 +90,57 @@ def list_cmd(as_json: bool) -> None:
         return await q.list_versions(ds.store)
 
     rows = _with_datasets(go)
-    if as_json:
-        click.echo(orjson.dumps(rows).decode())
+    if listed(rows, as_json, "no datasets yet (keel datasets import NAME FILE adds one)"):
         return
-    table = Table("dataset", "cases", "source", "message")
-    for r in rows:
-        table.add_row(f"{r['name']}@{r['version']}", str(r["cases"]), r["source"] or "-",
-                      r["message"] or "")
-    console.print(table)
+    print_table(console, LIST_COLUMNS, [
+        [f"{r['name']}@{r['version']}", str(r["cases"]), r["source"] or "-",
+         r["message"] or "-"] for r in rows], wide=wide)
+
+
+LIST_COLUMNS = (Column("dataset"), Column("cases", "right"), Column("source", drop=1),
+                Column("message", flex=True))
 
 
 @datasets.command("show")
 @click.argument("ref")
 @click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True)
-def show(ref: str, limit: int) -> None:
-    """The first cases of NAME or NAME@VERSION, one JSON object per line."""
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the cases as JSON lines, as `keel datasets import` reads them.")
+@wide_option
+def show(ref: str, limit: int, as_json: bool, wide: bool) -> None:
+    """The first cases of NAME or NAME@VERSION."""
 
-    async def go(ds: Datasets) -> list[str]:
+    async def go(ds: Datasets) -> tuple[str, list[Case]]:
         row = await ds.resolve(ref)
         out = []
         async for _, case in ds.cases(row["name"], row["version"]):
-            out.append(case.to_json())
+            out.append(case)
             if len(out) >= limit:
                 break
-        return out
+        return f"{row['name']}@{row['version']}", out
 
-    for line in _with_datasets(go):
-        click.echo(line)
+    name, cases = _with_datasets(go)
+    if as_json:
+        for case in cases:
+            click.echo(case.to_json())
+        return
+    if not cases:
+        click.echo(f"{name} has no cases")
+        return
+    print_table(console, SHOW_COLUMNS, [
+        [str(i), case.id or "-", _input(case), "-" if case.expected is None else case.expected,
+         ", ".join(case.tags) or "-"] for i, case in enumerate(cases, 1)],
+        wide=wide, title=name)
+
+
+SHOW_COLUMNS = (Column("#", "right"), Column("id", drop=2), Column("input", flex=True),
+                Column("expected", drop=1, flex=True), Column("tags", drop=3))
+
+
+def _input(case: Case) -> str:
+    """A case's input on one line: its vars, else its last message's text."""
+    if case.vars:
+        return " ".join(f"{k}={orjson.dumps(v).decode()}" for k, v in case.vars.items())
+    content = (case.messages or [{}])[-1].get("content")
+    text = content if isinstance(content, str) else orjson.dumps(content).decode()
+    return " ".join(text.split()) or "-"

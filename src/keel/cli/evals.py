@@ -29,8 +29,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from keel.cli.common import with_store
+from keel.cli.common import listed, with_store
 from keel.cli.params import TIME
+from keel.cli.tables import Column, print_table, wide_option
 from keel.config import Settings, load_config
 from keel.errors import KeelError
 from keel.evals.runner import Runner
@@ -231,30 +232,38 @@ def run_cmd(suite_file: Path, config_path: str | None, repeats: int | None,
 @click.option("--suite", default=None, help="Only this suite's runs.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-def runs_cmd(suite: str | None, limit: int, as_json: bool) -> None:
+@wide_option
+def runs_cmd(suite: str | None, limit: int, as_json: bool, wide: bool) -> None:
     """List recent eval runs, newest first."""
     rows = with_store(lambda store: q.list_runs(store, suite=suite, limit=limit))
     if as_json:
         for r in rows:
             click.echo(orjson.dumps({k: v for k, v in r.items() if k != "config"}))
         return
-    table = Table()
-    for col in ("run", "started (UTC)", "suite", "target", "dataset", "status", "pass rate",
-                "errored", "cost $", "p95 ms"):
-        table.add_column(col)
+    out = []
     for r in rows:
         summary = orjson.loads(r["summary"] or "{}")
-        table.add_row(r["id"][:12], _when(r["started_at"]), r["suite"], r["target"],
-                      f"{r['dataset_name']}@{r['dataset_version']}", r["status"],
-                      _rate(summary.get("pass_rate")), str(r["errored"]),
-                      f"{r['cost_usd']:.4f}", _ms(r["latency_p95_ms"]))
-    console.print(table)
+        out.append([r["id"][:12], _when(r["started_at"]), r["suite"], r["target"],
+                    f"{r['dataset_name']}@{r['dataset_version']}", r["status"],
+                    _rate(summary.get("pass_rate")), str(r["errored"]),
+                    f"{r['cost_usd']:.4f}", _ms(r["latency_p95_ms"])])
+    print_table(console, RUN_COLUMNS, out, wide=wide)
+
+
+# the run, what ran and how it went stay on a narrow terminal
+RUN_COLUMNS = (Column("run", whole=True), Column("started (UTC)", drop=2, whole=True),
+               Column("suite"), Column("target"), Column("dataset", drop=4),
+               Column("status"), Column("pass rate", "right"),
+               Column("errored", "right", drop=3), Column("cost $", "right", drop=1),
+               Column("p95 ms", "right", drop=5))
 
 
 @evals.command("show")
 @click.argument("run_ref")
 @click.option("--failures", is_flag=True, help="Also list failed and errored cases.")
-def show_cmd(run_ref: str, failures: bool) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the run as JSON (with --failures, its failed and errored cases too).")
+def show_cmd(run_ref: str, failures: bool, as_json: bool) -> None:
     """Show one run (by id or id prefix): per-scorer results, cost, latency, flaky cases."""
 
     async def go(store: Store) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -267,6 +276,13 @@ def show_cmd(run_ref: str, failures: bool) -> None:
         return run, bad
 
     run, bad = with_store(go)
+    if as_json:
+        data = {**run, **{k: orjson.loads(run[k]) if run.get(k) else None
+                          for k in ("config", "summary")}}
+        if failures:
+            data["failures"] = [{**row, "scores": orjson.loads(row["scores"])} for row in bad]
+        click.echo(orjson.dumps(data).decode())
+        return
     print_run(run)
     for row in bad:
         reasons = [f"{s['name']}: {s['error'] or s['explanation']}"
@@ -469,14 +485,20 @@ def report_cmd(run_ref: str, html: Path | None, json_path: Path | None,
               help="Only events from this time: UNIX seconds, an ISO date or time, or a "
                    "duration back from now (30m, 2h, 7d, 1w).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-def events_cmd(since: float | None, limit: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@wide_option
+def events_cmd(since: float | None, limit: int, as_json: bool, wide: bool) -> None:
     """Regression and error events recorded by scheduled suites, newest first."""
     rows = with_store(lambda store: q.list_events(store, since=since, limit=limit))
-    table = Table()
-    for col in ("at (UTC)", "kind", "suite", "run", "why"):
-        table.add_column(col)
     for r in rows:
-        detail = orjson.loads(r["detail"] or "{}")
-        table.add_row(_when(r["at"]), r["kind"], r["suite"], (r["run_id"] or "-")[:12],
-                      "; ".join(detail.get("reasons") or [])[:200])
-    console.print(table)
+        r["detail"] = orjson.loads(r["detail"]) if r.get("detail") else None
+    if listed(rows, as_json, "no eval events" + (" match" if since is not None else " yet")):
+        return
+    print_table(console, EVENT_COLUMNS, [
+        [_when(r["at"]), r["kind"], r["suite"], (r["run_id"] or "-")[:12],
+         "; ".join((r["detail"] or {}).get("reasons") or []) or "-"] for r in rows],
+        wide=wide)
+
+
+EVENT_COLUMNS = (Column("at (UTC)", whole=True), Column("kind"), Column("suite"),
+                 Column("run", drop=1, whole=True), Column("why", flex=True))

@@ -7,9 +7,10 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from keel.cli.common import listed, with_store
+from keel.cli.tables import Column, print_table, wide_option
 from keel.store import Store
 
 console = Console(soft_wrap=True)
@@ -41,7 +42,8 @@ def stop_cmd(feature: str, reason: str) -> None:
                                                          actor=local_user())
 
     row = with_store(go)
-    console.print(f"stopped feature {row['feature']}: {row['reason']}")
+    console.print(f"stopped feature {row['feature']}: {row['reason']}", markup=False,
+                  highlight=False)
 
 
 @features.command("start")
@@ -60,7 +62,8 @@ def start_cmd(feature: str) -> None:
 
 @features.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-def list_cmd(as_json: bool) -> None:
+@wide_option
+def list_cmd(as_json: bool, wide: bool) -> None:
     """Every feature ever stopped: its state, since when, by whom and why."""
     from keel.features import FeatureSwitches
 
@@ -70,9 +73,10 @@ def list_cmd(as_json: bool) -> None:
     rows = with_store(go)
     if listed(rows, as_json, "no feature has been stopped; every feature is running"):
         return
-    table = Table("feature", "state", "since (UTC)", "by", "reason")
-    for r in rows:
-        colour = "red" if r["state"] == "stopped" else "green"
-        table.add_row(r["feature"], f"[{colour}]{r['state']}[/]", _when(r["since"]),
-                      r["by"] or "-", r["reason"] or "-")
-    console.print(table)
+    print_table(console, LIST_COLUMNS, [
+        [r["feature"], Text(r["state"], style="red" if r["state"] == "stopped" else "green"),
+         _when(r["since"]), r["by"] or "-", r["reason"] or "-"] for r in rows], wide=wide)
+
+
+LIST_COLUMNS = (Column("feature"), Column("state"), Column("since (UTC)", drop=2, whole=True),
+                Column("by", drop=1), Column("reason", flex=True))

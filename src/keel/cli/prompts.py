@@ -13,9 +13,9 @@ import orjson
 import yaml
 from rich.console import Console
 from rich.syntax import Syntax
-from rich.table import Table
 
-from keel.cli.common import with_store
+from keel.cli.common import listed, with_store
+from keel.cli.tables import Column, print_table, wide_option
 from keel.prompts import PromptRegistry, PromptSpec, PromptSpecError
 from keel.store import Store
 
@@ -67,8 +67,9 @@ def push(file: Path, message: str | None, author: str | None, labels: tuple[str,
 
 
 @prompts.command("list")
-@click.option("--json", "as_json", is_flag=True)
-def list_cmd(as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@wide_option
+def list_cmd(as_json: bool, wide: bool) -> None:
     """Prompts with their version count and labels."""
 
     async def go(reg: PromptRegistry) -> list[dict[str, Any]]:
@@ -76,14 +77,13 @@ def list_cmd(as_json: bool) -> None:
                 for n in reg.names()]
 
     rows = _with_registry(go)
-    if as_json:
-        click.echo(orjson.dumps(rows).decode())
+    if listed(rows, as_json, "no prompts yet (keel prompts push FILE adds one)"):
         return
-    table = Table("name", "versions", "labels")
-    for r in rows:
-        table.add_row(r["name"], str(r["versions"]),
-                      ", ".join(f"{k}={v}" for k, v in sorted(r["labels"].items())))
-    console.print(table)
+    print_table(console, (Column("name"), Column("versions", "right"),
+                          Column("labels", flex=True)), [
+        [r["name"], str(r["versions"]),
+         ", ".join(f"{k}={v}" for k, v in sorted(r["labels"].items())) or "-"]
+        for r in rows], wide=wide)
 
 
 @prompts.command("show")

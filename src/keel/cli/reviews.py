@@ -11,9 +11,10 @@ from typing import Any
 import click
 import orjson
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from keel.cli.common import listed, with_store
+from keel.cli.tables import Column, print_table, wide_option
 from keel.store import Store
 
 console = Console(soft_wrap=True)
@@ -45,7 +46,9 @@ def reviews() -> None:
 @click.option("--feature", default=None, help="Only this feature's reviews.")
 @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-def list_cmd(status: str | None, feature: str | None, limit: int, as_json: bool) -> None:
+@wide_option
+def list_cmd(status: str | None, feature: str | None, limit: int, as_json: bool,
+             wide: bool) -> None:
     """Reviews, newest first (`keel reviews show ID` for the answer)."""
     from keel.review import ReviewService
 
@@ -59,19 +62,20 @@ def list_cmd(status: str | None, feature: str | None, limit: int, as_json: bool)
               + (f" for feature {feature}" if feature else "")):
         return
     now = time.time()
-    table = Table()
-    table.add_column("created (UTC)")
-    table.add_column("id", no_wrap=True, min_width=len(rows[0]["id"]))
-    for name in ("status", "feature", "policy", "decided by"):
-        table.add_column(name)
+    out = []
     for r in rows:
         d = r["decision"] or {}
-        status = f"[{STATUS_COLOUR[r['status']]}]{r['status']}[/]"
+        state = Text(r["status"], style=STATUS_COLOUR[r["status"]])
         if r["status"] == "pending":
-            status += f" ({max(r['expires_at'] - now, 0):.0f}s)"
-        table.add_row(_when(r["created_at"]), r["id"], status, r["feature"] or "-",
-                      r["policy"] or "-", d.get("by") or "-")
-    console.print(table)
+            state.append(f" ({max(r['expires_at'] - now, 0):.0f}s)")
+        out.append([_when(r["created_at"]), r["id"], state, r["feature"] or "-",
+                    r["policy"] or "-", d.get("by") or "-"])
+    print_table(console, LIST_COLUMNS, out, wide=wide)
+
+
+LIST_COLUMNS = (Column("created (UTC)", drop=3, whole=True), Column("id", whole=True),
+                Column("status"), Column("feature"), Column("policy", drop=2),
+                Column("decided by", drop=1))
 
 
 @reviews.command("show")

@@ -10,10 +10,10 @@ from typing import Any
 import click
 import orjson
 from rich.console import Console
-from rich.table import Table
 
 from keel.cli.common import with_store
 from keel.cli.params import TIME
+from keel.cli.tables import Column, print_table, wide_option
 from keel.config import Settings, load_config
 from keel.errors import ConfigError
 from keel.monitor.summary import Filters, summary
@@ -21,6 +21,18 @@ from keel.store import Store
 from keel.store import rollups as r
 
 console = Console(soft_wrap=True)
+
+
+# on a narrow terminal the highest ``drop`` goes first; requests, availability, p95
+# latency and cost always stay
+STATS_COLUMNS = (
+    Column("requests", "right"), Column("avail.", "right"), Column("p50 ms", "right", drop=4),
+    Column("p95 ms", "right"), Column("cost $", "right"), Column("$/req", "right", drop=1),
+    Column("value", "right", drop=7), Column("$/value", "right", drop=6),
+    Column("accept", "right", drop=5), Column("rework", "right", drop=5),
+    Column("escal.", "right", drop=6), Column("crit/1k", "right", drop=2),
+    Column("unit cost trend", drop=3, flex=True),
+)
 
 
 def _when(ts: float) -> str:
@@ -47,8 +59,10 @@ def _num(v: float | None, fmt: str = ".0f") -> str:
 @click.option("--by", "group_by", default="feature", show_default=True,
               help="Group by any of feature,team,model,prompt (comma-separated), or 'none'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON the API returns.")
+@wide_option
 def stats(since: float, until: float | None, feature: str | None, team: str | None,
-          model: str | None, prompt: str | None, group_by: str, as_json: bool) -> None:
+          model: str | None, prompt: str | None, group_by: str, as_json: bool,
+          wide: bool) -> None:
     """Quality, cost and value measures per group over a window (from the rollups):
     volume, availability, latency, cost per request and per value unit, acceptance, rework,
     escalation, critical errors per 1k, and whether unit cost falls as volume grows."""
@@ -69,29 +83,26 @@ def stats(since: float, until: float | None, feature: str | None, team: str | No
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return
-    table = Table(title=f"{_when(data['from'])} .. {_when(data['to'])} UTC "
-                        f"({ {'m': 'minute', 'h': 'hour', 'd': 'day'}[data['granularity']]} "
-                        "buckets)", title_justify="left")
-    cols = [*groups, "requests", "avail.", "p50 ms", "p95 ms", "cost $", "$/req", "value",
-            "$/value", "accept", "rework", "escal.", "crit/1k", "unit cost trend"]
-    for c in cols:
-        table.add_column(c, justify="left" if c in groups else "right")
+    granularity = {"m": "minute", "h": "hour", "d": "day"}[data["granularity"]]
+    rows = []
     for g in data["groups"]:
         trend = g["trend"]
         verdict = trend["unit_cost_falling_as_volume_grows"]
         trend_text = "-" if trend["unit_cost_change"] is None else (
             f"{trend['unit_cost_change']:+.0%} per {trend['unit']}, volume "
             f"{_pct(trend['volume_change'])}" + (" ✓" if verdict else ""))
-        table.add_row(*(str(g[k]) or "-" for k in groups), str(g["requests"]),
-                      _pct(g["availability"]), _num(g["latency_ms"]["p50"]),
-                      _num(g["latency_ms"]["p95"]), f"{g['cost_usd']:.4f}",
-                      _num(g["cost_per_request_usd"], ".5f"),
-                      _num(g.get("value_units"), ".0f"),
-                      _num(g.get("cost_per_value_unit_usd"), ".4f"),
-                      _pct(g["acceptance_rate"]), _pct(g["rework_rate"]),
-                      _pct(g["escalation_rate"]), _num(g["critical_errors_per_1k"], ".2f"),
-                      trend_text)
-    console.print(table)
+        rows.append([*(str(g[k]) or "-" for k in groups), str(g["requests"]),
+                     _pct(g["availability"]), _num(g["latency_ms"]["p50"]),
+                     _num(g["latency_ms"]["p95"]), f"{g['cost_usd']:.4f}",
+                     _num(g["cost_per_request_usd"], ".5f"),
+                     _num(g.get("value_units"), ".0f"),
+                     _num(g.get("cost_per_value_unit_usd"), ".4f"),
+                     _pct(g["acceptance_rate"]), _pct(g["rework_rate"]),
+                     _pct(g["escalation_rate"]), _num(g["critical_errors_per_1k"], ".2f"),
+                     trend_text])
+    print_table(console, [*(Column(g) for g in groups), *STATS_COLUMNS], rows, wide=wide,
+                title=f"{_when(data['from'])} .. {_when(data['to'])} UTC ({granularity} "
+                      "buckets)")
 
 
 @click.group("rollups")
