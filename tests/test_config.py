@@ -88,3 +88,89 @@ def test_default_database_is_sqlite_in_data_dir() -> None:
 def test_parse_config_accepts_empty_document() -> None:
     cfg = parse_config(None, "keel.yaml")
     assert cfg.models == [] and cfg.providers == []
+
+
+def _problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "keel.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    lines = info.value.message.splitlines()
+    assert all(line.startswith(f"{path}: ") for line in lines), lines
+    return [line.removeprefix(f"{path}: ") for line in lines]
+
+
+def test_every_problem_is_reported_at_once_with_its_key(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, """
+providers:
+  - {name: a, kind: mock, timeout_s: -1}
+  - {name: b, kind: opnai}
+models:
+  - {name: m, provider: a, prise: {input_per_mtok: 1}}
+budget:
+  - {scope: team, name: x, usd: 1}
+""")
+    assert len(problems) == 4, problems
+    assert problems[0].startswith("providers[0].timeout_s: ")
+    assert problems[1].startswith("providers[1].kind: ") and problems[1].endswith(
+        "(got 'opnai'); did you mean 'openai'?")
+    assert problems[2] == "models[0].prise: unknown key 'prise'; did you mean 'price'?"
+    assert problems[3] == "budget: unknown key 'budget'; did you mean 'budgets'?"
+
+
+def test_a_misspelt_key_deep_down_is_matched_against_its_own_level(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, """
+providers:
+  - {name: a, kind: mock}
+models:
+  - {name: m, provider: a, price: {tiers: [{above_input_tokens: 10, input_per_mtk: 1}]}}
+routes:
+  - {name: r, targets: [{model: m, wieght: 2}], retries: {attemps: 2}}
+""")
+    assert problems == [
+        "models[0].price.tiers[0].input_per_mtk: unknown key 'input_per_mtk'; "
+        "did you mean 'input_per_mtok'?",
+        "routes[0].targets[0].wieght: unknown key 'wieght'; did you mean 'weight'?",
+        "routes[0].retries.attemps: unknown key 'attemps'; did you mean 'attempts'?",
+    ]
+
+
+def test_an_unknown_key_with_no_close_match_lists_the_keys_allowed_there(
+        tmp_path: Path) -> None:
+    (problem,) = _problems(tmp_path, "providers:\n  - {name: a, kind: mock}\n"
+                                     "evals: {zzz: 1}\n")
+    assert problem == "evals.zzz: unknown key 'zzz'; the keys here are: schedule, " \
+                      "check_interval_s"
+
+
+def test_every_broken_reference_is_reported_at_once(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, """
+providers:
+  - {name: a, kind: mock}
+models:
+  - {name: m, provider: x}
+  - {name: n, provider: y}
+routes:
+  - {name: r, targets: [{model: nope}]}
+""")
+    assert problems == [
+        "models[0].provider: unknown provider 'x'; use one of the names under providers: (a)",
+        "models[1].provider: unknown provider 'y'; use one of the names under providers: (a)",
+        "routes[0].targets[0].model: unknown chat model 'nope'; use one of the chat models "
+        "under models: (m, n)",
+    ]
+
+
+def test_unset_environment_variables_are_reported_with_the_other_problems(
+        tmp_path: Path) -> None:
+    problems = _problems(tmp_path, """
+providers:
+  - {name: a, kind: openai, base_url: http://x, api_key: env:KEEL_TEST_UNSET_ONE}
+  - {name: b, kind: openai, base_url: http://x, api_key: env:KEEL_TEST_UNSET_TWO}
+models:
+  - {name: m, provider: a, upstrem: x}
+""")
+    assert [p.split(":", 1)[0] for p in problems] == [
+        "providers[0].api_key", "providers[1].api_key", "models[0].upstrem"]
+    assert "KEEL_TEST_UNSET_TWO is not set" in problems[1]
+    assert "did you mean 'upstream'?" in problems[2]

@@ -7,9 +7,12 @@ refuses to start rather than run half-configured.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import types
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -24,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keel.errors import ConfigError
+from keel.locations import locate
 from keel.types import Price, PriceTier
 
 if TYPE_CHECKING:
@@ -37,8 +41,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KEEL_", extra="ignore")
 
-    config: str = Field(DEFAULT_CONFIG_FILE, description="Path of the YAML config file.")
-    data_dir: str = Field(".keel", description="Directory for the SQLite file and spill files.")
+    config: str = Field(DEFAULT_CONFIG_FILE, description="Path of the YAML config file; unset: "
+                        "found as keel.locations describes.")
+    data_dir: str = Field(".keel", description="Directory for the SQLite file and spill files; "
+                          "unset: found as keel.locations describes.")
     database_url: str | None = Field(None, description="sqlite:///path or postgresql://...")
     redis_url: str | None = Field(None, description="redis://host:port/db (optional)")
     redis_prefix: str = Field("keel:", description="Prefix of every Redis key keel writes.")
@@ -109,10 +115,29 @@ class Settings(BaseSettings):
                                "stores it, so all of it unless capture is redacted or none. "
                                "Configured secrets are redacted from every log line.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _locate(cls, data: Any) -> Any:
+        """The config file and data directory not given are found by keel.locations."""
+        if not isinstance(data, dict) or (data.get("config") and data.get("data_dir")):
+            return data
+        found = locate(data.get("config") or None, data.get("data_dir") or None,
+                       read_settings=False)  # the environment is in data already
+        return {**data, "config": str(found.config or DEFAULT_CONFIG_FILE),
+                "data_dir": str(found.data_dir)}
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{Path(self.data_dir) / 'keel.db'}"
+
+    def describe_store(self) -> str:
+        """The database for people: its file, or its host and name (never a password)."""
+        url = self.resolved_database_url()
+        if url.startswith("sqlite"):
+            path = url.split(":///", 1)[-1]
+            return f"SQLite {path if path == ':memory:' else os.path.abspath(path)}"
+        return "PostgreSQL " + url.rsplit("@", 1)[-1].split("://", 1)[-1]
 
 
 # --- YAML config ---------------------------------------------------------------------------
@@ -446,40 +471,49 @@ class KeelConfig(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> KeelConfig:
+        """Names that must match across sections; every mismatch is reported at once."""
+        problems: list[_KeyProblem] = []
         seen: set[str] = set()
         for i, p in enumerate(self.providers):
             if p.name in seen:
-                raise _KeyProblem(f"providers[{i}].name", f"provider '{p.name}' is declared twice",
-                                  "give each provider a unique name")
+                problems.append(_KeyProblem(
+                    f"providers[{i}].name", f"provider '{p.name}' is declared twice",
+                    "give each provider a unique name"))
             seen.add(p.name)
             if p.kind == "openai" and not p.base_url:
-                raise _KeyProblem(f"providers[{i}].base_url", "an openai provider needs base_url",
-                                  "set it, e.g. https://api.openai.com/v1")
+                problems.append(_KeyProblem(
+                    f"providers[{i}].base_url", "an openai provider needs base_url",
+                    "set it, e.g. https://api.openai.com/v1"))
         known = ", ".join(sorted(seen)) or "none declared"
         names: set[str] = set()
         for i, m in enumerate(self.models):
             if m.provider is None and not m.deployments:
-                raise _KeyProblem(f"models[{i}].provider", "required key is missing",
-                                  "name the provider (or list deployments:)")
+                problems.append(_KeyProblem(f"models[{i}].provider", "required key is missing",
+                                            "name the provider (or list deployments:)"))
             if m.provider is not None and m.deployments:
-                raise _KeyProblem(f"models[{i}].deployments", "both provider and deployments",
-                                  "use provider: for one deployment or deployments: for several")
+                problems.append(_KeyProblem(
+                    f"models[{i}].deployments", "both provider and deployments",
+                    "use provider: for one deployment or deployments: for several"))
             if m.provider is not None and m.provider not in seen:
-                raise _KeyProblem(f"models[{i}].provider", f"unknown provider '{m.provider}'",
-                                  f"use one of the names under providers: ({known})")
+                problems.append(_KeyProblem(
+                    f"models[{i}].provider", f"unknown provider '{m.provider}'",
+                    f"use one of the names under providers: ({known})"))
             for j, d in enumerate(m.deployments):
                 if d.provider not in seen:
-                    raise _KeyProblem(f"models[{i}].deployments[{j}].provider",
-                                      f"unknown provider '{d.provider}'",
-                                      f"use one of the names under providers: ({known})")
+                    problems.append(_KeyProblem(f"models[{i}].deployments[{j}].provider",
+                                                f"unknown provider '{d.provider}'",
+                                                f"use one of the names under providers: ({known})"))
             if m.name in names:
-                raise _KeyProblem(f"models[{i}].name", f"model '{m.name}' is declared twice",
-                                  "give each model a unique name")
+                problems.append(_KeyProblem(
+                    f"models[{i}].name", f"model '{m.name}' is declared twice",
+                    "give each model a unique name"))
             names.add(m.name)
-        self._check_routes(names)
+        self._check_routes(names, problems)
+        if problems:
+            raise _KeyProblems(problems)
         return self
 
-    def _check_routes(self, models: set[str]) -> None:
+    def _check_routes(self, models: set[str], problems: list[_KeyProblem]) -> None:
         known = ", ".join(sorted(models)) or "none declared"
         route_names: set[str] = set()
         chat = {m.name for m in self.models if m.kind == "chat"}
@@ -487,60 +521,64 @@ class KeelConfig(_Strict):
         for i, r in enumerate(self.routes):
             where = f"routes[{i}]"
             if r.name in route_names:
-                raise _KeyProblem(f"{where}.name", f"route '{r.name}' is declared twice",
-                                  "give each route a unique name")
+                problems.append(_KeyProblem(f"{where}.name", f"route '{r.name}' is declared twice",
+                                            "give each route a unique name"))
             if r.name in models:
-                raise _KeyProblem(f"{where}.name", f"route '{r.name}' has a model's name",
-                                  "rename the route or the model: clients send either as 'model'")
+                problems.append(_KeyProblem(
+                    f"{where}.name", f"route '{r.name}' has a model's name",
+                    "rename the route or the model: clients send either as 'model'"))
             route_names.add(r.name)
             if not r.targets:
-                raise _KeyProblem(f"{where}.targets", "a route needs at least one target",
-                                  "list targets: [{model: NAME, weight: N}]")
+                problems.append(_KeyProblem(f"{where}.targets", "a route needs at least one target",
+                                            "list targets: [{model: NAME, weight: N}]"))
             for j, t in enumerate(r.targets):
                 if t.model not in chat:
-                    raise _KeyProblem(f"{where}.targets[{j}].model",
-                                      f"unknown chat model '{t.model}'",
-                                      f"use one of the chat models under models: ({known})")
+                    problems.append(_KeyProblem(
+                        f"{where}.targets[{j}].model", f"unknown chat model '{t.model}'",
+                        f"use one of the chat models under models: ({known})"))
             for j, f in enumerate(r.fallbacks):
                 if f not in chat:
-                    raise _KeyProblem(f"{where}.fallbacks[{j}]", f"unknown chat model '{f}'",
-                                      f"use one of the chat models under models: ({known})")
+                    problems.append(_KeyProblem(
+                        f"{where}.fallbacks[{j}]", f"unknown chat model '{f}'",
+                        f"use one of the chat models under models: ({known})"))
             if r.cache and r.cache.mode == "semantic" and r.cache.embedding_model not in embed:
-                raise _KeyProblem(f"{where}.cache.embedding_model",
-                                  "semantic caching needs an embedding model",
-                                  "name one of the embedding models under models:")
+                problems.append(_KeyProblem(f"{where}.cache.embedding_model",
+                                            "semantic caching needs an embedding model",
+                                            "name one of the embedding models under models:"))
         for i, lim in enumerate(self.limits):
             if lim.rpm is None and lim.tpm is None:
-                raise _KeyProblem(f"limits[{i}]", "a limit needs rpm, tpm or both",
-                                  "add rpm: N and/or tpm: N")
-        self._check_policies(route_names)
+                problems.append(_KeyProblem(f"limits[{i}]", "a limit needs rpm, tpm or both",
+                                            "add rpm: N and/or tpm: N"))
+        self._check_policies(route_names, problems)
 
-    def _check_policies(self, routes: set[str]) -> None:
+    def _check_policies(self, routes: set[str], problems: list[_KeyProblem]) -> None:
         names: set[str] = set()
         owner: dict[str, str] = {}
         for i, p in enumerate(self.policies):
             where = f"policies[{i}]"
             if p.name in names:
-                raise _KeyProblem(f"{where}.name", f"policy '{p.name}' is declared twice",
-                                  "give each policy a unique name")
+                problems.append(_KeyProblem(f"{where}.name", f"policy '{p.name}' is declared twice",
+                                            "give each policy a unique name"))
             names.add(p.name)
             if not p.features and not p.routes:
-                raise _KeyProblem(f"{where}.features", "the policy governs nothing",
-                                  "list features: [NAME, ...] (or ['*']) and/or routes:")
+                problems.append(_KeyProblem(f"{where}.features", "the policy governs nothing",
+                                            "list features: [NAME, ...] (or ['*']) and/or routes:"))
             for f in p.features:
                 if f in owner:
-                    raise _KeyProblem(f"{where}.features",
-                                      f"feature '{f}' is already governed by policy "
-                                      f"'{owner[f]}'", "a feature has one policy; merge them")
+                    problems.append(_KeyProblem(
+                        f"{where}.features",
+                        f"feature '{f}' is already governed by policy '{owner[f]}'",
+                        "a feature has one policy; merge them"))
                 owner[f] = p.name
             for j, r in enumerate(p.routes):
                 if r not in routes:
-                    raise _KeyProblem(f"{where}.routes[{j}]", f"unknown route '{r}'",
-                                      "use one of the names under routes:")
+                    problems.append(_KeyProblem(f"{where}.routes[{j}]", f"unknown route '{r}'",
+                                                "use one of the names under routes:"))
                 if f"route:{r}" in owner:
-                    raise _KeyProblem(f"{where}.routes[{j}]",
-                                      f"route '{r}' is already governed by policy "
-                                      f"'{owner['route:' + r]}'", "a route has one policy")
+                    problems.append(_KeyProblem(
+                        f"{where}.routes[{j}]",
+                        f"route '{r}' is already governed by policy '{owner['route:' + r]}'",
+                        "a route has one policy"))
                 owner[f"route:{r}"] = p.name
 
     def route(self, name: str) -> RouteConfig | None:
@@ -559,6 +597,14 @@ class _KeyProblem(ValueError):
         self.key, self.problem, self.fix = key, problem, fix
 
 
+class _KeyProblems(ValueError):
+    """Several problems found by one validator, each reported on its own."""
+
+    def __init__(self, problems: list[_KeyProblem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
 def default_config() -> KeelConfig:
     """What runs with no config file: the offline mock provider and two models."""
     return KeelConfig(
@@ -573,20 +619,20 @@ def default_config() -> KeelConfig:
     )
 
 
-def _resolve_env(value: Any, where: str, path: str) -> Any:
-    """Replace ``env:NAME`` strings with the variable's value, recursively."""
+def _resolve_env(value: Any, where: str, missing: dict[str, str]) -> Any:
+    """Replace ``env:NAME`` strings with the variable's value, recursively; a variable that is
+    not set is noted in ``missing`` (key path -> name) and left empty."""
     if isinstance(value, str) and value.startswith("env:"):
         name = value[4:]
         if name not in os.environ:
-            raise ConfigError(
-                f"{path}: {where}: environment variable {name} is not set; "
-                f"export {name}=... before starting keel, or change the value"
-            )
+            missing[where] = name
+            return ""
         return os.environ[name]
     if isinstance(value, dict):
-        return {k: _resolve_env(v, f"{where}.{k}" if where else k, path) for k, v in value.items()}
+        return {k: _resolve_env(v, f"{where}.{k}" if where else k, missing)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_env(v, f"{where}[{i}]", path) for i, v in enumerate(value)]
+        return [_resolve_env(v, f"{where}[{i}]", missing) for i, v in enumerate(value)]
     return value
 
 
@@ -598,15 +644,23 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 def parse_config(data: Any, path: str) -> KeelConfig:
+    """Validate a parsed config; every problem found is in the ``ConfigError``, one a line."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the file must be a mapping with keys providers: and models:")
-    data = _resolve_env(data, "", path) if data else data
+    missing: dict[str, str] = {}
+    data = _resolve_env(data, "", missing) if data else data
+    lines = [f"{path}: {where}: environment variable {name} is not set; export {name}=... "
+             "before starting keel, or change the value" for where, name in missing.items()]
     try:
         config = KeelConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_message(exc, path)) from None
+        lines += [line for line in validation_messages(exc, path, KeelConfig)
+                  if not any(line.startswith(f"{path}: {where}:") for where in missing)]
+        raise ConfigError("\n".join(lines)) from None
+    if lines:
+        raise ConfigError("\n".join(lines))
     config._base_dir = Path(path).parent
     if config.policies:  # scanners, conditions and schema files are checked now, not later
         try:
@@ -616,29 +670,103 @@ def parse_config(data: Any, path: str) -> KeelConfig:
     return config
 
 
-def validation_message(exc: ValidationError, path: str) -> str:
-    """The first problem of a pydantic validation error as ``FILE: key.path: what; fix``."""
-    err = exc.errors()[0]
-    ctx_err = (err.get("ctx") or {}).get("error")
-    if isinstance(ctx_err, _KeyProblem):  # keys are relative to the model that raised it
-        where = _loc(tuple(err["loc"]))
-        key = f"{where}.{ctx_err.key}" if where else ctx_err.key
-        return f"{path}: {key}: {ctx_err.problem}; {ctx_err.fix}"
-    key = _loc(tuple(err["loc"])) or "(top level)"
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key; check the spelling against the reference in the README"
-    elif err["type"] == "literal_error":
-        msg = f"{msg} (got {err.get('input')!r})"
-    elif err["type"] == "missing":
-        msg = "required key is missing; add it"
-    return f"{path}: {key}: {msg}"
+def _unwrap(annotation: Any) -> Any:
+    """The model inside ``X | None``, ``list[X]`` and ``dict[str, X]`` annotations."""
+    while True:
+        origin, args = get_origin(annotation), get_args(annotation)
+        if origin in (Union, types.UnionType):
+            inner = [a for a in args if a is not type(None)]
+            if len(inner) != 1:
+                return annotation
+            annotation = inner[0]
+        elif origin in (list, tuple, set, frozenset) and args:
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _keys_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at ``loc`` (a pydantic error location) under ``model``; [] if that
+    is not a model's mapping."""
+    t: Any = model
+    for part in loc:
+        t = _unwrap(t)
+        if get_origin(t) is dict:  # part is one of the mapping's keys
+            t = get_args(t)[1] if get_args(t) else Any
+            continue
+        if isinstance(part, int):
+            continue
+        if not (isinstance(t, type) and issubclass(t, BaseModel)) or part not in t.model_fields:
+            return []
+        t = t.model_fields[part].annotation
+    t = _unwrap(t)
+    return list(t.model_fields) if isinstance(t, type) and issubclass(t, BaseModel) else []
+
+
+def _unknown_key(key: str, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key '{key}'; did you mean '{close[0]}'?"
+    if allowed:
+        return f"unknown key '{key}'; the keys here are: {', '.join(allowed)}"
+    return f"unknown key '{key}'; check the spelling against the reference in the README"
+
+
+def validation_messages(exc: ValidationError, path: str,
+                        model: type[BaseModel] | None = None) -> list[str]:
+    """Every problem of a pydantic validation error, each as ``FILE: key.path: what; fix``.
+    With ``model`` (the one validated), a misspelt key gets the closest allowed one."""
+    out: list[str] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        where = _loc(loc)
+        ctx_err = (err.get("ctx") or {}).get("error")
+        problems = (ctx_err.problems if isinstance(ctx_err, _KeyProblems)
+                    else [ctx_err] if isinstance(ctx_err, _KeyProblem) else [])
+        for p in problems:  # keys are relative to the model that raised it
+            out.append(f"{path}: {f'{where}.{p.key}' if where else p.key}: {p.problem}; {p.fix}")
+        if problems:
+            continue
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = _unknown_key(str(loc[-1]), _keys_at(model, loc[:-1]) if model else [])
+        elif err["type"] == "literal_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+            choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+            close = difflib.get_close_matches(str(err.get("input")), choices, n=1, cutoff=0.6)
+            if close:
+                msg += f"; did you mean '{close[0]}'?"
+        elif err["type"] == "missing":
+            msg = "required key is missing; add it"
+        line = f"{path}: {where or '(top level)'}: {msg}"
+        if line not in out:
+            out.append(line)
+    return out
+
+
+def validation_message(exc: ValidationError, path: str,
+                       model: type[BaseModel] | None = None) -> str:
+    """All the problems of a pydantic validation error, one a line (validation_messages)."""
+    return "\n".join(validation_messages(exc, path, model))
+
+
+def config_warnings(config: KeelConfig) -> list[str]:
+    """What is valid but almost certainly not meant."""
+    out = []
+    if not config.models:
+        out.append("no models are configured, so keel would answer every request with "
+                   "model_not_found; add models: (see the config reference in the README)")
+    return out
 
 
 def load_config(path: str | os.PathLike[str] | None, *, required: bool = False) -> KeelConfig:
-    """Load and validate the YAML config; with no file (and not required), the mock default."""
+    """Load and validate the YAML config; with no file (and not required), the mock default.
+    ``None``: the file keel.locations finds."""
     if path is None:
-        path = DEFAULT_CONFIG_FILE
+        found = locate().config
+        if found is None:
+            return default_config()
+        path = found
     p = Path(path)
     if not p.exists():
         if required:

@@ -1,4 +1,5 @@
-"""What the commands share: running a coroutine against the configured store."""
+"""What the commands share: finding the config and the store (keel.locations), loading the
+config with every problem reported, and running a coroutine against the store."""
 
 from __future__ import annotations
 
@@ -10,21 +11,99 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from keel.config import Settings
-from keel.errors import KeelError
+from keel.config import KeelConfig, Settings, config_warnings, default_config, load_config
+from keel.errors import ConfigError, KeelError
+from keel.locations import Locations, locate
 from keel.store import Store
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+config_option: Callable[[F], F] = click.option(
+    "--config", "config_path", envvar="KEEL_CONFIG", default=None, metavar="FILE",
+    help="YAML config file [default: keel.yaml in this directory or the nearest parent "
+         "that has one, else ~/.config/keel/keel.yaml, else the built-in mock models].")
+
+
+def _context_config() -> str | None:
+    """The ``--config`` of the command being run, when it has one."""
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        value = ctx.params.get("config_path")
+        if value:
+            return str(value)
+        ctx = ctx.parent
+    return None
+
+
+def cli_settings(config_path: str | None = None, **overrides: Any) -> Settings:
+    """The settings of a command: ``KEEL_*``, with the config file and data directory found
+    as keel.locations describes (``config_path``, else the command's ``--config``)."""
+    config_path = config_path or _context_config()
+    clean: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    if config_path:
+        clean["config"] = config_path
+    return Settings(**clean)
+
+
+def locations(config_path: str | None = None) -> Locations:
+    """Where the config and data directory were found, and why (for messages)."""
+    return locate(config_path or _context_config())
+
+
+def store_source(settings: Settings, found: Locations) -> str:
+    """Why this store: KEEL_DATABASE_URL, or why its data directory."""
+    return "KEEL_DATABASE_URL" if settings.database_url else found.data_dir_from
+
+
+def cli_config(config_path: str | None = None, *, warn: bool = True,
+               refused: str | None = None) -> KeelConfig:
+    """The config file found for this command, validated; every problem on stderr (then
+    ``refused``, if given) and exit 2 when it is not usable. A file named by ``--config`` or
+    ``KEEL_CONFIG`` must exist. With ``warn``, what is valid but suspect goes to stderr."""
+    config_path = config_path or _context_config()
+    found = locations(config_path)
+    named = config_path is not None or found.config_from == "KEEL_CONFIG"
+    try:
+        config = load_config(found.config, required=named) if found.config else default_config()
+    except ConfigError as exc:
+        for line in exc.message.splitlines():
+            click.echo(f"config error: {line}", err=True)
+        if refused:
+            click.echo(refused, err=True)
+        sys.exit(2)
+    if warn and found.config is not None:
+        for warning in config_warnings(config):
+            click.echo(f"warning: {found.config}: {warning}", err=True)
+    return config
+
+
+def _announce_new_store(settings: Settings) -> None:
+    """On stderr: a new, empty store was just created in a place found rather than named
+    (KEEL_DATABASE_URL, KEEL_DATA_DIR), where, why, and with which config."""
+    found = locations()
+    if settings.database_url or found.data_dir_from == "KEEL_DATA_DIR":
+        return
+    click.echo(f"keel: created a new store: {settings.describe_store()} "
+               f"({found.data_dir_from})", err=True)
+    click.echo(f"keel: config: {found.describe_config()}", err=True)
 
 
 def with_store(fn: Callable[[Store], Awaitable[T]]) -> T:
-    """Open KEEL_DATABASE_URL (migrated), run ``fn``, close; a KeelError exits 2 with its
-    message."""
+    """Open the store (KEEL_DATABASE_URL, else keel.db in the data directory found as
+    keel.locations describes, using the command's ``--config``), migrate it, run ``fn``,
+    close. A store that did not exist yet is announced on stderr. A KeelError exits 2 with
+    its message."""
+    settings = cli_settings()
 
     async def go() -> T:
-        store = Store(Settings().resolved_database_url())
+        store = Store(settings.resolved_database_url())
         try:
-            await store.upgrade()
+            if await store.current_revision() is None:
+                await store.upgrade()
+                _announce_new_store(settings)
+            else:
+                await store.upgrade()
             return await fn(store)
         finally:
             await store.aclose()

@@ -12,18 +12,19 @@ from rich.console import Console
 from rich.table import Table
 
 from keel import __version__
-from keel.cli.common import with_store
-from keel.config import Settings, load_config
-from keel.errors import ConfigError
+from keel.cli.common import (
+    cli_config,
+    cli_settings,
+    config_option,
+    locations,
+    store_source,
+    with_store,
+)
+from keel.config import Settings
 from keel.types import ROLES
 
 T = TypeVar("T")
 console = Console(soft_wrap=True)
-
-
-def _settings(**overrides: Any) -> Settings:
-    clean = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**clean)
 
 
 def _when(ts: float | None) -> str:
@@ -40,26 +41,32 @@ def main() -> None:
 
     Settings come from KEEL_* environment variables (KEEL_DATABASE_URL, KEEL_MASTER_KEY,
     KEEL_CONFIG, ...); providers and models from the YAML config file (keel.yaml).
+
+    \b
+    Every command finds the same config file and store as `keel serve`:
+    config: --config FILE or KEEL_CONFIG; else keel.yaml in this directory or the
+            nearest parent that has one; else ~/.config/keel/keel.yaml; else the
+            built-in mock models.
+    store:  KEEL_DATABASE_URL; else keel.db in KEEL_DATA_DIR; else in the nearest .keel/
+            directory (this one or a parent); else in ~/.local/share/keel.
+    `keel config check` shows what was found.
     """
 
 
 @main.command()
-@click.option("--config", "config_path", envvar="KEEL_CONFIG", default=None,
-              help="YAML config file [default: keel.yaml if present, else the built-in mock].")
+@config_option
 @click.option("--host", default=None, help="Interface to bind [default: 127.0.0.1].")
-@click.option("--port", type=int, default=None, help="Port to bind [default: 4000].")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port to bind [default: 4000; 0: any free port].")
 def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     """Start the gateway (and admin API) on HOST:PORT."""
     from keel.server.serve import run_server
 
-    settings = _settings(config=config_path, host=host, port=port)
-    try:
-        config = load_config(settings.config, required=config_path is not None)
-    except ConfigError as exc:
-        click.echo(f"config error: {exc.message}", err=True)
-        click.echo("keel did not start.", err=True)
-        sys.exit(2)
-    run_server(settings, config, console=console)
+    settings = cli_settings(config_path, host=host, port=port)
+    config = cli_config(config_path, refused="keel did not start.")
+    found = locations(config_path)
+    run_server(settings, config, console=console, config_source=found.describe_config(),
+               store_source=store_source(settings, found))
 
 
 @main.group()
@@ -72,7 +79,7 @@ def db_upgrade() -> None:
     """Apply all pending migrations to KEEL_DATABASE_URL (default: the SQLite file)."""
     from keel.store import Store
 
-    settings = _settings()
+    settings = cli_settings()
 
     async def go(store: Store) -> str | None:
         return await store.current_revision()
@@ -200,7 +207,7 @@ def admin_key_reset() -> None:
     from keel.keys.service import reset_master_key
     from keel.store import Store
 
-    settings = _settings()
+    settings = cli_settings()
     if settings.master_key:
         click.echo("error: KEEL_MASTER_KEY is set, so it is the admin key; change it there",
                    err=True)
@@ -265,8 +272,7 @@ def _duration(text: str) -> float:
 
 
 @main.command("budgets")
-@click.option("--config", "config_path", envvar="KEEL_CONFIG", default=None,
-              help="YAML config file [default: keel.yaml if present].")
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def budgets_cmd(config_path: str | None, as_json: bool) -> None:
     """Budgets and their spend in the current period (from Redis when KEEL_REDIS_URL is
@@ -274,12 +280,8 @@ def budgets_cmd(config_path: str | None, as_json: bool) -> None:
     from keel.limits import Limits, connect_redis
     from keel.store import Store
 
-    settings = _settings(config=config_path)
-    try:
-        config = load_config(settings.config, required=config_path is not None)
-    except ConfigError as exc:
-        click.echo(f"config error: {exc.message}", err=True)
-        sys.exit(2)
+    settings = cli_settings(config_path)
+    config = cli_config(config_path)
 
     async def go(store: Store) -> list[dict[str, Any]]:
         redis = connect_redis(settings.redis_url) if settings.redis_url else None
@@ -313,6 +315,7 @@ def budgets_cmd(config_path: str | None, as_json: bool) -> None:
 
 def _register() -> None:
     from keel.cli.audit import audit
+    from keel.cli.config_cmd import config_group
     from keel.cli.costs import costs
     from keel.cli.datasets import datasets
     from keel.cli.evals import evals
@@ -321,6 +324,7 @@ def _register() -> None:
     from keel.cli.reviews import reviews
     from keel.cli.stats import purge_cmd, rollups_group, stats
 
+    main.add_command(config_group)
     main.add_command(prompts)
     main.add_command(stats)
     main.add_command(rollups_group)

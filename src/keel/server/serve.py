@@ -1,9 +1,13 @@
-"""``keel serve``: prepare the store and admin key, print where to connect, run uvicorn."""
+"""``keel serve``: bind the port, prepare the store and admin key, run uvicorn, and say where
+to connect once it accepts connections."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
+import sys
 from types import FrameType
 
 import uvicorn
@@ -28,19 +32,67 @@ async def prepare(settings: Settings) -> str | None:
 
 
 class _Server(uvicorn.Server):
-    """Exits 0 after a graceful stop on SIGTERM/SIGINT (uvicorn would re-raise the signal)."""
+    """Says "keel listening" once the app has started and the socket accepts connections;
+    exits 0 after a graceful stop on SIGTERM/SIGINT (uvicorn would re-raise the signal)."""
+
+    def __init__(self, config: uvicorn.Config, console: Console, url: str) -> None:
+        super().__init__(config)
+        self._console, self._url = console, url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._console.print(f"keel listening on [bold]{self._url}[/bold]  "
+                                f"(OpenAI base URL: {self._url}/v1)")
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         self._captured_signals.clear()
 
 
-def run_server(settings: Settings, config: KeelConfig, *, console: Console) -> None:
-    new_key = asyncio.run(prepare(settings))
-    url = f"http://{settings.host}:{settings.port}"
-    console.print(f"keel listening on [bold]{url}[/bold]  (OpenAI base URL: {url}/v1)")
-    models = ", ".join(m.name for m in config.models)
-    console.print(f"store: {_describe(settings)}; models: {models}")
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket; a port that cannot be had exits 1 with one line saying why."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            why = ("the port is already in use (another keel, or another program); stop it "
+                   "or choose another port with --port or KEEL_PORT")
+        elif exc.errno == errno.EACCES:
+            why = "permission denied; ports below 1024 need privileges, use --port 4000"
+        else:
+            why = f"{exc.strerror or exc}; check --host / KEEL_HOST"
+        sys.stderr.write(f"error: cannot listen on {where}: {why}\n")
+        raise SystemExit(1) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_server(settings: Settings, config: KeelConfig, *, console: Console,
+               config_source: str | None = None, store_source: str | None = None) -> None:
+    """Serve until stopped. ``config_source`` and ``store_source`` say which config file and
+    store are used and why (keel.locations)."""
+    sock = bind(settings.host, settings.port)  # before anything else: a taken port is fatal
+    try:
+        new_key = asyncio.run(prepare(settings))
+    except BaseException:
+        sock.close()
+        raise
+    port = sock.getsockname()[1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host}:{port}"
+    models = ", ".join(m.name for m in config.models) or "none"
+    console.print(f"store: {settings.describe_store()}"
+                  + (f" ({store_source})" if store_source else ""))
+    if config_source is not None:
+        console.print(f"config: {config_source}")
+    console.print(f"models: {models}")
     if new_key:
         console.print("admin key (generated now, shown once; only its hash is stored):")
         console.print(f"  [bold]{new_key}[/bold]")
@@ -68,16 +120,13 @@ def run_server(settings: Settings, config: KeelConfig, *, console: Console) -> N
         timeout_graceful_shutdown=30, server_header=False, date_header=False,
     )
     install_log_redaction(secrets)
-    _Server(uv).run()
+    try:
+        _Server(uv, console, url).run(sockets=[sock])
+    finally:
+        sock.close()
     problems = app.state.keel.shutdown_problems
     if problems:  # could not drain: say so, and exit non-zero for the supervisor
         for problem in problems:
             console.print(f"[red]shutdown:[/red] {problem}")
         raise SystemExit(1)
 
-
-def _describe(settings: Settings) -> str:
-    url = settings.resolved_database_url()
-    if url.startswith("sqlite"):
-        return f"SQLite {url.split(':///', 1)[1]}"
-    return "PostgreSQL " + url.rsplit("@", 1)[-1]

@@ -1,0 +1,50 @@
+"""``keel config``: which config file and store a command would use, and whether the config
+is valid, without serving."""
+
+from __future__ import annotations
+
+import click
+
+from keel.cli.common import cli_config, cli_settings, config_option, locations, store_source
+from keel.config import KeelConfig, config_warnings
+
+
+@click.group("config")
+def config_group() -> None:
+    """The YAML config file: which one keel uses, and whether it is valid."""
+
+
+def _counts(config: KeelConfig) -> list[tuple[str, int, str]]:
+    chat = [m.name for m in config.models if m.kind == "chat"]
+    embedding = [m.name for m in config.models if m.kind == "embedding"]
+    return [
+        ("providers", len(config.providers), ", ".join(p.name for p in config.providers)),
+        ("models", len(config.models),
+         ", ".join(chat + [f"{n} (embedding)" for n in embedding])),
+        ("routes", len(config.routes), ", ".join(r.name for r in config.routes)),
+        ("limits", len(config.limits), ""),
+        ("budgets", len(config.budgets),
+         ", ".join(f"{b.scope} {b.name} ${b.usd:g}/{b.period}" for b in config.budgets)),
+        ("features", len(config.features), ", ".join(f.name for f in config.features)),
+        ("policies", len(config.policies), ", ".join(p.name for p in config.policies)),
+        ("scheduled suites", len(config.evals.schedule),
+         ", ".join(s.suite for s in config.evals.schedule)),
+    ]
+
+
+@config_group.command("check")
+@config_option
+def check_cmd(config_path: str | None) -> None:
+    """Validate the config file (every problem at once) and say what it configures: exit 0
+    when it is valid, 2 when it is not. Also shows which config file and store keel finds
+    from here, and why."""
+    found = locations(config_path)
+    settings = cli_settings(config_path)
+    click.echo(f"config: {found.describe_config()}")
+    click.echo(f"store: {settings.describe_store()} ({store_source(settings, found)})")
+    config = cli_config(config_path, warn=False)
+    for name, n, names in _counts(config):
+        click.echo(f"{name}: {n}" + (f" ({names})" if names else ""))
+    for warning in config_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
+    click.echo("config is valid")
