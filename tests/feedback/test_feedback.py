@@ -33,7 +33,8 @@ USER = [{"role": "user", "content": "How do I reset my password on the billing p
 
 @pytest.fixture
 def keel(tmp_path: Path, database_url: str) -> Iterator[Keel]:
-    with running_keel(tmp_path, database_url=database_url) as k:
+    # a trace that is not there is looked for this long before the 404
+    with running_keel(tmp_path, database_url=database_url, feedback_wait_s=0.5) as k:
         yield k
 
 

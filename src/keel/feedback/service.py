@@ -237,14 +237,23 @@ async def measure_rework(answer: str | None, edit_distance: int | None,
     return None, None
 
 
-def unknown_trace(trace_id: str) -> NotFound:
+def _waited(waited_s: float | None) -> str:
+    if waited_s is None:
+        return ""
+    return (f" (keel waited {waited_s:g} s for it to be stored, KEEL_FEEDBACK_WAIT_S; check "
+            "the id, and that this keel uses the same database as the one that answered)")
+
+
+def unknown_trace(trace_id: str, waited_s: float | None = None) -> NotFound:
     """The answer for a trace that is not stored, and for one of a team the caller may not
-    read: the same words, so an id reveals nothing about another team."""
-    return NotFound(f"no trace with id '{trace_id}': feedback attaches to an answered request "
-                    "(its x-keel-trace-id response header)", param="trace_id")
+    read: the same words, so an id reveals nothing about another team. ``waited_s``: how
+    long the request waited for the trace to be stored."""
+    return NotFound(f"no trace with id '{trace_id}'{_waited(waited_s)}: feedback attaches to "
+                    "an answered request (its x-keel-trace-id response header)",
+                    param="trace_id")
 
 
-def _may_see(principal: Principal, team: str | None) -> bool:
+def may_see(principal: Principal, team: str | None) -> bool:
     """Whether the caller may know that a trace of ``team`` exists."""
     return _reads_every_team(principal) or team == principal.team
 
@@ -255,7 +264,7 @@ def check_trace_access(principal: Principal, trace: JSON, action: str) -> None:
     with a role reads every team's traces but writes only for its own)."""
     if principal.is_admin or trace.get("team") == principal.team:
         return
-    if not _may_see(principal, trace.get("team")):
+    if not may_see(principal, trace.get("team")):
         raise unknown_trace(str(trace["id"]))
     raise PermissionDenied(
         f"trace '{trace['id']}' belongs to another team: this key (team "
@@ -267,17 +276,23 @@ def _differences(stored: JSON, new: JSON, fields: tuple[str, ...]) -> list[str]:
     return [f for f in fields if stored.get(f) != new.get(f)]
 
 
+def check_feedback_source(principal: Principal, item: JSON) -> None:
+    """A feedback key (used from web pages) sends only source ``user``; checked before the
+    trace is looked for, so the refusal comes at once."""
+    if principal.scope == "feedback" and item["source"] != "user":
+        raise PermissionDenied(
+            f"a feedback key (used from web pages) may only send source 'user', not "
+            f"'{item['source']}'; reviewer, eval, judge and system feedback needs a gateway "
+            "or admin key", code="source_not_allowed")
+
+
 async def record_feedback(store: Store, principal: Principal, item: JSON, trace: JSON,
                           ) -> tuple[JSON, bool]:
     """Store ``item`` (from ``parse_feedback``) for ``trace`` (a row of ``get_trace``), under
     the trace's team. Returns (the public item, whether it was new). Raises 409 when the team
     used the id for different content."""
     check_trace_access(principal, trace, "write feedback for")
-    if principal.scope == "feedback" and item["source"] != "user":
-        raise PermissionDenied(
-            f"a feedback key (used from web pages) may only send source 'user', not "
-            f"'{item['source']}'; reviewer, eval, judge and system feedback needs a gateway "
-            "or admin key", code="source_not_allowed")
+    check_feedback_source(principal, item)
     edit_distance, rework = await measure_rework(
         answer_text(trace.get("response")), item["edit_distance"], item["corrected_text"])
     row = {
@@ -387,8 +402,9 @@ def parse_outcome(body: JSON, now: float) -> JSON:
             "trace_ids": trace_ids, "at": at}
 
 
-def _outcome_attribution(principal: Principal, item: JSON) -> tuple[str, str | None]:
-    """(feature, team) the outcome is counted under, as this caller may write it."""
+def outcome_attribution(principal: Principal, item: JSON) -> tuple[str, str | None]:
+    """(feature, team) the outcome is counted under, as this caller may write it; checked
+    before the outcome's traces are looked for, so a refusal comes at once."""
     feature, team = item["feature"], item["team"]
     if principal.is_admin:
         if not feature:
@@ -412,17 +428,20 @@ def _outcome_attribution(principal: Principal, item: JSON) -> tuple[str, str | N
 
 
 async def record_outcome(store: Store, principal: Principal, item: JSON,
-                         teams: dict[str, str | None], now: float) -> tuple[JSON, bool]:
+                         teams: dict[str, str | None], now: float, *,
+                         waited_s: float | None = None) -> tuple[JSON, bool]:
     """Store ``item`` (from ``parse_outcome``). ``teams`` maps each of its trace ids to the
-    trace's team (all must exist). Returns (the public item, whether it was new). A trace of
-    a team the caller may not read counts as missing (404), like in feedback."""
-    feature, team = _outcome_attribution(principal, item)
+    trace's team (all must exist; ``waited_s``: how long the caller waited for them to be
+    stored). Returns (the public item, whether it was new). A trace of a team the caller may
+    not read counts as missing (404), like in feedback."""
+    feature, team = outcome_attribution(principal, item)
     ids = item["trace_ids"] or []
-    missing = [t for t in ids if t not in teams or not _may_see(principal, teams[t])]
+    missing = [t for t in ids if t not in teams or not may_see(principal, teams[t])]
     if missing:
         shown = ", ".join(missing[:10]) + (f" (and {len(missing) - 10} more)"
                                            if len(missing) > 10 else "")
-        raise NotFound(f"no trace with id {shown}: 'trace_ids' must name answered requests",
+        raise NotFound(f"no trace with id {shown}{_waited(waited_s)}: 'trace_ids' must name "
+                       "answered requests (their x-keel-trace-id response headers)",
                        param="trace_ids")
     if not principal.is_admin:
         foreign = [t for t in ids if teams[t] != principal.team]

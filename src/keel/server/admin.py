@@ -24,8 +24,9 @@ from keel.server.params import (
     text_param,
     time_param,
 )
+from keel.server.trace_lookup import lookup_trace
 from keel.store import keys as key_queries
-from keel.store.traces import TraceFilter, get_trace, list_traces
+from keel.store.traces import TraceFilter, list_traces
 
 MAX_PAGE = 500
 STATUSES = ("ok", "error")
@@ -112,10 +113,7 @@ async def get_trace_ep(request: Request) -> Response:
     try:
         st = state_of(request)
         trace_id = path_param(request, "trace_id")
-        row = await get_trace(st.store, trace_id)
-        if row is None and st.writer.pending:
-            await st.writer.flush()
-            row = await get_trace(st.store, trace_id)
+        row = await lookup_trace(st, trace_id)  # answered a moment ago: from memory
         if row is None:
             raise NotFound(f"no trace with id '{trace_id}'")
     except KeelError as exc:

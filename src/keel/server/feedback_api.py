@@ -19,14 +19,22 @@ from starlette.routing import Route
 
 from keel import feedback as fb
 from keel.errors import InvalidRequest, KeelError, PermissionDenied
+from keel.feedback.service import check_feedback_source, may_see, outcome_attribution
 from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.keys.service import FEEDBACK_SCOPE
 from keel.server.auth import ANY_KEY, api_route, principal_of, public_route
 from keel.server.params import MAX_ID_CHARS, limit_param, text_param, time_param
 from keel.server.state import AppState
-from keel.store import feedback as queries
-from keel.store.traces import get_trace
+from keel.server.trace_lookup import (
+    Visible,
+    await_trace,
+    await_trace_teams,
+    feedback_wait_s,
+    lookup_trace,
+    not_stored_yet,
+    still_unstored,
+)
 from keel.types import JSON, Principal
 
 LIMIT = 1024 * 1024
@@ -35,28 +43,29 @@ ALLOW_HEADERS = "authorization, content-type, x-api-key"
 PREFLIGHT_MAX_AGE = "600"
 
 
-def _in_flight(st: AppState) -> bool:
-    """Traces answered by this process but maybe not yet in the store."""
-    w = st.writer
-    return bool(w.pending) or w.submitted > w.written
+def _visible_to(principal: Principal) -> Visible:
+    return lambda team: may_see(principal, team)
 
 
 async def find_trace(st: AppState, trace_id: str) -> JSON:
-    row = await get_trace(st.store, trace_id)
-    if row is None and _in_flight(st):  # answered a moment ago, still in the writer's queue
-        await st.writer.flush()
-        row = await get_trace(st.store, trace_id)
+    """For a read: the trace from the writer's memory or the store, else 404 at once."""
+    row = await lookup_trace(st, trace_id)
     if row is None:
         raise fb.unknown_trace(trace_id)  # the words another team's trace gets, too
     return row
 
 
-async def find_trace_teams(st: AppState, trace_ids: list[str]) -> dict[str, str | None]:
-    teams = await queries.trace_teams(st.store, trace_ids)
-    if len(teams) < len(trace_ids) and _in_flight(st):
-        await st.writer.flush()
-        teams = await queries.trace_teams(st.store, trace_ids)
-    return teams
+async def await_trace_for(st: AppState, principal: Principal, trace_id: str) -> JSON:
+    """For a write: the stored trace, waited for if it was answered a moment ago (here or on
+    another replica); a 404 once ``KEEL_FEEDBACK_WAIT_S`` has passed without it."""
+    wait_s = feedback_wait_s(st)
+    visible = _visible_to(principal)
+    row = await await_trace(st, trace_id, visible=visible, wait_s=wait_s)
+    if row is not None:
+        return row
+    if still_unstored(st, [trace_id], visible):
+        raise not_stored_yet([trace_id], wait_s)
+    raise fb.unknown_trace(trace_id, wait_s)  # the words another team's trace gets, too
 
 
 # --- CORS ------------------------------------------------------------------------------------
@@ -127,7 +136,8 @@ async def post_feedback(request: Request) -> Response:
     try:
         _check_origin(st, principal, origin)
         item = fb.parse_feedback(parse_body(await read_body(request, LIMIT), LIMIT))
-        trace = await find_trace(st, item["trace_id"])
+        check_feedback_source(principal, item)
+        trace = await await_trace_for(st, principal, item["trace_id"])
         out, created = await fb.record_feedback(st.store, principal, item, trace)
     except KeelError as exc:
         return _with_cors(openai_error(exc), st, origin, principal)
@@ -157,8 +167,17 @@ async def post_outcome(request: Request) -> Response:
         principal = principal_of(request)
         now = time.time()
         item = fb.parse_outcome(parse_body(await read_body(request, LIMIT), LIMIT), now)
-        teams = await find_trace_teams(st, item["trace_ids"]) if item["trace_ids"] else {}
-        out, created = await fb.record_outcome(st.store, principal, item, teams, now)
+        outcome_attribution(principal, item)  # refused at once, before any wait
+        ids: list[str] = item["trace_ids"] or []
+        wait_s = feedback_wait_s(st)
+        visible = _visible_to(principal)
+        teams = await await_trace_teams(st, ids, visible=visible, wait_s=wait_s)
+        if len(teams) < len(ids):
+            unstored = still_unstored(st, [t for t in ids if t not in teams], visible)
+            if unstored:
+                raise not_stored_yet(unstored, wait_s)
+        out, created = await fb.record_outcome(st.store, principal, item, teams, now,
+                                               waited_s=wait_s)
     except KeelError as exc:
         return openai_error(exc)
     return json_response(out, 201 if created else 200)

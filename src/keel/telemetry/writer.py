@@ -24,6 +24,12 @@ What it guarantees, and how:
 
 ``close`` drains the queue; what it could not store (the store down) stays in the journal
 for the next start, and ``undrained`` says how many, so ``keel serve`` can exit non-zero.
+
+Every trace in memory on its way to the store (queued, in the batch being written, held) can
+be looked up by id (``unstored_row``) and waited for (``landing``), so a request about a
+trace answered a moment ago never needs ``flush`` (a full drain). Traces that overflowed to
+the journal only are not in that index (it would grow without bound); they are in the store
+once their segment is replayed.
 """
 
 from __future__ import annotations
@@ -102,6 +108,9 @@ class TraceWriter:
         self._held: deque[Entry] = deque()  # neither queued nor journaled (disk refused)
         self._retry: list[Entry] = []  # taken from the queue, not stored yet
         self._in_hand: list[Entry] = []
+        # Every trace in memory and not stored yet, by id (queued, in _retry, held).
+        self._unstored: dict[str, Entry] = {}
+        self._landing: dict[str, asyncio.Event] = {}  # set when that trace leaves memory
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._stop = asyncio.Event()
@@ -150,6 +159,7 @@ class TraceWriter:
                 self.spilled += 1
             elif len(self._held) < self.hold_max:
                 self._held.append(entry)
+                self._unstored[values[0]] = entry
             else:
                 self.lost += 1
                 if self.lost == 1 or self.lost % 1000 == 0:
@@ -157,8 +167,36 @@ class TraceWriter:
                               "journal and the in-memory hold are all full", trace.id,
                               self.lost)
             return
+        self._unstored[values[0]] = entry
         if not self._wakeup.is_set():
             self._wakeup.set()
+
+    # --- lookups (never a flush) -------------------------------------------------------------
+
+    def unstored_row(self, trace_id: str) -> dict[str, Any] | None:
+        """The trace ``trace_id`` as ``store.traces.get_trace`` will return it once stored,
+        while it is in memory on its way there; None if it is not (stored already, never
+        submitted here, or waiting in the journal only). O(1), no I/O."""
+        entry = self._unstored.get(trace_id)
+        return None if entry is None else _stored_form(entry)
+
+    def landing(self, trace_id: str) -> asyncio.Event | None:
+        """An event set once trace ``trace_id`` leaves memory (stored, or set aside as
+        unstorable), or None when it is not in memory here. Waiting on it costs nothing
+        and asks the writer for nothing: the trace lands with its batch."""
+        if trace_id not in self._unstored:
+            return None
+        event = self._landing.get(trace_id)
+        if event is None:
+            event = self._landing[trace_id] = asyncio.Event()
+        return event
+
+    def _landed(self, trace_id: Any) -> None:
+        self._unstored.pop(trace_id, None)
+        if self._landing:
+            event = self._landing.pop(trace_id, None)
+            if event is not None:
+                event.set()
 
     @property
     def accepting(self) -> bool:
@@ -194,6 +232,9 @@ class TraceWriter:
         self.undrained = sum(s.overflowed for s in self.journal.segments) + len(left) \
             + self.lost
         self.journal.close(keep=True)
+        for event in self._landing.values():  # nothing lands any more: waiters decide now
+            event.set()
+        self._landing.clear()
         if self.undrained:
             log.error("trace writer stopped with %d traces not stored (%s); %d of them are "
                       "in the journal under %s and will be stored on the next start",
@@ -384,8 +425,10 @@ class TraceWriter:
             return await self._insert(entries[mid:], replay=replay)
         if skipped:  # already stored (a replay): settled, but neither counted nor handed on
             for e in entries:
-                if e.segment is not None and e.values[0] in skipped:
-                    e.segment.stored += 1
+                if e.values[0] in skipped:
+                    self._landed(e.values[0])
+                    if e.segment is not None:
+                        e.segment.stored += 1
             entries = [e for e in entries if e.values[0] not in skipped]
         self._stored(entries)
         return []
@@ -418,6 +461,7 @@ class TraceWriter:
             self._reject(entry, again)
             return []
         if skipped:
+            self._landed(tid)
             if entry.segment is not None:
                 entry.segment.stored += 1
             return []
@@ -435,6 +479,7 @@ class TraceWriter:
                                       default=str) + b"\n")
         except (OSError, TypeError, orjson.JSONEncodeError):
             log.exception("could not set trace %s aside", entry.values[0])
+        self._landed(entry.values[0])
         if entry.segment is not None:
             entry.segment.stored += 1
 
@@ -454,6 +499,7 @@ class TraceWriter:
             self.store_error = self.store_error_since = None
         self.written += len(entries)
         for e in entries:
+            self._landed(e.values[0])
             if e.segment is not None:
                 e.segment.stored += 1
         batch: list[Row] = [(e.values, e.payload) for e in entries]
@@ -540,6 +586,20 @@ class TraceWriter:
                     return False
                 batch = []
         return not (batch and await self._insert(batch, replay=True))
+
+
+def _stored_form(entry: Entry) -> dict[str, Any]:
+    """An entry's row as the store reads it back (``get_trace``): JSON columns and the
+    request and response parsed."""
+    row = dict(zip(TRACE_COLUMNS, entry.values, strict=True))
+    for i in _JSON_COLUMNS:
+        name = TRACE_COLUMNS[i]
+        if isinstance(row[name], str):
+            row[name] = orjson.loads(row[name])
+    payload = entry.payload
+    row["request"] = orjson.loads(payload[1]) if payload and payload[1] else None
+    row["response"] = orjson.loads(payload[2]) if payload and payload[2] else None
+    return row
 
 
 def _queued(q: asyncio.Queue[Entry]) -> list[Entry]:
