@@ -389,7 +389,8 @@ async def test_a_drop_made_only_of_errored_executions_is_not_a_regression(
     v = gate_verdict(cmp, GATE, thresholds_of(run_d))
     assert (v.code, v.regression) == (2, False)
     assert v.reasons == ["the candidate run cannot be judged: 20 of 100 executions errored "
-                         "(20% > max_error_rate 10%)"]
+                         "(20% > max_error_rate 10%); most common error (20\u00d7): upstream: "
+                         "503 Service Unavailable"]
 
 
 async def test_identical_runs_pass(store: Store) -> None:
@@ -443,7 +444,8 @@ async def test_unjudgeable_or_unfinished_runs_exit_2(store: Store) -> None:
     v = gate_verdict(cmp, GATE, thresholds_of(erroring))
     assert (v.code, v.regression) == (2, False)
     assert v.reasons == ["the candidate run cannot be judged: 6 of 20 executions errored "
-                         "(30% > max_error_rate 10%)"]
+                         "(30% > max_error_rate 10%); most common error (6\u00d7): upstream: "
+                         "503 Service Unavailable"]
     # an unjudgeable baseline cannot be the reference either
     v = gate_verdict(await compare_runs(store, erroring["id"], good["id"]), GATE,
                      thresholds_of(good))

@@ -250,6 +250,29 @@ async def test_unreadable_judge_output_errors_the_case(env: Env, reply: str) -> 
     assert (run["passed"], run["failed"], run["errored"]) == (0, 0, 1)
 
 
+async def test_unreadable_verdicts_name_the_judge_once_and_are_counted_together(
+        env: Env) -> None:
+    questions = [f"Question number {i}?" for i in range(4)]
+    env.answer_with({q: f"Answer {i}." for i, q in enumerate(questions)})
+    env.judge_with(lambda body: f"I liked {answer_in(body)} a lot")  # differs per case
+    run, results = await env.run(
+        [{"type": "judge", "rubric": RUBRIC, "model": "grader"},
+         {"type": "groundedness", "model": "grader"}],
+        [case(f"c{i}", q, context=["Some document."]) for i, q in enumerate(questions)])
+    error = results["c0"]["error"]
+    assert "judge: judge 'grader': unreadable verdict: no score in the reply; judge said: " \
+        "I liked Answer 0. a lot" in error
+    assert "groundedness judge 'grader': unreadable verdict" in error
+    assert "judge judge" not in error
+    summary = orjson.loads(run["summary"])
+    kind = ("judge: judge 'grader': unreadable verdict: no score in the reply; groundedness: "
+            "groundedness judge 'grader': unreadable verdict: no claim counts (\"claims\" and "
+            "\"supported\") in the reply")
+    assert summary["errors"] == [{"error": kind, "count": 4}]
+    assert summary["error_note"] == f"all 4 executions failed; most common error (4\u00d7): {kind}"
+    assert summary["thresholds"]["failures"] == [summary["error_note"]]
+
+
 async def test_empty_judge_reply_errors_the_case(env: Env) -> None:
     env.answer_with({QUESTION: "Paris."})
     env.judge_with(lambda body: "")

@@ -580,7 +580,10 @@ async def test_too_many_errored_cases_make_a_run_unjudgeable(
     assert (run["passed"], run["errored"]) == (8, 2)
     verdict = summary(run)["thresholds"]
     assert verdict["judgeable"] is False and verdict["ok"] is False
-    assert "2 of 10 executions errored (20% > max_error_rate 10%)" in verdict["failures"]
+    assert verdict["failures"] == [
+        "2 of 10 executions errored (20% > max_error_rate 10%); most common error (2\u00d7): "
+        "prompt 'support@1' needs variable(s) question; pass them in 'variables' (it uses: "
+        "question)"]
     lenient = suite_of(tmp_path, None, dataset="cases.jsonl", targets=["support@1"],
                        scorers=SCORED_BY_VAR, threshold={"pass_rate": 0.5,
                                                          "max_error_rate": 0.2})

@@ -52,6 +52,10 @@ PAGE = 500  # cases read (and cache-checked) at a time
 FLUSH_ROWS = 500  # results written per batch
 MAX_OUTPUT_CHARS = 20_000  # of an answer kept in a result row
 MAX_FLAKY_LISTED = 20
+MAX_ERROR_KINDS = 100  # distinct errors a run counts (later new ones are only totalled)
+MAX_ERROR_CHARS = 500  # of an error, as counted
+MAX_ERRORS_LISTED = 5  # most common errors in a run's summary
+TIMES = "\N{MULTIPLICATION SIGN}"  # "most common error (20 times)", with the sign for "times"
 QUANTILES = (0.5, 0.95, 0.99)
 
 
@@ -121,6 +125,8 @@ class Tally:
     cases_all_passed: int = 0
     flaky: int = 0
     flaky_cases: list[dict[str, Any]] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)  # error kind -> executions (bounded)
+    errors_uncounted: int = 0  # errored executions whose kind came past MAX_ERROR_KINDS
 
     def add(self, row: dict[str, Any], scores: list[tuple[str, Score]], repeats: int,
             scoring_cost: float) -> None:
@@ -147,6 +153,8 @@ class Tally:
                 acc[1] += 1
             acc[3] += s.value
             acc[4] += 1
+        if status == "errored":
+            self.count_error(row, scores)
         state = self.open_cases.setdefault(row["case_idx"], [0, 0])
         state[0] += status == "passed"
         state[1] += 1
@@ -161,6 +169,31 @@ class Tally:
                     self.flaky_cases.append({"case": row["case_id"],
                                              "pass_rate": state[0] / repeats})
 
+    def count_error(self, row: dict[str, Any], scores: list[tuple[str, Score]]) -> None:
+        """Count an errored execution by what went wrong: the scorers' errors (by kind, so
+        a judge's quoted replies do not split them), else the call's or the prompt's."""
+        failed = [f"{name}: {s.error_kind or s.error}" for name, s in scores
+                  if s.error is not None]
+        kind = ("; ".join(failed) if failed else str(row["error"] or "unknown error"))
+        kind = kind[:MAX_ERROR_CHARS]
+        if kind in self.errors or len(self.errors) < MAX_ERROR_KINDS:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+        else:
+            self.errors_uncounted += 1
+
+    def error_summary(self) -> tuple[list[dict[str, Any]], str | None]:
+        """The most common errors, and one line that says why executions errored."""
+        top = sorted(self.errors.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_ERRORS_LISTED]
+        listed = [{"error": kind, "count": count} for kind, count in top]
+        if not self.errored or not top:
+            return listed, None
+        kind, count = top[0]
+        head = (f"all {self.executions} executions failed" if self.errored == self.executions
+                else f"{self.errored} of {self.executions} executions errored")
+        more = len(self.errors) - 1 + (1 if self.errors_uncounted else 0)
+        tail = f" (and {more} other error{'s' if more != 1 else ''})" if more else ""
+        return listed, f"{head}; most common error ({count}{TIMES}): {kind}{tail}"
+
     def summary(self) -> dict[str, Any]:
         scorers = {}
         for name, (p, f, e, total, n) in self.scorers.items():
@@ -168,6 +201,7 @@ class Tally:
             scorers[name] = {"passed": int(p), "failed": int(f), "errored": int(e),
                              "pass_rate": p / judged if judged else None,
                              "mean": total / n if n else None}
+        errors, note = self.error_summary()
         return {
             "pass_rate": self.passed / self.executions if self.executions else None,
             "error_rate": self.errored / self.executions if self.executions else None,
@@ -175,6 +209,7 @@ class Tally:
             "flaky_cases": self.flaky, "flaky": self.flaky_cases,
             "full_cost_usd": self.full_cost_usd, "scoring_cost_usd": self.scoring_cost_usd,
             "scorers": scorers,
+            "errors": errors, "error_note": note,
         }
 
 
@@ -568,7 +603,8 @@ async def safe_score(scorer: Any, inp: ScoreInput) -> Score:
         return Score(0.0, None, "", error=f"scorer returned {type(score).__name__}, not a Score")
     if score.passed is not None and not isinstance(score.passed, bool):
         try:  # e.g. numpy.bool_ from a custom scorer
-            return Score(score.value, bool(score.passed), score.explanation, score.error)
+            return Score(score.value, bool(score.passed), score.explanation, score.error,
+                         score.error_kind)
         except Exception:
             return Score(0.0, None, "", error=f"scorer's passed is {score.passed!r}, not a bool")
     return score
@@ -615,9 +651,14 @@ def check_thresholds(suite: Suite, run: dict[str, Any]) -> dict[str, Any]:
     executions = run["executions"] or 0
     error_rate = (run["errored"] / executions) if executions else 1.0
     judgeable = executions > 0 and error_rate <= th.max_error_rate
-    if not judgeable:
+    top = (summary.get("errors") or [None])[0]
+    common = f"most common error ({top['count']}{TIMES}): {top['error']}" if top else None
+    if not judgeable and common and run["errored"] == executions:
+        failures.append(f"all {executions} executions failed; {common}")
+    elif not judgeable:
         failures.append(f"{run['errored']} of {executions} executions errored "
-                        f"({error_rate:.0%} > max_error_rate {th.max_error_rate:.0%})")
+                        f"({error_rate:.0%} > max_error_rate {th.max_error_rate:.0%})"
+                        + (f"; {common}" if common else ""))
     rate = summary.get("pass_rate")
     if th.pass_rate is not None and (rate is None or rate < th.pass_rate):
         failures.append(f"pass rate {_pct(rate)} < threshold {th.pass_rate:.1%}")

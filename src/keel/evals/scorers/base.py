@@ -22,6 +22,9 @@ class Score:
     passed: bool | None  # against the scorer's threshold; None when it does not apply
     explanation: str  # short, human: why it passed or failed
     error: str | None = None  # set when the scorer could not score (never silently passed)
+    # the error without what differs from case to case (a quoted reply), so a run's summary
+    # counts alike errors together; None: ``error`` itself
+    error_kind: str | None = None
 
 
 class LLMError(Exception):

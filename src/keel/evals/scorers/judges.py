@@ -406,14 +406,15 @@ class ChatJudge(ModelScorer):
 
     def unreadable(self, exc: Unreadable, raw: str, finish: str | None) -> Score:
         """The errored score for a reply without a usable verdict, quoting the reply."""
-        if not raw.strip():
-            detail = "the judge returned no text"
-        else:
-            detail = f"{exc}; judge said: {quote(raw)}"
+        kind = "the judge returned no text" if not raw.strip() else str(exc)
+        detail = kind if not raw.strip() else f"{exc}; judge said: {quote(raw)}"
         if finish == "length":
-            detail += f" (the reply was cut off at max_tokens {self.max_tokens}; raise it)"
-        return errored("the judge's reply could not be read",
-                       f"{self.type_name} judge '{self.model}': unreadable verdict: {detail}")
+            cut = f" (the reply was cut off at max_tokens {self.max_tokens}; raise it)"
+            kind, detail = kind + cut, detail + cut
+        who = "judge" if self.type_name == "judge" else f"{self.type_name} judge"
+        prefix = f"{who} '{self.model}': unreadable verdict: "
+        return Score(0.0, None, "could not score: the judge's reply could not be read",
+                     error=prefix + detail, error_kind=prefix + kind)
 
 
 @register_scorer("judge")
