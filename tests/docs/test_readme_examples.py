@@ -25,7 +25,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.docs.examples import Block, ExampleFailed, Session, parse_blocks
+from tests.docs.examples import (
+    Block,
+    ExampleFailed,
+    MarkerError,
+    Session,
+    console_commands,
+    parse_blocks,
+)
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -144,3 +151,23 @@ def test_an_http_error_or_an_unset_variable_fails_an_example(session: Session) -
         session.run(Block(7, "python", "from openai import OpenAI\n"
                           "OpenAI(base_url='http://127.0.0.1:4000/v1', api_key='nope')"
                           ".models.list()\n"))
+
+
+def test_markers_and_console_blocks_are_read_as_documented() -> None:
+    text = "\n".join([
+        "<!-- example: not run (needs a browser) -->",
+        "```sh", "open http://127.0.0.1:4000", "```",
+        "<!-- example: file evals/x.yaml -->", "",
+        "```yaml", "name: x", "```",
+        "```console", "$ keel keys list \\", "    --json", "[]", "$ keel traces", "no traces",
+        "```",
+        "```js", "fetch()", "```",
+    ])
+    skipped, written, console, js = parse_blocks(text)
+    assert (skipped.line, skipped.skip_reason, skipped.runs) == (2, "needs a browser", False)
+    assert (written.file, written.code, written.runs) == ("evals/x.yaml", "name: x\n", False)
+    assert console.runs and console_commands(console.code) == (
+        "keel keys list \\\n    --json\nkeel traces\n")
+    assert not js.runs
+    with pytest.raises(MarkerError, match=r"README\.md:1: unknown example marker"):
+        parse_blocks("<!-- example: skip -->\n```sh\nls\n```\n")
