@@ -287,7 +287,7 @@ def test_upstream_overloaded_is_an_anthropic_overloaded_error(
 def _error_of(exc: anthropic.APIStatusError) -> dict[str, Any]:
     body = exc.body
     assert isinstance(body, dict) and body["type"] == "error"
-    assert exc.response.headers["x-keel-trace-id"] == body["request_id"]
+    assert exc.response.headers["request-id"] == body["request_id"]
     return body["error"]  # type: ignore[no-any-return]
 
 

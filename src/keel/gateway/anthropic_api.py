@@ -10,7 +10,7 @@ Errors use Anthropic's shape, ``{"type": "error", "error": {"type", "message"}}`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import orjson
 from starlette.requests import Request
@@ -24,8 +24,8 @@ from keel.gateway.anthropic_inbound_format import (
 )
 from keel.gateway.flow import ChatFlow
 from keel.gateway.openai_api import (
+    REQUEST_ID_HEADER,
     SSE_HEADERS,
-    TRACE_HEADER,
     Exchange,
     json_response,
     openai_error,
@@ -54,13 +54,15 @@ def error_status_and_body(exc: KeelError, request_id: str | None = None) -> tupl
     return status, body
 
 
-def anthropic_error(exc: KeelError, trace_id: str | None = None) -> Response:
+def anthropic_error(exc: KeelError, ids: Mapping[str, str] | None = None) -> Response:
+    """``exc`` in Anthropic's error shape; ``ids`` are the request's naming headers, and the
+    body's ``request_id`` is the request id, as Anthropic's own errors say it."""
     if exc.status == 202:  # held for review: the same pending-review body as on /v1/chat
-        return openai_error(exc, trace_id)
-    status, body = error_status_and_body(exc, trace_id)
+        return openai_error(exc, ids)
+    status, body = error_status_and_body(exc, (ids or {}).get(REQUEST_ID_HEADER))
     headers = dict(exc.headers)
-    if trace_id:
-        headers[TRACE_HEADER] = trace_id
+    if ids:
+        headers.update(ids)
     return json_response(body, status, headers)
 
 
@@ -100,7 +102,7 @@ async def anthropic_sse(chunks: AsyncIterator[JSON], model: str) -> AsyncIterato
 
 
 async def messages(request: Request) -> Response:
-    ex = Exchange(request, "messages")
+    ex = Exchange(request, "messages", anthropic=True)
     try:
         body = await ex.open(lambda b: _translate_in_place(ex, b))
         out = await ChatFlow(ex, body).run()

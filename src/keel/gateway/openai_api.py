@@ -1,10 +1,18 @@
-"""The OpenAI-compatible inbound API: chat completions (incl. SSE), embeddings, models."""
+"""The OpenAI-compatible inbound API: chat completions (incl. SSE), embeddings, models.
+
+Every answer carries ``x-request-id`` (the OpenAI SDK's ``_request_id``; on ``/v1/messages``
+also ``request-id``, the Anthropic SDK's): the client's own ``X-Request-ID`` when it sent a
+usable one (printable ASCII, at most ``MAX_REQUEST_ID_CHARS``), else ``req_`` + the trace id
+(no extra randomness drawn). The trace stores it, so a trace is found by the id a client
+logged.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -21,7 +29,39 @@ if TYPE_CHECKING:
     from keel.server.state import AppState
 
 TRACE_HEADER = "x-keel-trace-id"
+REQUEST_ID_HEADER = "x-request-id"
+ANTHROPIC_REQUEST_ID_HEADER = "request-id"
+MAX_REQUEST_ID_CHARS = 128
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def request_id(sent: str | None, trace_id: str) -> str:
+    """The client's ``X-Request-ID`` when it is usable (printable ASCII, 1 to
+    ``MAX_REQUEST_ID_CHARS`` characters once stripped), else ``req_`` + ``trace_id``."""
+    if sent:
+        sent = sent.strip()
+        if 0 < len(sent) <= MAX_REQUEST_ID_CHARS and sent.isascii() and sent.isprintable():
+            return sent
+    return "req_" + trace_id
+
+
+def id_headers(trace_id: str | None, rid: str, anthropic: bool = False) -> dict[str, str]:
+    """The headers that name a request: keel's trace id and the request id (under the
+    Anthropic SDK's name too when ``anthropic``)."""
+    out = {REQUEST_ID_HEADER: rid}
+    if anthropic:
+        out[ANTHROPIC_REQUEST_ID_HEADER] = rid
+    if trace_id:
+        out[TRACE_HEADER] = trace_id
+    return out
+
+
+@dataclass(slots=True)
+class HttpTrace(Trace):
+    """The trace of a request that came over HTTP, with the request id it was answered
+    under (``store.traces`` writes it when a trace has one)."""
+
+    request_id: str | None = None
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -29,10 +69,11 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
                     media_type="application/json")
 
 
-def openai_error(exc: KeelError, trace_id: str | None = None) -> Response:
+def openai_error(exc: KeelError, ids: Mapping[str, str] | None = None) -> Response:
+    """``exc`` in OpenAI's error shape; ``ids`` are the request's naming headers."""
     headers = dict(exc.headers)
-    if trace_id:
-        headers[TRACE_HEADER] = trace_id
+    if ids:
+        headers.update(ids)
     return json_response(exc.to_openai(), exc.status, headers)
 
 
@@ -94,12 +135,17 @@ def unexpected(exc: Exception) -> KeelError:
 class Exchange:
     """One inbound request: authenticates, parses, and owns the trace until it is recorded."""
 
-    def __init__(self, request: Request, endpoint: str) -> None:
+    def __init__(self, request: Request, endpoint: str, *, anthropic: bool = False) -> None:
         self.request = request
         self.state = state_of(request)
-        self.trace = Trace(id=new_trace_id(), start_time=time.time(), endpoint=endpoint)
-        self.principal: Principal | None = None
         self.headers_in = header_map(request)
+        trace_id = new_trace_id()
+        rid = request_id(self.headers_in.get(REQUEST_ID_HEADER), trace_id)
+        self.trace: Trace = HttpTrace(id=trace_id, start_time=time.time(), endpoint=endpoint,
+                                      request_id=rid)
+        self.principal: Principal | None = None
+        self.headers = id_headers(trace_id, rid, anthropic)
+        """The headers every answer to this request carries (trace id, request id)."""
 
     async def open(self, check: Callable[[JSON], str]) -> JSON:
         """Authenticate, read and validate the body, attribute the trace."""
@@ -123,16 +169,13 @@ class Exchange:
         self.trace.request_body = body
         return body
 
-    def fail(self, exc: Exception, render: Callable[[KeelError, str], Response] = openai_error,
+    def fail(self, exc: Exception,
+             render: Callable[[KeelError, Mapping[str, str]], Response] = openai_error,
              ) -> Response:
         err = exc if isinstance(exc, KeelError) else unexpected(exc)
         if not self.trace.end_time:  # a held answer's trace is finished before the decision
             self.state.gateway.complete(self.trace, err.status, error=err)
-        return render(err, self.trace.id)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {TRACE_HEADER: self.trace.id}
+        return render(err, self.headers)
 
 
 async def chat_completions(request: Request) -> Response:

@@ -14,12 +14,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from keel.config import KeelConfig, Settings
 from keel.errors import AuthenticationFailed, InvalidRequest, KeelError, NotFound
 from keel.gateway import anthropic_api, openai_api
-from keel.gateway.openai_api import api_key, json_response, openai_error
+from keel.gateway.openai_api import (
+    REQUEST_ID_HEADER,
+    api_key,
+    id_headers,
+    json_response,
+    openai_error,
+    request_id,
+)
 from keel.server import (
     admin,
     audit_api,
@@ -36,6 +43,7 @@ from keel.server import (
 )
 from keel.server.auth import authorize
 from keel.server.state import AppState
+from keel.types import new_trace_id
 
 log = logging.getLogger("keel.server")
 
@@ -99,21 +107,58 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type="text/plain; version=0.0.4")
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+ANTHROPIC_PREFIX = "/v1/messages"
+_REQUEST_ID = "keel.request_id"  # the scope key KeelApp keeps a request's id under
+_RID_HEADER = REQUEST_ID_HEADER.encode()
+
+
+def anthropic_path(path: str) -> bool:
+    """Whether ``path`` is Anthropic's API (``/v1/messages`` and below), answered in its
+    error shape and with its ``request-id`` header."""
+    return path == ANTHROPIC_PREFIX or path.startswith(ANTHROPIC_PREFIX + "/")
+
+
+def scope_request_id(scope: Scope) -> str:
+    """The request id of a request keel answers outside the gateway's own ``Exchange``: the
+    client's ``X-Request-ID`` when usable, else a new one; kept in the scope."""
+    rid: str | None = scope.get(_REQUEST_ID)
+    if rid is None:
+        sent = next((v.decode("latin-1") for k, v in scope["headers"]
+                     if k == _RID_HEADER), None)
+        rid = scope[_REQUEST_ID] = request_id(sent, new_trace_id())
+    return rid
+
+
+def _error_response(request: Request, err: KeelError) -> Response:
+    """keel's own error for a request no handler took: Anthropic's shape under
+    ``/v1/messages``, OpenAI's elsewhere."""
+    path = request.url.path
+    ids = id_headers(None, scope_request_id(request.scope), anthropic_path(path))
+    if anthropic_path(path):
+        return anthropic_api.anthropic_error(err, ids)
+    return openai_error(err, ids)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        err: KeelError = NotFound("no such endpoint; see the README for the API keel serves")
+        err: KeelError = NotFound(
+            f"no such endpoint: {request.method} {request.url.path}; see the README for the "
+            "API keel serves")
     elif exc.status_code == 405:
-        err = InvalidRequest("method not allowed on this endpoint", status=405,
-                             code="method_not_allowed")
+        allow = (exc.headers or {}).get("Allow", "")
+        err = InvalidRequest(
+            f"method not allowed: {request.method} {request.url.path}; it takes "
+            f"{allow or 'other methods'}", status=405, code="method_not_allowed",
+            headers={"allow": allow} if allow else None)
     else:
         err = KeelError(str(exc.detail), status=exc.status_code)
-    return openai_error(err)
+    return _error_response(request, err)
 
 
-async def _unhandled(_request: Request, exc: Exception) -> Response:
-    return openai_error(KeelError(f"internal error in keel: {type(exc).__name__}",
-                                  code="internal_error"))
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    return _error_response(request, KeelError(f"internal error in keel: {type(exc).__name__}",
+                                              code="internal_error"))
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -180,13 +225,31 @@ class KeelApp:
                 scope["app"] = self.app
                 request = Request(scope, receive)
                 try:
-                    response = await handler(request)
-                except Exception as exc:  # a bug: still answer in the OpenAI shape
+                    response = await handler(request)  # it names the request itself
+                except Exception as exc:  # a bug: still answer in the protocol's shape
                     log.exception("unhandled error on %s", scope["path"])
                     response = await _unhandled(request, exc)
                 await response(scope, receive, send)
                 return
+            await self.app(scope, receive, _with_request_id(scope, send))
+            return
         await self.app(scope, receive, send)
+
+
+def _with_request_id(scope: Scope, send: Send) -> Send:
+    """``send`` adding the request id headers to the response (routes other than the
+    gateway's hot ones, whose handlers add them)."""
+
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            if not any(k == _RID_HEADER for k, _ in headers):  # keel's errors have it
+                names = id_headers(None, scope_request_id(scope), anthropic_path(scope["path"]))
+                headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in names.items()]
+                message = {**message, "headers": headers}
+        await send(message)
+
+    return sender
 
 
 def create_app(

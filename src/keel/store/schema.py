@@ -57,8 +57,12 @@ traces = sa.Table(
     sa.Column("policy_version", sa.String(16)),
     sa.Column("guard_ms", sa.Float),
     sa.Column("guard", sa.JSON),
+    # 0011: the request id the answer carried (x-request-id: the client's, or keel's own),
+    # indexed so a trace is found by the id a client logged
+    sa.Column("request_id", sa.String(128)),
     sa.Index("ix_traces_start_time", "start_time"),
     sa.Index("ix_traces_feature_time", "feature", "start_time"),
+    sa.Index("ix_traces_request_id", "request_id"),
 )
 
 trace_payloads = sa.Table(

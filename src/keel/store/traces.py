@@ -33,6 +33,8 @@ def trace_values(t: Trace) -> tuple[Any, ...]:
         t.cache_hit, t.cost_saved_usd, t.prompt_name, t.prompt_version, t.source,
         t.policy, t.policy_version, t.guard_ms,
         dumps_json(t.guard) if t.guard else None,
+        # only a trace of an HTTP request has one (``gateway.openai_api.HttpTrace``)
+        getattr(t, "request_id", None),
     ))
 
 
@@ -123,6 +125,7 @@ class TraceFilter:
     model: str | None = None
     status: str | None = None  # "ok", "error", or an HTTP status code
     key_id: str | None = None
+    request_id: str | None = None  # the x-request-id the answer carried
     since: float | None = None
     until: float | None = None
 
@@ -137,6 +140,8 @@ def _where(f: TraceFilter) -> list[Any]:
         cond.append(sa.or_(traces.c.model_requested == f.model, traces.c.model_served == f.model))
     if f.key_id:
         cond.append(traces.c.key_id == f.key_id)
+    if f.request_id:
+        cond.append(traces.c.request_id == f.request_id)
     if f.status == "ok":
         cond.append(traces.c.status < 400)
     elif f.status == "error":
