@@ -3,13 +3,18 @@
 A virtual key looks like ``sk-keel-<12 hex id><43 url-safe secret chars>``. The id
 locates the record; the secret is checked against its salted hash. The key ring holds
 every active key in memory, so verifying a request costs one hash and no database
-round trip; it re-reads the store when the keys version in the store changes (polled),
-and at once after a change made in this process. Last-used times are collected in
-memory and written in batches.
+round trip; it re-reads the store when the keys version in the store changes (polled every
+``KEEL_REFRESH_INTERVAL_S``). A key created or revoked through a process's own ring
+(``create_key(..., ring=)``, ``revoke_key(..., ring=)``: the admin API) takes effect in that
+process at once, without a reload; other processes (replicas, the CLI) see it at their next
+poll. Refreshes and those local changes take turns (one lock), so a reload that read the
+store before a change can never undo it. Last-used times are collected in memory and
+written in batches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -125,14 +130,15 @@ async def create_key(
     store: Store, *, team: str, feature: str | None = None, models: list[str] | None = None,
     name: str | None = None, feature_override: bool = False, scope: str | None = None,
     origins: list[str] | None = None, role: str | None = None, actor: str | None = None,
-    audit: AuditLog | None = None,
+    audit: AuditLog | None = None, ring: KeyRing | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Create a key; returns (the full key, shown once; its public record).
 
     ``scope="feedback"`` makes a key that may only write feedback (safe to ship in a web
     page); ``origins`` are the browser origins it may be used from. ``role`` (one of
     ``ROLES``) makes a key for the admin API, refused by the gateway. The creation is
-    recorded in the audit log (``key.create``, by ``actor``)."""
+    recorded in the audit log (``key.create``, by ``actor``). With ``ring`` (this process's
+    key ring) the key authenticates here as soon as this returns."""
     _check_name(team, "team")
     _check_name(feature, "feature")
     _check_name(name, "name")
@@ -149,6 +155,8 @@ async def create_key(
         "role": role,
     }
     await q.insert_key(store, row)
+    if ring is not None:
+        await ring.admit(row)
     record = public_record(row)
     await (audit or AuditLog.from_settings(store)).try_record(
         "key.create", actor=actor, target=key_id, after=content_hash(record),
@@ -158,10 +166,13 @@ async def create_key(
 
 
 async def revoke_key(store: Store, key_id: str, *, actor: str | None = None,
-                     audit: AuditLog | None = None) -> bool:
-    """Revoke an active key (recorded as ``key.revoke``); False if there is none."""
+                     audit: AuditLog | None = None, ring: KeyRing | None = None) -> bool:
+    """Revoke an active key (recorded as ``key.revoke``); False if there is none. With
+    ``ring`` (this process's key ring) the key is refused here as soon as this returns."""
     if not await q.revoke_key(store, key_id):
         return False
+    if ring is not None:
+        await ring.drop(key_id)
     row = next((r for r in await q.list_keys(store) if r["id"] == key_id), None)
     after = public_record(row) if row else None
     await (audit or AuditLog.from_settings(store)).try_record(
@@ -210,24 +221,46 @@ class KeyRing:
         self._last_used: dict[str, float] = {}
         self._poller = Poller("keel-key-refresh", log,
                               "refreshing keys failed; keeping the keys in memory")
+        # Reloads and local changes take turns: a reload that read the store before a key
+        # was created (or revoked) here must not finish after that change and undo it.
+        self._changing = asyncio.Lock()
 
     async def load(self) -> None:
         await self.refresh(force=True)
 
     async def refresh(self, *, force: bool = False) -> None:
-        version = await q.keys_version(self.store)
-        if not force and version == self._version:
-            return
-        if self._master_plain is None:
-            stored = await q.get_meta(self.store, MASTER_HASH)
-            if stored:
-                salt, digest = stored.split("$", 1)
-                self._master_hash = (salt, digest)
-        rows = await q.list_keys(self.store, include_revoked=False)
-        self._keys = {r["id"]: _record(r) for r in rows}
+        async with self._changing:
+            version = await q.keys_version(self.store)
+            if not force and version == self._version:
+                return
+            if self._master_plain is None:
+                stored = await q.get_meta(self.store, MASTER_HASH)
+                if stored:
+                    salt, digest = stored.split("$", 1)
+                    self._master_hash = (salt, digest)
+            rows = await q.list_keys(self.store, include_revoked=False)
+            self._keys = {r["id"]: _record(r) for r in rows}
+            self._index_origins()
+            self._version = version
+
+    async def admit(self, row: dict[str, Any]) -> None:
+        """A key just stored by this process (a row of ``api_keys``): valid here at once."""
+        record = _record(row)
+        async with self._changing:
+            self._keys[record.id] = record
+            if record.scope == FEEDBACK_SCOPE:
+                self.feedback_origins |= record.origins
+
+    async def drop(self, key_id: str) -> None:
+        """A key just revoked by this process: refused here at once."""
+        async with self._changing:
+            record = self._keys.pop(key_id, None)
+            if record is not None and record.origins:
+                self._index_origins()
+
+    def _index_origins(self) -> None:
         self.feedback_origins = frozenset().union(
             *(k.origins for k in self._keys.values() if k.scope == FEEDBACK_SCOPE))
-        self._version = version
 
     async def start(self, interval_s: float) -> None:
         await self.load()

@@ -55,8 +55,7 @@ async def create_key_ep(request: Request) -> Response:
             name=str_field(body, "name", 128), feature_override=override,
             scope=str_field(body, "scope", 64), origins=str_list_field(body, "origins"),
             role=str_field(body, "role", 64), actor=actor_of(principal_of(request)),
-            audit=st.audit)
-        await st.keys.refresh()
+            audit=st.audit, ring=st.keys)  # valid on this replica at once
     except KeelError as exc:
         return openai_error(exc)
     return json_response({**record, "key": key}, 201)
@@ -72,9 +71,8 @@ async def revoke_key_ep(request: Request) -> Response:
         st = state_of(request)
         key_id = path_param(request, "key_id")
         if not await revoke_key(st.store, key_id, actor=actor_of(principal_of(request)),
-                                audit=st.audit):
+                                audit=st.audit, ring=st.keys):  # refused here at once
             raise NotFound(f"no active key with id '{key_id}'")
-        await st.keys.refresh()
     except KeelError as exc:
         return openai_error(exc)
     return json_response({"id": key_id, "revoked": True})
