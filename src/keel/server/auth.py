@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keel.errors import KeelError, PermissionDenied
+from keel.errors import AuthenticationFailed, KeelError, PermissionDenied
 from keel.gateway.openai_api import api_key, openai_error, state_of
 from keel.types import ROLES, Principal
 
@@ -59,9 +59,26 @@ def grants(principal: Principal, need: str) -> bool:
     return role is not None and need in GRANTS.get(role, frozenset())
 
 
+def _key_hint(need: str) -> str:
+    """Which keys an ``/api`` route takes and where each comes from: the admin key (and how
+    to replace a lost one), a role key, and on ``ANY_KEY`` routes a gateway key."""
+    role = need if need in GRANTS else "viewer"
+    gateway = ("; this endpoint also takes a gateway key (`keel keys create --team TEAM`)"
+               if need == ANY_KEY else "")
+    return (f"use the admin key (lost it? `keel admin-key reset` prints a new one; with "
+            f"KEEL_MASTER_KEY set, that value is the admin key) or a key with a role "
+            f"(`keel keys create --team TEAM --role {role}`){gateway}")
+
+
 def authorize(request: Request, need: str, scope: str | None = None) -> Principal:
     """The caller of ``request``, refused unless its role grants ``need``."""
-    principal = state_of(request).keys.authenticate(api_key(request.headers), scope=scope)
+    key = api_key(request.headers)
+    try:
+        principal = state_of(request).keys.authenticate(key, scope=scope)
+    except AuthenticationFailed as exc:
+        what = ("no API key: send 'Authorization: Bearer <key>' (or 'x-api-key: <key>')"
+                if not key else "invalid API key: it is unknown or revoked")
+        raise AuthenticationFailed(f"{what}; {_key_hint(need)}", code=exc.code) from None
     if not grants(principal, need):
         held = "admin" if principal.is_admin else principal.role
         if need == ANY_KEY:  # a narrow role
