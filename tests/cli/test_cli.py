@@ -74,7 +74,51 @@ def test_traces_lists_newest_first_with_filters(env: dict[str, str]) -> None:
     code, out = run(env, "traces", "--feature", "qa")
     assert code == 0 and "qa" in out
     code, out = run(env, "traces", "--since", "yesterday")
-    assert code == 2 and "30s, 15m, 2h, 7d" in out
+    assert code == 2 and "Invalid value for '--since'" in out and "ISO" in out
+
+
+def test_traces_list_keeps_each_id_whole_on_its_line_at_80_columns(
+        env: dict[str, str]) -> None:
+    traces = [make_trace(i, feature="customer-support-escalations") for i in range(3)]
+
+    async def seed() -> None:
+        store = Store(env["KEEL_DATABASE_URL"])
+        await store.upgrade()
+        await insert_rows(store, [trace_values(t) for t in traces], [])
+        await store.aclose()
+
+    asyncio.run(seed())
+    code, out = run({**env, "COLUMNS": "80"}, "traces")
+    assert code == 0
+    assert all(len(line.rstrip()) <= 80 for line in out.splitlines()), out
+    for t in traces:
+        (row,) = [line for line in out.splitlines() if t.id in line]
+        assert "200" in row
+    code, out = run({**env, "COLUMNS": "80"}, "traces", "--wide")
+    assert "tokens in/out" in out and "customer-support-escalations" in out
+
+
+def test_traces_since_takes_every_time_form(env: dict[str, str]) -> None:
+    import datetime as dt
+    import time
+
+    async def seed() -> None:
+        store = Store(env["KEEL_DATABASE_URL"])
+        await store.upgrade()
+        old, new = make_trace(0), make_trace(1)
+        old.start_time, new.start_time = time.time() - 3 * 86400, time.time() - 60
+        await insert_rows(store, [trace_values(old), trace_values(new)], [])
+        await store.aclose()
+
+    asyncio.run(seed())
+    day_ago = time.time() - 86400
+    iso = dt.datetime.fromtimestamp(day_ago, dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+    for since in ("1d", "24h", iso, str(int(day_ago))):
+        code, out = run(env, "traces", "--json", "--since", since)
+        assert code == 0, out
+        assert len(out.splitlines()) == 1, since
+    code, out = run(env, "traces", "--json", "--until", iso)
+    assert code == 0 and len(out.splitlines()) == 1
 
 
 def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
@@ -218,3 +262,73 @@ def test_config_check_warns_about_a_config_that_serves_no_models(tmp_path: Path)
     assert result.exit_code == 0
     assert "models: 0" in result.stdout
     assert "warning: no models are configured" in result.stderr
+
+
+def test_traces_show_prints_one_trace_in_full(tmp_path: Path, database_url: str) -> None:
+    import httpx
+    import openai
+
+    from tests.support.keel import running_keel
+
+    with running_keel(tmp_path, database_url=database_url) as k:
+        key = k.create_key(team="cx", feature="support")
+        client = openai.OpenAI(base_url=k.base_url, api_key=key, max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model="mock", messages=[{"role": "user", "content": "where is my parcel?"}])
+        trace_id = raw.headers["x-keel-trace-id"]
+        answer = raw.parse().choices[0].message.content
+        k.flush()
+        r = httpx.post(k.url + "/api/feedback", headers={"authorization": f"Bearer {key}"},
+                       json={"trace_id": trace_id, "thumbs": "down", "comment": "too vague",
+                             "score": {"name": "helpfulness", "value": 0.25}})
+        assert r.status_code in (200, 201), r.text
+        r = httpx.post(k.url + "/api/outcomes", headers={"authorization": f"Bearer {key}"},
+                       json={"name": "ticket_resolved", "trace_ids": [trace_id]})
+        assert r.status_code in (200, 201), r.text
+    env = {"KEEL_DATABASE_URL": database_url, "KEEL_DATA_DIR": str(tmp_path / "cli"),
+           "COLUMNS": "100"}
+    code, out = run(env, "traces", "show", trace_id, "--json")
+    assert code == 0, out
+    shown = orjson.loads(out)
+    assert shown["id"] == trace_id and shown["team"] == "cx" and shown["status"] == 200
+    assert shown["request"]["messages"][0]["content"] == "where is my parcel?"
+    assert [(f["thumbs"], f["comment"], f["score"]) for f in shown["feedback"]] == [
+        ("down", "too vague", {"name": "helpfulness", "value": 0.25})]
+    assert [(o["name"], o["value"]) for o in shown["outcomes"]] == [("ticket_resolved", 1.0)]
+    assert shown["attempt_log"][0]["model"] == "mock"
+    code, out = run(env, "traces", "show", trace_id)
+    assert code == 0, out
+    assert f"trace {trace_id}" in out and "where is my parcel?" in out
+    assert (answer or "")[:30] in out.replace("\n", " ")
+    assert "team cx" in out and "feature support" in out
+    assert "too vague" in out and "helpfulness=0.25" in out and "ticket_resolved" in out
+    assert "attempts" in out
+    code, out = run(env, "traces", "show", "nope")
+    assert code == 1 and "no trace with id 'nope'" in out
+    code, out = run(env, "traces", "--json")  # the list is still there
+    assert code == 0 and [orjson.loads(x)["id"] for x in out.splitlines()] == [trace_id]
+
+
+def test_keys_list_fits_80_columns_and_wide_shows_everything(env: dict[str, str]) -> None:
+    ids = []
+    for i in range(3):
+        code, out = run(env, "keys", "create", "--team", f"customer-support-platform-{i}",
+                        "--feature", "ticket-summarisation", "--name",
+                        f"the key the support bot uses in region {i}", "--models",
+                        "gpt-4o-mini,claude-3-5-sonnet,gemini-1.5-pro", "--json")
+        ids.append(orjson.loads(out)["id"])
+    code, out = run({**env, "COLUMNS": "80"}, "keys", "list")
+    assert code == 0
+    lines = out.splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines), out
+    for i, key_id in enumerate(ids):  # each key on one line, its id and team whole
+        (row,) = [line for line in lines if key_id in line]
+        assert f"customer-support-platform-{i}" in row and "active" in row
+    assert "more with --wide" in out
+    code, out = run({**env, "COLUMNS": "80"}, "keys", "list", "--wide")
+    assert code == 0
+    header = next(line for line in out.splitlines() if " id " in line)
+    for name in ("name", "team", "feature", "role", "models", "created", "last used", "state"):
+        assert f" {name} " in header
+    (row,) = [line for line in out.splitlines() if ids[0] in line]
+    assert "gpt-4o-mini,claude-3-5-sonnet,gemini-1.5-pro" in row

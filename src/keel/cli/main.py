@@ -20,6 +20,8 @@ from keel.cli.common import (
     store_source,
     with_store,
 )
+from keel.cli.params import STATUS, TIME
+from keel.cli.tables import Column, print_table, wide_option
 from keel.config import Settings
 from keel.types import ROLES
 
@@ -27,10 +29,10 @@ T = TypeVar("T")
 console = Console(soft_wrap=True)
 
 
-def _when(ts: float | None) -> str:
+def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime(fmt)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -148,14 +150,24 @@ def keys_create(team: str, feature: str | None, models: str | None, name: str | 
     click.echo(key)
 
 
+# on a narrow terminal the highest ``drop`` goes first; id, team, feature and state stay
+KEY_COLUMNS = (
+    Column("id", whole=True), Column("name", drop=3, flex=True), Column("team"),
+    Column("feature"), Column("role", drop=1), Column("scope", drop=4, flex=True),
+    Column("models", drop=5, flex=True), Column("created", drop=7, whole=True),
+    Column("last used", drop=6, whole=True), Column("state"),
+)
+
+
 @keys.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def keys_list(as_json: bool) -> None:
-    """List keys (never their secrets)."""
+@wide_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of keys).")
+def keys_list(wide: bool, as_json: bool) -> None:
+    """List keys (never their secrets), fitted to the terminal: the least useful columns
+    (created, last used, models, ...) go first on a narrow one; --wide shows them all."""
     from keel.keys.service import public_record
     from keel.store import Store
     from keel.store import keys as q
-
 
     async def go(store: Store) -> list[dict[str, Any]]:
         return [public_record(r) for r in await q.list_keys(store)]
@@ -165,17 +177,16 @@ def keys_list(as_json: bool) -> None:
         click.echo(orjson.dumps(rows).decode())
         return
     scoped = any(r["scope"] for r in rows)  # the scope column only when some key has one
-    table = Table("id", "name", "team", "feature", "role", *(["scope"] if scoped else []),
-                  "models", "created", "last used")
-    table.add_column("state", no_wrap=True)
+    columns = [c for c in KEY_COLUMNS if scoped or c.header != "scope"]
+    table = []
     for r in rows:
         scope = [(r["scope"] or "gateway") + (f" ({', '.join(r['origins'])})"
                                               if r["origins"] else "")] if scoped else []
-        table.add_row(r["id"], r["name"] or "-", r["team"], r["feature"] or "-",
-                      r["role"] or "gateway", *scope,
-                      ",".join(r["models"] or []) or "all", _when(r["created_at"]),
-                      _when(r["last_used_at"]), "revoked" if r["revoked_at"] else "active")
-    console.print(table)
+        table.append((r["id"], r["name"] or "-", r["team"], r["feature"] or "-",
+                      r["role"] or "gateway", *scope, ",".join(r["models"] or []) or "all",
+                      _when(r["created_at"]), _when(r["last_used_at"]),
+                      "revoked" if r["revoked_at"] else "active"))
+    print_table(Console(), columns, table, wide=wide)
 
 
 @keys.command("revoke")
@@ -221,30 +232,42 @@ def admin_key_reset() -> None:
     click.echo(key)
 
 
-@main.command("traces")
+# on a narrow terminal the highest ``drop`` goes first; time, id (whole: it is what
+# `keel traces show` takes) and status stay
+TRACE_COLUMNS = (
+    Column("time (UTC)", whole=True), Column("id", whole=True),
+    Column("feature", drop=1, flex=True), Column("team", drop=4, flex=True),
+    Column("model", drop=3, flex=True), Column("status"), Column("ms", "right", drop=5),
+    Column("tokens in/out", "right", drop=6), Column("cost $", "right", drop=2),
+)
+
+
+@main.group("traces", invoke_without_command=True)
 @click.option("--feature", default=None)
 @click.option("--team", default=None)
 @click.option("--model", default=None)
-@click.option("--status", default=None, help="ok, error, or an HTTP status code.")
-@click.option("--since", default=None, help="Only traces newer than this: 15m, 2h, 7d.")
+@click.option("--status", type=STATUS, default=None, help="ok, error, or an HTTP status code.")
+@click.option("--since", type=TIME, default=None,
+              help="Only traces from this time: 15m, 2h, 7d, 2026-11-01T12:00Z or epoch "
+                   "seconds.")
+@click.option("--until", type=TIME, default=None, help="Only traces before this time.")
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@wide_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-def traces_cmd(feature: str | None, team: str | None, model: str | None, status: str | None,
-               since: str | None, limit: int, as_json: bool) -> None:
-    """Show recent traces, newest first."""
-    import time
-
+@click.pass_context
+def traces_cmd(ctx: click.Context, feature: str | None, team: str | None, model: str | None,
+               status: str | None, since: float | None, until: float | None, limit: int,
+               wide: bool, as_json: bool) -> None:
+    """Show recent traces, newest first; `keel traces show ID` shows one in full."""
+    if ctx.invoked_subcommand is not None:
+        return
     from keel.store import Store
     from keel.store.traces import TraceFilter, list_traces
 
-    if status and status not in ("ok", "error") and not status.isdigit():
-        raise click.BadParameter("use ok, error or an HTTP status code", param_hint="--status")
-    since_ts = time.time() - _duration(since) if since else None
-
     async def go(store: Store) -> list[dict[str, Any]]:
         rows, _ = await list_traces(store, TraceFilter(
-            feature=feature, team=team, model=model, status=status, since=since_ts),
-            limit=limit)
+            feature=feature, team=team, model=model, status=status, since=since,
+            until=until), limit=limit)
         return rows
 
     rows = with_store(go)
@@ -252,23 +275,38 @@ def traces_cmd(feature: str | None, team: str | None, model: str | None, status:
         for r in rows:
             click.echo(orjson.dumps(r).decode())
         return
-    table = Table("time", "id", "feature", "team", "model", "status", "ms", "tokens in/out",
-                  "cost $")
-    for r in rows:
-        table.add_row(_when(r["start_time"]), r["id"], r["feature"] or "-", r["team"] or "-",
-                      r["model_requested"] or "-",
-                      str(r["status"]) + (f" {r['error_type']}" if r["error_type"] else ""),
-                      f"{r['latency_ms']:.1f}", f"{r['input_tokens']}/{r['output_tokens']}",
-                      f"{r['cost_usd']:.6f}")
-    console.print(table)
+    print_table(Console(), TRACE_COLUMNS, [
+        (_when(r["start_time"], "%m-%d %H:%M:%S"), r["id"], r["feature"] or "-",
+         r["team"] or "-",
+         r["model_requested"] or "-",
+         str(r["status"]) + (f" {r['error_type']}" if r["error_type"] else ""),
+         f"{r['latency_ms']:.1f}", f"{r['input_tokens']}/{r['output_tokens']}",
+         f"{r['cost_usd']:.6f}") for r in rows], wide=wide)
 
 
-def _duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise click.BadParameter("use a number and a unit: 30s, 15m, 2h, 7d",
-                                 param_hint="--since")
-    return int(text[:-1]) * units[text[-1]]
+@traces_cmd.command("show")
+@click.argument("trace_id")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: the trace row, request, response, feedback, "
+                   "outcomes.")
+def traces_show(trace_id: str, as_json: bool) -> None:
+    """One trace in full: who, what and how it went, each attempt, the messages and output
+    (when captured), its feedback and the business outcomes that name it."""
+    from keel.cli.trace_view import print_trace, trace_detail
+    from keel.store import Store
+
+    async def go(store: Store) -> dict[str, Any] | None:
+        return await trace_detail(store, trace_id)
+
+    trace = with_store(go)
+    if trace is None:
+        click.echo(f"error: no trace with id '{trace_id}'; `keel traces` lists recent ids",
+                   err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(orjson.dumps(trace).decode())
+        return
+    print_trace(Console(), trace)
 
 
 @main.command("budgets")
