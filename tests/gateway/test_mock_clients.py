@@ -252,3 +252,33 @@ def test_tool_call_and_text_messages_carry_every_field_the_sdk_types_name(
         # every field the SDK's message type declares that OpenAI always sends
         assert {"role", "content", "refusal"} <= set(msg) <= set(
             ChatCompletionMessage.model_fields)
+
+
+# --- the Anthropic SDK on /v1/messages ----------------------------------------------------------
+
+
+def test_anthropic_tool_use_input_follows_a_schema_with_defs(keel: Keel) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=keel.url, api_key=keel.admin_key, max_retries=0)
+    schema = Order.model_json_schema()  # $defs and $ref, as pydantic writes them
+    message = client.messages.create(
+        model="mock", max_tokens=200, messages=USER,
+        tools=[{"name": "place_order", "description": "Place an order",
+                "input_schema": schema}],
+        tool_choice={"type": "tool", "name": "place_order"})
+    [block] = [b for b in message.content if b.type == "tool_use"]
+    assert message.stop_reason == "tool_use"
+    assert Order.model_validate(block.input).shipping.kind in Kind
+
+
+def test_anthropic_stop_sequences_end_the_text(keel: Keel, client: openai.OpenAI) -> None:
+    import anthropic
+
+    full = client.chat.completions.create(model="mock", messages=USER, max_tokens=200)
+    word = (full.choices[0].message.content or "").split(" ")[4]
+    claude = anthropic.Anthropic(base_url=keel.url, api_key=keel.admin_key, max_retries=0)
+    message = claude.messages.create(model="mock", max_tokens=200, messages=USER,
+                                     stop_sequences=[word])
+    text = "".join(b.text for b in message.content if b.type == "text")
+    assert word not in text and (full.choices[0].message.content or "").startswith(text)

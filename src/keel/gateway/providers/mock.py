@@ -238,14 +238,18 @@ class MockProvider(Provider):
         }
         return completion, usage
 
-    async def _complete(self, body: JSON) -> tuple[JSON, Usage]:
-        """The completion, built in a worker thread when it is a large piece of work."""
+    def _large(self, body: JSON) -> bool:
+        """Whether answering ``body`` is work enough to leave the event loop for."""
         n = int(body.get("n") or 1)
         top = _top_logprobs(body)
         work = n * max(self.config.output_tokens, 16) * (1 if top is None else 2 + top)
         if (body.get("response_format") or {}).get("type") == "json_schema" or body.get("tools"):
             work += n * 256
-        if work <= OFFLOAD_WORK:
+        return work > OFFLOAD_WORK
+
+    async def _complete(self, body: JSON) -> tuple[JSON, Usage]:
+        """The completion, built in a worker thread when it is a large piece of work."""
+        if not self._large(body):
             return self._completion(body)
         return await asyncio.to_thread(self._completion, body)
 
@@ -261,7 +265,13 @@ class MockProvider(Provider):
 
     async def chat_stream(self, body: JSON) -> AsyncIterator[JSON]:
         await self._maybe_fail()
-        completion, usage = await self._complete(body)
+        large = self._large(body)
+        if large:
+            completion, usage = await asyncio.to_thread(self._completion, body)
+            pieces = await asyncio.to_thread(_pieces, completion)
+        else:
+            completion, usage = self._completion(body)
+            pieces = _pieces(completion)
         total = self._latency()
         ttft = (self.config.latency.ttft_ms / 1000.0 if self.config.latency.ttft_ms is not None
                 else total * 0.2)
@@ -270,35 +280,14 @@ class MockProvider(Provider):
         base = {"id": completion["id"], "object": "chat.completion.chunk",
                 "created": completion["created"], "model": body["model"],
                 "system_fingerprint": "keel-mock"}
-        pieces: list[tuple[int, JSON, JSON | None]] = []
-        for choice in completion["choices"]:
-            idx, msg, lp = choice["index"], choice["message"], choice["logprobs"]
-            pieces.append((idx, {"role": "assistant", "content": ""}, None))
-            if msg.get("tool_calls"):
-                call = msg["tool_calls"][0]
-                pieces.append((idx, {"tool_calls": [{"index": 0, "id": call["id"],
-                                                     "type": "function",
-                                                     "function": {"name": call["function"]["name"],
-                                                                  "arguments": ""}}]}, None))
-                args = call["function"]["arguments"]
-                for j in range(0, len(args), 16):
-                    pieces.append((idx, {"tool_calls": [{"index": 0, "function":
-                                                         {"arguments": args[j:j + 16]}}]}, None))
-                continue
-            entries = (lp or {}).get("content") or []
-            at = 0
-            for group in mock_tokens.words(msg.get("content") or ""):
-                delta_lp = None
-                if lp is not None:
-                    delta_lp = {"content": entries[at:at + len(group)], "refusal": None}
-                at += len(group)
-                pieces.append((idx, {"content": "".join(group)}, delta_lp))
         gap = max(total - ttft, 0.0) / max(len(pieces), 1)
-        for idx, delta, delta_lp in pieces:
+        for i, (idx, delta, delta_lp) in enumerate(pieces):
             yield {**base, "choices": [{"index": idx, "delta": delta, "logprobs": delta_lp,
                                         "finish_reason": None}]}
             if gap:
                 await asyncio.sleep(gap)
+            elif large and i % 64 == 63:
+                await asyncio.sleep(0)  # thousands of chunks: let other requests in
         for choice in completion["choices"]:
             last: JSON = {"index": choice["index"], "delta": {}, "logprobs": None,
                           "finish_reason": choice["finish_reason"]}
@@ -331,6 +320,34 @@ class MockProvider(Provider):
                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
             usage=usage, served_model=body["model"],
         )
+
+
+def _pieces(completion: JSON) -> list[tuple[int, JSON, JSON | None]]:
+    """A completion's stream deltas: (choice index, delta, its logprobs or None)."""
+    pieces: list[tuple[int, JSON, JSON | None]] = []
+    for choice in completion["choices"]:
+        idx, msg, lp = choice["index"], choice["message"], choice["logprobs"]
+        pieces.append((idx, {"role": "assistant", "content": ""}, None))
+        if msg.get("tool_calls"):
+            call = msg["tool_calls"][0]
+            pieces.append((idx, {"tool_calls": [{"index": 0, "id": call["id"],
+                                                 "type": "function",
+                                                 "function": {"name": call["function"]["name"],
+                                                              "arguments": ""}}]}, None))
+            args = call["function"]["arguments"]
+            for j in range(0, len(args), 16):
+                pieces.append((idx, {"tool_calls": [{"index": 0, "function":
+                                                     {"arguments": args[j:j + 16]}}]}, None))
+            continue
+        entries = (lp or {}).get("content") or []
+        at = 0
+        for group in mock_tokens.words(msg.get("content") or ""):
+            delta_lp = None
+            if lp is not None:
+                delta_lp = {"content": entries[at:at + len(group)], "refusal": None}
+            at += len(group)
+            pieces.append((idx, {"content": "".join(group)}, delta_lp))
+    return pieces
 
 
 def _top_logprobs(body: JSON) -> int | None:
