@@ -4,10 +4,10 @@ What it guarantees, and how:
 
 - **Answered means recorded, even across a crash.** ``submit`` (called before the last
   byte of an answer is sent) turns the trace into its row once, appends it to the
-  process's journal (``keel.telemetry.journal``: one ``write(2)``, no fsync) and queues it.
-  Whatever the process does next — SIGKILL, OOM kill — the next start (or another replica
-  sharing the data directory) replays the journal; inserts are idempotent, so a trace is
-  stored once.
+  process's journal (``keel.telemetry.journal``: a copy into a mapped segment, no fsync)
+  and queues it. Whatever the process does next — SIGKILL, OOM kill — the next start (or
+  another replica sharing the data directory) replays the journal; inserts are idempotent,
+  so a trace is stored once.
 - **Bounded memory, never a silent drop.** The queue is bounded; a trace that finds it
   full stays on disk only and is replayed from its journal segment. If the disk refuses
   the journal too (full, read-only), traces are held in memory up to ``hold_max``; past
@@ -267,7 +267,9 @@ class TraceWriter:
         return out
 
     async def flush(self) -> None:
-        """Write everything submitted so far (used by tests and the admin API)."""
+        """Write everything submitted so far (tests, and close). Never from a request: it waits
+        for the batch being filled and drains the whole queue; a request about one trace
+        uses ``unstored_row`` or ``landing``."""
         async with self._busy:
             await self._drain()
             self.journal.rotate_if_dirty()
