@@ -105,6 +105,11 @@ async def test_a_stop_sequence_that_ends_the_text_is_named_on_the_choice() -> No
     last = chunks[-2]["choices"][0]
     assert last["finish_reason"] == "stop" and last["stop_sequence"] == words[3]
     assert all("stop_sequence" not in c["choices"][0] for c in chunks[:-2])
+    # two sequences overlap: the one a model completes first (ends earliest) stops it
+    phrase = " ".join(words[3:6])
+    first = (await p.chat({**BODY, "stop": [phrase, words[4]]})).body["choices"][0]
+    assert first["stop_sequence"] == words[4]
+    assert first["message"]["content"] == full[: full.index(words[4])]
 
 
 async def test_no_stop_sequence_is_named_when_none_ended_the_text() -> None:

@@ -139,7 +139,7 @@ class MockProvider(Provider):
         target = max(4, int(self.config.output_tokens * (0.6 + 0.8 * rng.random())))
         parts = [rng.choice(_OPENERS).format(topic=topic)]
         length = len(parts[0])
-        while estimate_text("x" * length) < target:  # the length of " ".join(parts)
+        while (length + 3) // 4 < target:  # estimate_text(" ".join(parts)), kept as it grows
             parts.append(rng.choice(_SENTENCES).format(topic=topic, kw=rng.choice(keywords)))
             length += 1 + len(parts[-1])
         text = " ".join(parts)
@@ -200,16 +200,18 @@ class MockProvider(Provider):
             text = self._text(body, index)
         choice: JSON = {"index": index, "finish_reason": "stop", "logprobs": None}
         stops = body.get("stop")
-        cut = min(((text.find(s), s) for s in ([stops] if isinstance(stops, str) else stops or [])
+        # the sequence a model would have completed first: the one that ends earliest
+        cut = min(((text.find(s) + len(s), text.find(s), s)
+                   for s in ([stops] if isinstance(stops, str) else stops or [])
                    if s and s in text), default=None)
         if cut is not None:
-            text = text[: cut[0]]
+            text = text[: cut[1]]
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if limit and estimate_text(text) > limit:
             text = text[: int(limit) * 4]
             choice["finish_reason"] = "length"
         elif cut is not None:
-            choice["stop_sequence"] = cut[1]
+            choice["stop_sequence"] = cut[2]
         if top is not None:
             choice["logprobs"] = {"content": mock_tokens.logprobs(
                 text, _digest(messages, body.get("seed"), index), top), "refusal": None}
