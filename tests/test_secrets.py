@@ -10,7 +10,13 @@ import pytest
 
 from keel.config import Settings, parse_config
 from keel.errors import ConfigError
-from keel.secrets import REDACTED, RedactingFilter, SecretRedactor, install_log_redaction
+from keel.secrets import (
+    REDACTED,
+    RedactingFilter,
+    SecretRedactor,
+    install_log_redaction,
+    is_secret_name,
+)
 
 KEY = "sk-proj-Zq7TfW2vLk9XpR4mB8nHcY3jD6sQ1aUe"  # public prefix "sk-proj-"
 
@@ -176,3 +182,28 @@ def test_install_puts_one_filter_on_every_handler() -> None:
         named.removeHandler(handler)
         for h, filters in before.items():
             h.filters[:] = filters
+
+
+@pytest.mark.parametrize(("name", "secret"), [
+    ("OPENAI_API_KEY", True), ("apiKey", True), ("x-api-key", True), ("DB_PASSWORD2", True),
+    ("dbPassword", True), ("passwd", True), ("pwd", True), ("client_secret", True),
+    ("accesstoken", True), ("Authorization", True), ("sig", True), ("session_id", True),
+    ("credentials", True), ("AUTH_TOKEN_2", True),
+    ("public_key", False), ("sort_key", False), ("max_tokens", False), ("key_id", False),
+    ("next_page_token", False), ("eos_token", False), ("monkey", False), ("author", False),
+    ("bypass", False), ("user_id", False), ("", False),
+])
+def test_secret_names_are_told_by_their_last_word(name: str, secret: bool) -> None:
+    assert is_secret_name(name) is secret
+
+
+def test_query_parameters_named_like_secrets_are_redacted_from_base_urls() -> None:
+    sig, pwd = "c2lnbmF0dXJlLXZhbHVlLTEyMzQ1Njc4OTA", "pwd-value-8r5t2k"
+    cfg = parse_config({"providers": [
+        {"name": "blob", "kind": "openai",
+         "base_url": f"https://acct.example.net/v1?sv=2024-01-01&sig={sig}&pwd={pwd}&sp=r"},
+    ]}, "t.yaml")
+    r = SecretRedactor.for_provider(cfg.providers[0])
+    assert r.redact(f"upstream said: bad sig {sig}, pwd {pwd}") == \
+        f"upstream said: bad sig {REDACTED}, pwd {REDACTED}"
+    assert r.redact("sp=r sv=2024-01-01") == "sp=r sv=2024-01-01"  # not secrets

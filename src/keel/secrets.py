@@ -2,8 +2,9 @@
 
 ``SecretRedactor.from_settings`` collects every secret the process holds: each provider's
 ``api_key``, the values of its secret headers (a name containing auth, key, token,
-secret, password or cookie, or listed under ``secret_headers``), passwords and secret
-query parameters in its ``base_url``, the master and audit keys, the passwords of
+secret, password or cookie, a name that ``is_secret_name``, or one listed under
+``secret_headers``), passwords and secret-named query parameters (``sig``, ``pwd``, ...)
+in its ``base_url``, the master and audit keys, the passwords of
 ``KEEL_DATABASE_URL`` and ``KEEL_REDIS_URL``, and the ``KEEL_OTLP_HEADERS`` values. For
 a header such as ``authorization: Bearer sk-...`` the secret is the token after the
 scheme. ``redact`` replaces each occurrence with ``[REDACTED]``:
@@ -16,6 +17,11 @@ scheme. ``redact`` replaces each occurrence with ``[REDACTED]``:
   a password like ``postgres`` does not turn ``postgresql`` into nonsense;
 - a URL password of any length where it sits between ``:`` and ``@``. Values shorter than
   8 characters are not searched for elsewhere: they would match ordinary words.
+
+The names of secrets (``is_secret_name``), the authorization schemes before a token
+(``AUTH_SCHEMES``) and the public type prefix of a key (``public_prefix``) are defined
+here once and shared with the ``secrets`` guard scanner, which finds credentials nobody
+configured by the same rules.
 
 The scan is a handful of ``str.find`` calls (one or two per secret), so a text with no
 secret in it costs little; with no secret configured, nothing at all. A leaf module: it
@@ -36,8 +42,9 @@ import orjson
 if TYPE_CHECKING:
     from keel.config import KeelConfig, ProviderConfig, Settings
 
-__all__ = ["REDACTED", "RedactingFilter", "SecretRedactor", "install_log_redaction",
-           "is_secret_header"]
+__all__ = ["AUTH_SCHEMES", "REDACTED", "SECRET_NAME_WORDS", "RedactingFilter", "SecretRedactor",
+           "install_log_redaction", "is_identifier_name", "is_password_name", "is_secret_header",
+           "is_secret_name", "public_prefix", "strip_scheme"]
 
 REDACTED = "[REDACTED]"
 MIN_SECRET = 8  # shorter values are only redacted as URL passwords
@@ -49,13 +56,79 @@ SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "password", "cookie")
 # the kind, so a fragment must show secret characters beyond it
 _PUBLIC_PREFIX = re.compile(r"(?:[A-Za-z0-9]{1,8}[-_])+")
 # "Bearer TOKEN", "Basic CREDENTIALS", "Token TOKEN": the part after the scheme
-_SCHEME = re.compile(r"(?i:bearer|basic|token|bot|apikey|api-key|key|digest)\s+(\S+)")
+AUTH_SCHEMES = ("bearer", "basic", "token", "bot", "apikey", "api-key", "key", "digest")
+_SCHEME = re.compile(r"(?i:" + "|".join(AUTH_SCHEMES) + r")\s+(\S+)")
+
+# The last word of a variable, parameter or header name whose value is a secret
+# (OPENAI_API_KEY, dbPassword, x-api-key, client_secret, sig, session_id).
+PASSWORD_WORDS = frozenset({"password", "passwd", "pwd", "pass", "passphrase", "passcode"})
+SECRET_NAME_WORDS = PASSWORD_WORDS | {
+    "key", "apikey", "token", "secret", "auth", "authorization", "credential", "credentials",
+    "sig", "signature", "sessionid"}
+# run together with a qualifier and still a secret: accesstoken, dbpassword, clientsecret
+_SECRET_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "apikey",
+                   "privatekey", "accesskey", "secretkey")
+# a key or token named so is an identifier (a database key, a page cursor, a model's
+# special token), not a credential
+_NOT_SECRET = frozenset({
+    "public", "pub", "primary", "foreign", "sort", "partition", "cache", "idempotency", "row",
+    "unique", "composite", "lookup", "hash", "routing", "dedup", "group", "object", "index",
+    "translation", "i18n", "label", "message", "shard", "bucket", "max", "min", "num",
+    "total", "input", "output", "prompt", "completion", "stop", "eos", "bos", "pad", "unk",
+    "mask", "sep", "cls", "special", "next", "page", "continuation", "cursor", "sync"})
+_NAME_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+
+def _name_words(name: str) -> list[str]:
+    """``OPENAI_API_KEY_2`` -> openai, api, key; ``dbPassword`` -> db, password."""
+    return [p.lower() for p in _NAME_PART.findall(name) if not p.isdigit()]
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a variable, parameter or header of this name holds a secret, by its last word
+    (``API_KEY``, ``apiKey``, ``x-api-key``, ``DB_PASSWORD2``, ``accesstoken``, ``sig``,
+    ``session_id``), not when it names an identifier (``public_key``, ``sort_key``,
+    ``max_tokens``, ``next_page_token``, ``key_id``)."""
+    words = _name_words(name)
+    if not words:
+        return False
+    last, prev = words[-1], (words[-2] if len(words) > 1 else "")
+    if last == "id":
+        return prev == "session"
+    if last in SECRET_NAME_WORDS:
+        return not (last in ("key", "token") and prev in _NOT_SECRET)
+    return last.endswith(_SECRET_ENDINGS)
+
+
+def is_identifier_name(name: str) -> bool:
+    """Whether the name is a key's or token's that is an identifier, not a credential
+    (``public_key``, ``sort_key``, ``next_page_token``, ``eos_token``)."""
+    words = _name_words(name)
+    if len(words) < 2:
+        return False
+    last, prev = words[-1], words[-2]
+    return (last in ("key", "token") and prev in _NOT_SECRET) or (last == "id"
+                                                                  and prev != "session")
+
+
+def is_password_name(name: str) -> bool:
+    """Whether the name is a password's (``password``, ``DB_PASSWD``, ``pwd``, ...)."""
+    words = _name_words(name)
+    return bool(words) and words[-1] in PASSWORD_WORDS
+
+
+def strip_scheme(value: str) -> str:
+    """The token of ``Bearer TOKEN`` (any of ``AUTH_SCHEMES``); any other value as it is."""
+    scheme = _SCHEME.fullmatch(value)
+    return scheme.group(1) if scheme else value
 
 
 def is_secret_header(name: str, marked: Iterable[str] = ()) -> bool:
-    """Whether a header's value is a secret: by its name, or because it is ``marked``."""
+    """Whether a header's (or query parameter's) value is a secret: by its name, or because
+    it is ``marked``."""
     low = name.lower()
-    return any(w in low for w in SECRET_HEADER_WORDS) or low in {m.lower() for m in marked}
+    return (any(w in low for w in SECRET_HEADER_WORDS) or is_secret_name(name)
+            or low in {m.lower() for m in marked})
 
 
 class _Collected:
@@ -67,9 +140,8 @@ class _Collected:
 
     def add(self, value: str | None) -> None:
         if value and value.strip():
-            value = value.strip()
-            scheme = _SCHEME.fullmatch(value)  # "Bearer TOKEN": the scheme is no secret
-            self.values.add(scheme.group(1) if scheme else value)
+            # "Bearer TOKEN": the scheme is no secret
+            self.values.add(strip_scheme(value.strip()))
 
     def header(self, name: str, value: str, marked: Iterable[str] = ()) -> None:
         if is_secret_header(name, marked):
@@ -104,7 +176,7 @@ class SecretRedactor:
         values = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
         # long secrets: (secret, head seed, tail seed); a fragment holds one of the seeds
         self._long: tuple[tuple[str, str, str], ...] = tuple(
-            (s, s[:_public_prefix(s) + FRAGMENT], s[-FRAGMENT:])
+            (s, s[:public_prefix(s) + FRAGMENT], s[-FRAGMENT:])
             for s in values if len(s) >= LONG_SECRET)
         self._short: tuple[str, ...] = tuple(s for s in values if len(s) < LONG_SECRET)
         self._contexts: tuple[str, ...] = tuple(sorted({f":{p}@" for p in url_passwords if p}))
@@ -222,8 +294,9 @@ class SecretRedactor:
         return spans
 
 
-def _public_prefix(secret: str) -> int:
-    """The length of a key's type prefix, leaving at least ``FRAGMENT`` characters."""
+def public_prefix(secret: str) -> int:
+    """The length of a key's type prefix (``sk-proj-``, ``ghp_``, ``xoxb-``), leaving at
+    least ``FRAGMENT`` characters."""
     m = _PUBLIC_PREFIX.match(secret[:LONG_SECRET])
     return min(m.end() if m else 0, len(secret) - FRAGMENT)
 
