@@ -140,7 +140,8 @@ def test_cli_import_list_show(tmp_path: Path) -> None:
     assert ok.exit_code == 0 and "imported support@1: 3 cases" in ok.output
     assert "skipped line 5" in ok.output
     listed = CliRunner().invoke(main, ["datasets", "list", "--json"], env=env)
-    assert orjson.loads(listed.output)[0]["cases"] == 3
-    shown = CliRunner().invoke(main, ["datasets", "show", "support@1", "--limit", "2"], env=env)
+    assert orjson.loads(listed.output.splitlines()[0])["cases"] == 3
+    shown = CliRunner().invoke(main, ["datasets", "show", "support@1", "--limit", "2", "--json"],
+                               env=env)
     assert [orjson.loads(line)["vars"] for line in shown.output.splitlines()] == [
         {"question": "Where is my order?"}, {}]

@@ -184,7 +184,7 @@ def test_cli_push_label_show_diff_rollback(tmp_path: Path, database_url: str) ->
     assert "+  temperature: 0.7" in run("diff", "support-reply@1", "support-reply@2")
     assert "rolled back support-reply@production: 2 -> 1" in run("rollback", "support-reply",
                                                                  "production")
-    listed = orjson.loads(run("list", "--json"))
+    listed = [orjson.loads(line) for line in run("list", "--json").splitlines()]
     assert listed[0]["labels"] == {"production": 1, "latest": 2}
     bad = CliRunner().invoke(main, ["prompts", "show", "nope"], env=env)
     assert bad.exit_code == 2 and "no prompt named 'nope'" in bad.output
