@@ -52,6 +52,7 @@ CLI_OPTIONS = [
     (["datasets", "add-traces", "from-traces"], "--since"),
     (["datasets", "add-traces", "from-traces"], "--until"),
     (["eval", "events"], "--since"),
+    (["eval", "events"], "--until"),
 ]
 
 
@@ -126,7 +127,8 @@ def test_datasets_add_traces_status_filters(env: dict[str, str]) -> None:
 API_PARAMS = [("/api/metrics/summary", "from"), ("/api/metrics/summary", "to"),
               ("/api/costs/spend", "from"), ("/api/costs/spend", "to"),
               ("/api/audit", "since"), ("/api/audit", "until"),
-              ("/api/evals/events", "since"), ("/api/traces", "since"),
+              ("/api/evals/events", "since"), ("/api/evals/events", "until"),
+              ("/api/traces", "since"),
               ("/api/traces", "until"), ("/api/outcomes", "since"), ("/api/outcomes", "until")]
 
 

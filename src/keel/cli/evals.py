@@ -484,15 +484,18 @@ def report_cmd(run_ref: str, html: Path | None, json_path: Path | None,
 @click.option("--since", type=TIME, default=None,
               help="Only events from this time: UNIX seconds, an ISO date or time, or a "
                    "duration back from now (30m, 2h, 7d, 1w).")
+@click.option("--until", type=TIME, default=None, help="Only events before this time (same forms).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @wide_option
-def events_cmd(since: float | None, limit: int, as_json: bool, wide: bool) -> None:
+def events_cmd(since: float | None, until: float | None, limit: int, as_json: bool,
+               wide: bool) -> None:
     """Regression and error events recorded by scheduled suites, newest first."""
-    rows = with_store(lambda store: q.list_events(store, since=since, limit=limit))
+    rows = with_store(lambda store: q.list_events(store, since=since, until=until, limit=limit))
     for r in rows:
         r["detail"] = orjson.loads(r["detail"]) if r.get("detail") else None
-    if listed(rows, as_json, "no eval events" + (" match" if since is not None else " yet")):
+    if listed(rows, as_json, "no eval events" + (" match" if since is not None or until is not None
+                                               else " yet")):
         return
     print_table(console, EVENT_COLUMNS, [
         [_when(r["at"]), r["kind"], r["suite"], (r["run_id"] or "-")[:12],

@@ -107,6 +107,7 @@ async def events_ep(request: Request) -> Response:
         st = state_of(request)
         qp = request.query_params
         rows = await q.list_events(st.store, since=time_param(qp, "since"),
+                                   until=time_param(qp, "until"),
                                    limit=limit_param(qp, 100, MAX_PAGE))
     except KeelError as exc:
         return openai_error(exc)

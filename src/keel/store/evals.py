@@ -135,11 +135,13 @@ async def add_event(store: Store, kind: str, suite: str, run_id: str | None,
                                                        run_id=run_id, detail=detail))
 
 
-async def list_events(store: Store, *, since: float | None = None,
+async def list_events(store: Store, *, since: float | None = None, until: float | None = None,
                       limit: int = 100) -> list[dict[str, Any]]:
     q = sa.select(eval_events).order_by(eval_events.c.id.desc()).limit(limit)
     if since is not None:
         q = q.where(eval_events.c.at >= since)
+    if until is not None:
+        q = q.where(eval_events.c.at < until)
     async with store.connect() as conn:
         return [row_dict(r) for r in (await conn.execute(q)).all()]
 
