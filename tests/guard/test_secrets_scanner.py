@@ -269,3 +269,13 @@ HOSTILE = [
 def test_a_megabyte_of_hostile_input_is_scanned(text: str) -> None:
     f = scan(text)  # completes: every pattern is linear in the text
     assert f.error is None
+
+
+@pytest.mark.parametrize("query", [
+    "sv=2024-11-04&sig={s}",
+    "sv=2024-11-04&ss=b&srt=sco&sp=rl&se=2026-01-01T00:00:00Z&spr=https&sig={s}",
+])
+def test_an_azure_sas_signature_is_found_wherever_sig_stands_after_sv(query: str) -> None:
+    sig = rand(43, B64).replace("+", "%2B").replace("/", "%2F") + "%3D"
+    text = "https://acct.blob.core.windows.net/c/b.txt?" + query.format(s=sig)
+    assert [m.kind for m in scan(text).matches] == ["azure_sas"], text

@@ -15,9 +15,9 @@ encrypted, PGP) with key material inside; JWTs (three base64url parts whose head
 to a JSON object with ``alg``). A span found by one of these is not looked at again by the
 generic rules, so a provider's key is never reported as a ``credential``.
 
-Placeholders are not credentials: a known format is reported only when its random part
-(the longest piece after the type prefix) is plausible, and no rule reports a value that
-reads like documentation: words such as ``example``, ``your``, ``dummy``, ``changeme``,
+Placeholders are not credentials (``secret_values`` judges): a known format is reported
+only when its random part (the longest piece after the type prefix) is plausible, and no
+rule reports a value that reads like documentation: words such as ``example``, ``your``, ``dummy``, ``changeme``,
 ``placeholder``, ``redacted``; ``...``, ``<...>``, ``***``; a run of five identical
 characters or of ``xxxx``; an ascending or descending run of six (``123456``, ``abcdef``);
 too little entropy; AWS's and jwt.io's documentation values.
@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import itertools
 import math
 import re
 from bisect import bisect_left
@@ -71,6 +70,17 @@ from keel.guard.scanners.base import (
     Span,
     register_scanner,
 )
+from keel.guard.scanners.secret_values import (
+    B64,
+    char_classes,
+    credential_ok,
+    is_uuid,
+    key_material,
+    placeholder,
+    plausible_key,
+    shannon_entropy,
+    wordlike,
+)
 from keel.guard.scanners.support import BaseScanner, Options, count_kinds
 from keel.secrets import (
     AUTH_SCHEMES,
@@ -78,67 +88,8 @@ from keel.secrets import (
     is_identifier_name,
     is_password_name,
     is_secret_name,
-    public_prefix,
     strip_scheme,
 )
-
-
-def shannon_entropy(text: str) -> float:
-    """Shannon entropy of ``text`` in bits per character."""
-    if not text:
-        return 0.0
-    counts: dict[str, int] = {}
-    for ch in text:
-        counts[ch] = counts.get(ch, 0) + 1
-    n = len(text)
-    return -sum(c / n * math.log2(c / n) for c in counts.values())
-
-
-# --- placeholders -----------------------------------------------------------------------------
-
-_DOC_WORDS = re.compile(
-    r"(?i:example|sample|placeholder|your|changeme|change[_-]me|dummy|redacted|replace|insert"
-    r"|fake|foobar|xxxx)|\.\.\.|\u2026|\*\*\*|[<>]")  # words, elisions, <...>
-_REPEAT = re.compile(r"(.)\1{4}")
-_SEGMENT = re.compile(r"[^._-]+")
-# well-known documentation values that do not read as such (jwt.io's example signature)
-_DOCS_VALUES = frozenset({"SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"})
-
-
-def _sequential(text: str, run: int = 6) -> bool:
-    """An ascending or descending run of ``run`` letters or digits (``123456``, ``fedcba``)."""
-    up = down = 1
-    for a, b in itertools.pairwise(text):
-        step = ord(b) - ord(a) if a.isalnum() and b.isalnum() else 0
-        up = up + 1 if step == 1 else 1
-        down = down + 1 if step == -1 else 1
-        if up >= run or down >= run:
-            return True
-    return False
-
-
-def _low_grade(body: str) -> bool:
-    """Repeated, counted-up or too uniform to be random."""
-    return (bool(_REPEAT.search(body)) or _sequential(body)
-            or shannon_entropy(body) < min(3.0, math.log2(max(len(body), 2)) - 1.0))
-
-
-def _placeholder(value: str) -> bool:
-    """Documentation, not a credential: doc words, elisions, runs, known docs values."""
-    return (bool(_DOC_WORDS.search(value)) or value in _DOCS_VALUES
-            or bool(_REPEAT.search(value)) or _sequential(value))
-
-
-def _plausible_key(token: str, body: str | None = None) -> bool:
-    """A known format's match is a key when no doc word is in it and its random part (the
-    longest piece of ``body``, by default what follows the type prefix) looks random."""
-    if _DOC_WORDS.search(token) or any(v in token for v in _DOCS_VALUES):
-        return False
-    if body is None:
-        body = token[public_prefix(token):]
-    pieces = _SEGMENT.findall(body)
-    return not pieces or not _low_grade(max(pieces, key=len))
-
 
 # --- known formats ----------------------------------------------------------------------------
 
@@ -167,7 +118,7 @@ class _Rule:
     plausible: bool = True  # checked for placeholders
 
 
-_B64 = "A-Za-z0-9+/"
+_B64 = B64  # the base64 alphabet, as a character class body
 _RULES: tuple[_Rule, ...] = (
     _Rule("aws_access_key_id", ("AKIA", "ASIA"),
           re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)(?P<body>[A-Z0-9]{16})(?![A-Za-z0-9])")),
@@ -187,7 +138,7 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("azure_shared_access_key", ("SharedAccessKey=",),
           re.compile(r"SharedAccessKey=(?P<body>[" + _B64 + r"]{30,})={0,2}")),
     _Rule("azure_sas", ("sig=",), re.compile(
-        r"sv=\d{4}-\d{2}-\d{2}&[^\s\"'&]{0,100}(?:&[^\s\"'&]{0,100}){0,12}?&sig="
+        r"sv=\d{4}-\d{2}-\d{2}(?:&[^\s\"'&]{0,100}){0,12}?&sig="
         r"(?P<body>[A-Za-z0-9%+/=]{30,})"), 0.9),
     _Rule("anthropic_key", ("sk-ant-",), re.compile(r"sk-ant-[A-Za-z0-9_-]{20,}")),
     _Rule("openai_key", ("sk-",), re.compile(
@@ -233,14 +184,7 @@ _PEM_END = re.compile(r"-----END (?:[A-Z0-9]{1,16} ){0,4}PRIVATE KEY(?: BLOCK)?-
 _PEM_LINES = re.compile(
     r"(?:(?:\r?\n|\\r?\\n)[ \t]{0,8}(?:[" + _B64 + r"=]{1,128}|[A-Za-z-]{1,32}: [^\r\n\\]{0,200})?"
     r"[ \t]{0,8})*")
-_PEM_HEADER = re.compile(r"(?m)^[A-Za-z-]{1,32}: .*$|\\[rn]")
 _PEM_SPAN = 16384
-_PEM_MIN = 64
-
-
-def _key_material(body: str) -> bool:
-    b64 = re.sub(r"[^" + _B64 + r"]", "", _PEM_HEADER.sub("\n", body.replace("\\n", "\n")))
-    return len(b64) >= _PEM_MIN and shannon_entropy(b64) >= 4.5
 
 
 def _private_keys(text: str) -> Iterator[Span]:
@@ -258,7 +202,7 @@ def _private_keys(text: str) -> Iterator[Span]:
             lines = _PEM_LINES.match(text, m.end(), min(len(text), m.end() + _PEM_SPAN))
             body = lines.group(0).rstrip() if lines else ""
             stop = m.end() + len(body)
-        if _key_material(body):
+        if key_material(body):
             yield Span("private_key", m.start(), stop)
             pos = stop
 
@@ -275,16 +219,11 @@ _VALUE = re.compile(
     r"[ \t]{0,8}(?:\"(?P<dq>[^\"\n]{1,512})\"|'(?P<sq>[^'\n]{1,512})'|`(?P<bq>[^`\n]{1,512})`"
     r"|(?P<bare>[^\s\"'`,;&<>{}]{1,512}))")
 _SCHEMES = frozenset(AUTH_SCHEMES)
-# somewhere else: $VAR, ${VAR}, %VAR%, env:X, op://..., a file path, a.b.c (process.env.X)
-_REFERENCE = re.compile(
-    r"\$\{|\$[A-Za-z_][A-Za-z0-9_]*\Z|%[A-Za-z_][A-Za-z0-9_]*%|(?i:env|vault|file|arn|op|ref):"
-    r"|(?:~|\.{1,2})?/(?:[a-z0-9_.-]{1,64}/)+|(?:[A-Za-z_][A-Za-z0-9_]*\.)+[A-Za-z_][A-Za-z0-9_]*\Z")
 _URL_PASSWORD = re.compile(r"://[^\s/@:]{0,128}:(?P<value>[^\s/@]{1,256})@")
 _TRAILING = ".,:;!?)]}"
 _AT_HOST = re.compile(r"@[A-Za-z0-9-]{1,63}\.[A-Za-z0-9.-]{2,}")  # SECRET@host: not the value
 
 _RUN = re.compile(r"[A-Za-z0-9+/_-]{12,}=*")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEXISH = re.compile(r"[0-9a-fA-F-]+")
 _HASH_BEFORE = re.compile(
     r"(?i:(?<![a-z])(?:sha-?\d*|md5|hash|digest|checksum|commit|integrity|etag|fingerprint"
@@ -292,35 +231,6 @@ _HASH_BEFORE = re.compile(
 _SRI = re.compile(r"sha(?:256|384|512)-")
 _AWS_SECRET = re.compile(r"(?<![" + _B64 + r"])[" + _B64 + r"]{40}(?![" + _B64 + r"=])")
 _LOOKBACK = 40
-_WORDISH = re.compile(r"[A-Z]?[a-z]{3,}|[A-Z]{3,}(?![a-z])|\d{4,}")
-
-
-def _wordlike(token: str) -> float:
-    """The share of ``token`` in word-like pieces (identifiers are mostly words)."""
-    return sum(len(w) for w in _WORDISH.findall(token)) / len(token)
-
-
-def _classes(token: str) -> int:
-    return (any(c.islower() for c in token) + any(c.isupper() for c in token)
-            + any(c.isdigit() for c in token))
-
-
-def _credential_ok(value: str, password: bool) -> bool:
-    """A value after a secret name (or a URL password) that reads as a credential. A key's
-    or token's value that is mostly words is a name (``OpenAIKey``, ``myAppSecrets``); a
-    password made of words is still a password."""
-    n = len(value)
-    if n < (8 if password else 12) or n > 512 or _classes(value) < 2:
-        return False
-    if not password and _wordlike(value) > 0.6:
-        return False
-    if any(c.isspace() for c in value) or _UUID.fullmatch(value) or "(" in value:
-        return False
-    if _REFERENCE.match(value) or _placeholder(value):
-        return False
-    return shannon_entropy(value) >= min(3.0, math.log2(n) - 0.5)
-
-
 class _Settled:
     """Disjoint spans already decided (found, or looked at and dismissed), sorted by start,
     so that whether a new span overlaps one is a binary search."""
@@ -409,7 +319,7 @@ class SecretsScanner(BaseScanner):
             if rule.plausible:
                 body = m.group("body") if "body" in groups else (
                     m.group("value") if "value" in groups else None)
-                if not _plausible_key(token, body):
+                if not plausible_key(token, body):
                     continue
             found.append((span, rule.score))
 
@@ -419,7 +329,7 @@ class SecretsScanner(BaseScanner):
         out = []
         for key in ids:
             for m in _AWS_SECRET.finditer(text, key.end, min(len(text), key.end + 200)):
-                if (shannon_entropy(m.group(0)) >= 3.5 and _plausible_key(m.group(0), m.group(0))
+                if (shannon_entropy(m.group(0)) >= 3.5 and plausible_key(m.group(0), m.group(0))
                         and seen.add(m.start(), m.end())):
                     out.append((Span("aws_secret_access_key", m.start(), m.end()), 1.0))
         return out
@@ -446,19 +356,19 @@ class SecretsScanner(BaseScanner):
             done = end
             # an identifier's value (public_key, next_page_token) is settled, not flagged
             if (seen.add(start, end) and secret
-                    and _credential_ok(text[start:end], is_password_name(name))):
+                    and credential_ok(text[start:end], is_password_name(name))):
                 out.append((Span("credential", start, end), 0.8))
         low = text.lower()
         if "bearer" in low or "token" in low:
             for m in _BARE.finditer(text):  # "Bearer X", "token X"
                 value = _value_at(text, m.end())
-                if value is not None and seen.add(*value) and _credential_ok(
+                if value is not None and seen.add(*value) and credential_ok(
                         text[value[0]:value[1]], False):
                     out.append((Span("credential", *value), 0.8))
         if "://" in text and "@" in text:
             for u in _URL_PASSWORD.finditer(text):
                 start, end = u.span("value")
-                if seen.add(start, end) and _credential_ok(u.group("value"), True):
+                if seen.add(start, end) and credential_ok(u.group("value"), True):
                     out.append((Span("credential", start, end), 0.8))
         return out
 
@@ -476,9 +386,9 @@ class SecretsScanner(BaseScanner):
                 before = before.rsplit("\n", 1)[1]
             if _benign(token, before):
                 continue
-            if (_classes(token) == 3
+            if (char_classes(token) == 3
                     and shannon_entropy(token) >= min(4.0, math.log2(len(token)) - 0.9)
-                    and _wordlike(token) <= 0.6 and not _placeholder(token)):
+                    and wordlike(token) <= 0.6 and not placeholder(token)):
                 out.append((Span("high_entropy", start, end), 0.6))
         return out
 
@@ -507,14 +417,14 @@ def _value_at(text: str, pos: int) -> tuple[int, int] | None:
         end -= len(raw) - len(stripped)
         return (start, end) if stripped else None
     token = strip_scheme(raw)  # '"Bearer TOKEN"'
-    if token is not raw:
+    if token != raw:
         start += raw.rindex(token)
         end = start + len(token)
     return start, end
 
 
 def _benign(token: str, before: str) -> bool:
-    if _UUID.search(token) or _HEXISH.fullmatch(token) or _SRI.match(token):
+    if is_uuid(token) or _HEXISH.fullmatch(token) or _SRI.match(token):
         return True
     if _HASH_BEFORE.search(before) or before.endswith("base64,"):
         return True
