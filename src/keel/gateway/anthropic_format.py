@@ -20,6 +20,10 @@ Choices made where the two protocols differ:
   string) with ``finish_reason`` ``stop``, streamed as content deltas. This works on
   every Claude model and API version, unlike the newer native structured outputs.
   ``json_object`` has no schema: a one-line instruction is added to ``system``.
+* A stop sequence that ended the answer (``stop_reason`` ``stop_sequence``) is finish reason
+  ``stop``, and the sequence rides on the choice (on the final chunk's choice in a stream)
+  as ``STOP_SEQUENCE``, a keel-internal key the OpenAI endpoint removes and ``/v1/messages``
+  answers with.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from keel.errors import InvalidRequest
 from keel.types import JSON, Usage
 
 DEFAULT_MAX_TOKENS = 4096
+# keel-internal key on a choice of an OpenAI-format completion or chunk: the stop sequence
+# that ended it, when the provider said which (never sent to OpenAI clients)
+STOP_SEQUENCE = "stop_sequence"
 JSON_OBJECT_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
 
 # Anthropic stop_reason -> OpenAI finish_reason
@@ -276,13 +283,21 @@ def from_anthropic_response(data: JSON, answer_tool: str | None) -> tuple[JSON, 
     if calls and not answered:
         message["tool_calls"] = calls
     usage = usage_from_anthropic(data.get("usage"))
+    choice: JSON = {"index": 0, "message": message, "logprobs": None,
+                    "finish_reason": _finish(data.get("stop_reason"), answered)}
+    matched = _matched(data.get("stop_reason"), data.get("stop_sequence"))
+    if matched is not None:
+        choice[STOP_SEQUENCE] = matched
     return {
         "id": str(data.get("id") or ""), "object": "chat.completion",
         "created": int(time.time()), "model": str(data.get("model") or ""),
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": _finish(data.get("stop_reason"), answered)}],
-        "usage": usage.to_openai(),
+        "choices": [choice], "usage": usage.to_openai(),
     }, usage
+
+
+def _matched(stop_reason: Any, sequence: Any) -> str | None:
+    """The stop sequence that ended an answer, when Anthropic says one did."""
+    return sequence if stop_reason == "stop_sequence" and isinstance(sequence, str) else None
 
 
 # --- Anthropic stream events -> OpenAI chunks -----------------------------------------------
@@ -322,8 +337,15 @@ class StreamTranslator:
         if kind == "message_delta":
             usage = event.get("usage") or {}
             self.usage.update({k: v for k, v in usage.items() if v is not None})
-            reason = (event.get("delta") or {}).get("stop_reason")
-            return [self._chunk({}, _finish(reason, self._answered))] if reason else []
+            delta = event.get("delta") or {}
+            reason = delta.get("stop_reason")
+            if not reason:
+                return []
+            chunk = self._chunk({}, _finish(reason, self._answered))
+            matched = _matched(reason, delta.get("stop_sequence"))
+            if matched is not None:
+                chunk["choices"][0][STOP_SEQUENCE] = matched
+            return [chunk]
         if kind == "message_stop":
             self.done = True
             return [{**self.base, "choices": [],

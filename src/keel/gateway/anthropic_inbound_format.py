@@ -13,7 +13,10 @@ the rest of their user turn (an ``is_error`` result is prefixed with ``Error: ``
 ``output_config.format`` (structured output) becomes ``response_format`` ``json_schema``
 and ``output_config.effort`` is dropped. Streamed
 ``message_start`` reports ``input_tokens: 0`` because OpenAI upstreams report usage only at
-the end; the true counts arrive in ``message_delta``, which the SDKs apply.
+the end; the true counts arrive in ``message_delta``, which the SDKs apply. A choice that carries
+keel's internal ``stop_sequence`` (the provider said which stop sequence ended it) answers
+``stop_reason: "stop_sequence"`` with that sequence; an upstream that does not say (OpenAI)
+answers ``end_turn``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import orjson
 
 from keel.errors import InvalidRequest, excerpt
-from keel.gateway.anthropic_format import STOP_REASONS, usage_to_anthropic
+from keel.gateway.anthropic_format import STOP_REASONS, STOP_SEQUENCE, usage_to_anthropic
 from keel.gateway.validate import key_excerpt
 from keel.types import JSON, Usage
 
@@ -289,9 +292,21 @@ def anthropic_message_from_openai(body: JSON, usage: Usage, model: str) -> JSON:
                         "input": _tool_input(fn.get("arguments"))})
     reason = "refusal" if msg.get("refusal") and not msg.get("content") else \
         STOP_REASONS.get(str(choice.get("finish_reason")), "end_turn")
+    sequence = _stop_sequence(choice)
+    if sequence is not None:
+        reason = "stop_sequence"
     return {"id": message_id(body.get("id")), "type": "message", "role": "assistant",
             "model": str(body.get("model") or model), "content": content,
-            "stop_reason": reason, "stop_sequence": None, "usage": usage_to_anthropic(usage)}
+            "stop_reason": reason, "stop_sequence": sequence,
+            "usage": usage_to_anthropic(usage)}
+
+
+def _stop_sequence(choice: JSON) -> str | None:
+    """The stop sequence that ended ``choice`` (keel's internal key), if one did."""
+    sequence = choice.get(STOP_SEQUENCE)
+    if isinstance(sequence, str) and choice.get("finish_reason") in ("stop", None):
+        return sequence
+    return None
 
 
 # --- OpenAI chunks -> Anthropic SSE events --------------------------------------------------
@@ -308,6 +323,7 @@ class AnthropicEventStream:
         self._open_text = False
         self._tools: dict[int, int] = {}  # OpenAI tool call index -> block index
         self._reason = "end_turn"
+        self._sequence: str | None = None
         self._usage = Usage()
 
     def _start(self, chunk: JSON) -> list[tuple[str, JSON]]:
@@ -350,6 +366,9 @@ class AnthropicEventStream:
                 events += self._tool_delta(call)
             if choice.get("finish_reason"):
                 self._reason = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+            sequence = _stop_sequence(choice)
+            if sequence is not None:
+                self._reason, self._sequence = "stop_sequence", sequence
         return events
 
     def _tool_delta(self, call: JSON) -> list[tuple[str, JSON]]:
@@ -370,7 +389,8 @@ class AnthropicEventStream:
     def finish(self) -> list[tuple[str, JSON]]:
         events = self._close()
         events.append(("message_delta", {
-            "type": "message_delta", "delta": {"stop_reason": self._reason, "stop_sequence": None},
+            "type": "message_delta",
+            "delta": {"stop_reason": self._reason, "stop_sequence": self._sequence},
             "usage": usage_to_anthropic(self._usage)}))
         events.append(("message_stop", {"type": "message_stop"}))
         return events

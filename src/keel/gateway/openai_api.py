@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from keel.errors import BodyTooLarge, KeelError, NotFound, RequestTimeout, TracesUnavailable
+from keel.gateway.anthropic_format import STOP_SEQUENCE
 from keel.gateway.flow import ChatFlow, run_embeddings
 from keel.gateway.validate import check_chat, check_embeddings, parse_body
 from keel.prompts import apply_prompt
@@ -193,10 +194,22 @@ async def chat_completions(request: Request) -> Response:
     except Exception as exc:
         return ex.fail(exc)
     if isinstance(out, dict):
-        return json_response(out, headers=ex.headers)
+        return json_response(openai_shaped(out), headers=ex.headers)
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     return StreamingResponse(openai_sse(out, include_usage), headers={
         **SSE_HEADERS, **ex.headers}, media_type="text/event-stream")
+
+
+def openai_shaped(body: JSON) -> JSON:
+    """A completion or chunk as OpenAI clients expect it: without keel's internal keys on its
+    choices (``stop_sequence``). Copied only when there is one, never changed in place (the
+    trace and the cache keep it for ``/v1/messages``)."""
+    choices = body.get("choices")
+    if not choices or not any(STOP_SEQUENCE in c for c in choices if isinstance(c, dict)):
+        return body
+    return {**body, "choices": [
+        {k: v for k, v in c.items() if k != STOP_SEQUENCE} if isinstance(c, dict) else c
+        for c in choices]}
 
 
 async def openai_sse(chunks: AsyncIterator[JSON], include_usage: bool) -> AsyncIterator[bytes]:
@@ -206,7 +219,7 @@ async def openai_sse(chunks: AsyncIterator[JSON], include_usage: bool) -> AsyncI
                 if not chunk.get("choices"):
                     continue  # the usage-only chunk keel asked for on the client's behalf
                 chunk = {k: v for k, v in chunk.items() if k != "usage"}
-            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+            yield b"data: " + orjson.dumps(openai_shaped(chunk)) + b"\n\n"
         yield b"data: [DONE]\n\n"
     except KeelError as exc:
         yield b"data: " + orjson.dumps(exc.to_openai()) + b"\n\n"

@@ -23,6 +23,7 @@ from keel.errors import (
     UnsupportedOperation,
     UpstreamError,
 )
+from keel.gateway.anthropic_format import STOP_SEQUENCE
 from keel.gateway.executor import execute, is_filtered
 from keel.gateway.providers.base import Provider, build_provider
 from keel.gateway.tokens import estimate_messages, estimate_text
@@ -395,7 +396,8 @@ class StreamAccumulator:
             self.created = int(chunk.get("created") or 0)
         for choice in chunk.get("choices") or ():
             slot = self._choices.setdefault(int(choice.get("index") or 0),
-                                            {"content": [], "tool_calls": {}, "finish": None})
+                                            {"content": [], "tool_calls": {}, "finish": None,
+                                             "stop_sequence": None})
             delta = choice.get("delta") or {}
             if delta.get("content"):
                 slot["content"].append(delta["content"])
@@ -408,6 +410,8 @@ class StreamAccumulator:
                 entry["arguments"] += fn.get("arguments") or ""
             if choice.get("finish_reason"):
                 slot["finish"] = choice["finish_reason"]
+            if isinstance(choice.get(STOP_SEQUENCE), str):
+                slot["stop_sequence"] = choice[STOP_SEQUENCE]
 
     @property
     def produced(self) -> bool:
@@ -430,7 +434,10 @@ class StreamAccumulator:
                     {"id": c["id"], "type": "function",
                      "function": {"name": c["name"], "arguments": c["arguments"]}}
                     for _, c in sorted(slot["tool_calls"].items())]
-            choices.append({"index": idx, "message": msg, "finish_reason": slot["finish"]})
+            choice: JSON = {"index": idx, "message": msg, "finish_reason": slot["finish"]}
+            if slot["stop_sequence"] is not None:
+                choice[STOP_SEQUENCE] = slot["stop_sequence"]
+            choices.append(choice)
         # A complete chat.completion: stored on the trace, and valid to serve from the cache.
         return {"id": self.id or "chatcmpl-keel", "object": "chat.completion",
                 "created": self.created, "model": self.model, "choices": choices,

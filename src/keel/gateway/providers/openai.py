@@ -3,6 +3,10 @@
 Azure OpenAI is selected by setting ``api_version``: ``base_url`` is then the resource
 endpoint (``https://NAME.openai.azure.com``), the model's ``upstream`` is the deployment
 name, and the key travels in the ``api-key`` header.
+
+vLLM reports the stop string that ended an answer in ``choices[i].stop_reason``; when the
+request had stop sequences and it is a string, it is also put under keel's internal
+``stop_sequence`` key (what ``/v1/messages`` answers with).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from keel.config import ProviderConfig
 from keel.errors import UpstreamError
+from keel.gateway.anthropic_format import STOP_SEQUENCE
 from keel.gateway.providers.base import Provider, register_provider
 from keel.gateway.providers.http import Upstream, parse_json_event, upstream_fault
 from keel.types import JSON, ChatResult, EmbeddingResult, Usage
@@ -53,10 +58,13 @@ class OpenAIProvider(Provider):
                 f"provider '{self.name}' returned JSON that is not a chat completion "
                 "(no 'choices' list)", code="upstream_bad_response",
             )
+        if body.get("stop"):
+            _mark_stop_sequences(data)
         return ChatResult(body=data, usage=Usage.from_openai(data.get("usage")),
                           served_model=str(data.get("model") or body["model"]))
 
     async def chat_stream(self, body: JSON) -> AsyncIterator[JSON]:
+        stops = bool(body.get("stop"))
         body = dict(body)
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         async for _event, data in self.http.stream_sse(
@@ -71,6 +79,8 @@ class OpenAIProvider(Provider):
                     f"provider '{self.name}' reported an error mid-stream: {message}",
                     code="upstream_stream_error", fault=fault,
                 )
+            if stops:
+                _mark_stop_sequences(chunk)
             yield chunk
 
     async def embed(self, body: JSON) -> EmbeddingResult:
@@ -86,3 +96,12 @@ class OpenAIProvider(Provider):
             usage=Usage(input_tokens=int(usage.get("prompt_tokens") or 0)),
             served_model=str(data.get("model") or body["model"]),
         )
+
+
+def _mark_stop_sequences(data: JSON) -> None:
+    """vLLM's ``stop_reason`` string (the stop sequence matched) -> keel's ``stop_sequence``."""
+    for choice in data.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("finish_reason") == "stop":
+            matched = choice.get("stop_reason")
+            if isinstance(matched, str):
+                choice[STOP_SEQUENCE] = matched
