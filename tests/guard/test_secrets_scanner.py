@@ -60,6 +60,7 @@ PASSWORD = rand(14, ALNUM + "!@#%^*", seed=1)
     "Authorization: Bearer {v}",
     '{{"headers": {{"Authorization": "Bearer {v}"}}}}',
     "AUTH_TOKEN_2={v}",
+    '{{"arguments": "{{\\"api_key\\": \\"{v}\\", \\"n\\": 1}}"}}',
     "postgresql://app:{p}@db.internal:5432/orders",
 ])
 def test_secret_named_assignments_are_credentials_whatever_the_spacing(template: str) -> None:

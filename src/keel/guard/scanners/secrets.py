@@ -17,17 +17,18 @@ generic rules, so a provider's key is never reported as a ``credential``.
 
 Placeholders are not credentials (``secret_values`` judges): a known format is reported
 only when its random part (the longest piece after the type prefix) is plausible, and no
-rule reports a value that reads like documentation: words such as ``example``, ``your``, ``dummy``, ``changeme``,
-``placeholder``, ``redacted``; ``...``, ``<...>``, ``***``; a run of five identical
-characters or of ``xxxx``; an ascending or descending run of six (``123456``, ``abcdef``);
-too little entropy; AWS's and jwt.io's documentation values.
+rule reports a value that reads like documentation: words such as ``example``, ``your``,
+``dummy``, ``changeme``, ``placeholder``, ``redacted``; ``...``, ``<...>``, ``***``; a run
+of five identical characters or of ``xxxx``; an ascending or descending run of six
+(``123456``, ``abcdef``); too little entropy; AWS's and jwt.io's documentation values.
 
 Then the generic rules:
 
 * ``credential`` (0.8): the value of a secret-named variable, parameter or header
   (``keel.secrets.is_secret_name``: ``API_KEY=...``, ``export GITHUB_TOKEN=...``,
   ``"apiKey": "..."``, ``db_password: ...``, ``?sig=...``, ``Authorization: Bearer ...``),
-  with or without spaces around ``=``, ``:``, ``=>`` or ``:=``, quoted or not, or the token
+  with or without spaces around ``=``, ``:``, ``=>`` or ``:=``, quoted or not (JSON
+  escaped inside a string too: ``{\\"api_key\\": \\"...\\"}``), or the token
   after a bare ``Bearer``/``token``; and the password of a URL (``scheme://user:pw@host``).
   The value must have 12 characters or more (8 for a password), no spaces, at least two of
   lower case, upper case and digits, and an entropy of at least 3.0 bits per character (less
@@ -211,12 +212,13 @@ def _private_keys(text: str) -> Iterator[Span]:
 
 # NAME = value: found from the separator (a fast scan), the name read backwards from it
 _SEPARATOR = re.compile(r"=>|:=|=(?!=)|:")
-_NAME_BEFORE = re.compile(r"[A-Za-z0-9_.-]{1,64}[\"']?[ \t]{0,8}\Z")
+_NAME_BEFORE = re.compile(r"[A-Za-z0-9_.-]{1,64}\\?[\"']?[ \t]{0,8}\Z")  # \" in escaped JSON
 _WORDS = "|".join(sorted(SECRET_NAME_WORDS | {"id"}, key=len, reverse=True))
-_SECRET_END = re.compile(r"(?i:" + _WORDS + r")(?:[_-]?\d{1,3})?[\"']?[ \t]{0,8}\Z")
+_SECRET_END = re.compile(r"(?i:" + _WORDS + r")(?:[_-]?\d{1,3})?\\?[\"']?[ \t]{0,8}\Z")
 _BARE = re.compile(r"(?<![A-Za-z])(?i:bearer|token)[ \t]{1,8}(?=[A-Za-z0-9])")
 _VALUE = re.compile(
-    r"[ \t]{0,8}(?:\"(?P<dq>[^\"\n]{1,512})\"|'(?P<sq>[^'\n]{1,512})'|`(?P<bq>[^`\n]{1,512})`"
+    r"[ \t]{0,8}(?:\\\"(?P<eq>[^\"\\\n]{1,512})\\\"|\"(?P<dq>[^\"\n]{1,512})\""
+    r"|'(?P<sq>[^'\n]{1,512})'|`(?P<bq>[^`\n]{1,512})`"
     r"|(?P<bare>[^\s\"'`,;&<>{}]{1,512}))")
 _SCHEMES = frozenset(AUTH_SCHEMES)
 _URL_PASSWORD = re.compile(r"://[^\s/@:]{0,128}:(?P<value>[^\s/@]{1,256})@")
@@ -345,7 +347,7 @@ class SecretsScanner(BaseScanner):
             before = _NAME_BEFORE.search(text, max(0, m.start() - 74), m.start())
             if before is None or not _SECRET_END.search(before.group(0)):
                 continue
-            name = before.group(0).rstrip(" \t\"'")
+            name = before.group(0).rstrip(" \t\"'\\")
             secret = is_secret_name(name)
             if not secret and not is_identifier_name(name):
                 continue
@@ -399,7 +401,7 @@ def _value_at(text: str, pos: int) -> tuple[int, int] | None:
     v = _VALUE.match(text, pos)
     if v is None:
         return None
-    group = next(g for g in ("dq", "sq", "bq", "bare") if v.group(g) is not None)
+    group = next(g for g in ("eq", "dq", "sq", "bq", "bare") if v.group(g) is not None)
     start, end = v.span(group)
     raw = text[start:end]
     if group == "bare":
