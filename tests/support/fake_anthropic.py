@@ -9,6 +9,8 @@ Scripting per test: ``mode`` ``status`` (answer ``status`` with an Anthropic err
 ``error_type``, plus ``retry_after``), ``stream_error`` (an ``error`` event after the
 first text delta), ``stream_error_first`` (an ``error`` event before ``message_start``),
 ``truncated`` (the stream ends without ``message_stop``). ``requests`` records each call.
+``POST /v1/messages/count_tokens`` answers ``input_tokens``: the words of every text in the
+request's messages and system, plus ``count_extra``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,11 @@ class FakeAnthropic:
                       "cache_read_input_tokens": 100, "cache_creation_input_tokens": 30}
         self.requests: list[dict[str, Any]] = []
         self.url = ""  # set by whoever serves the app
-        self.app = Starlette(routes=[Route("/v1/messages", self.messages, methods=["POST"])])
+        self.count_extra = 3
+        self.app = Starlette(routes=[
+            Route("/v1/messages", self.messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"]),
+        ])
 
     def _content(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
         """The answer's content blocks and stop_reason."""
@@ -68,6 +74,26 @@ class FakeAnthropic:
                            "input": self.tool_input})
             return blocks, "tool_use"
         return [{"type": "text", "text": self.text}], self.stop_reason
+
+    async def count_tokens(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        self.requests.append({"headers": dict(request.headers), "body": body,
+                              "path": request.url.path})
+        if request.headers.get("x-api-key") != API_KEY:
+            return _error(401, "authentication_error", "invalid x-api-key")
+        if "max_tokens" in body:
+            return _error(400, "invalid_request_error", "max_tokens: Extra inputs are not "
+                          "permitted")
+        if self.mode == "status":
+            return _error(self.status, self.error_type, self.error_message)
+        texts = [body.get("system") if isinstance(body.get("system"), str) else ""]
+        for m in body["messages"]:
+            content = m["content"]
+            texts += [content] if isinstance(content, str) else [
+                b.get("text") or "" for b in content]
+        words = sum(len(t.split()) for t in texts)
+        return Response(orjson.dumps({"input_tokens": words + self.count_extra}),
+                        media_type="application/json")
 
     async def messages(self, request: Request) -> Response:
         body = orjson.loads(await request.body())

@@ -6,10 +6,18 @@ goes through the same ``Exchange`` and ``Gateway`` calls as ``/v1/chat/completio
 auth, attribution and traces are identical; the endpoint is recorded as ``messages`` and
 the stored request is the translated OpenAI body), and the answer is translated back.
 Errors use Anthropic's shape, ``{"type": "error", "error": {"type", "message"}}``.
+
+``POST /v1/messages/count_tokens`` answers ``{"input_tokens": N}`` for a Messages body
+without ``max_tokens``: the upstream's own count when the model (or the route's first model)
+is served by a provider that can count (Anthropic's ``count_tokens``), else keel's estimate
+(``gateway.tokens``: about four characters per token, what budgets reserve with). It is
+authenticated and checked like a message (the key must be allowed the model), costs
+nothing, and is not traced.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 
 import orjson
@@ -27,12 +35,19 @@ from keel.gateway.openai_api import (
     REQUEST_ID_HEADER,
     SSE_HEADERS,
     Exchange,
+    api_key,
+    header_map,
+    id_headers,
     json_response,
     openai_error,
+    read_body,
+    request_id,
+    state_of,
 )
-from keel.gateway.validate import check_chat
+from keel.gateway.tokens import estimate_messages, estimate_text
+from keel.gateway.validate import check_chat, parse_body
 from keel.prompts import apply_prompt
-from keel.types import JSON, Usage
+from keel.types import JSON, Trace, Usage, new_trace_id
 
 OVERLOADED_STATUS = 529
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -114,3 +129,37 @@ async def messages(request: Request) -> Response:
     usage = Usage.from_openai(out.get("usage"))
     return json_response(anthropic_message_from_openai(out, usage, body["model"]),
                          headers=ex.headers)
+
+
+async def count_tokens(request: Request) -> Response:
+    """``POST /v1/messages/count_tokens``: the input tokens of a Messages request."""
+    st = state_of(request)
+    headers = header_map(request)
+    trace = Trace(id=new_trace_id(), start_time=time.time(), endpoint="count_tokens")
+    ids = id_headers(None, request_id(headers.get(REQUEST_ID_HEADER), trace.id), True)
+    try:
+        principal = st.keys.authenticate_gateway(api_key(headers))
+        raw = await read_body(request, st.settings.max_body_bytes,
+                              headers.get("content-length", ""))
+        body = openai_body_from_anthropic(parse_body(raw, st.settings.max_body_bytes),
+                                          counting=True)
+        check_chat(body)
+        gw = st.gateway
+        gw.attribute(trace, principal, headers, body)  # a feature-bound key is held to it
+        plan = gw.resolve(principal, body["model"], "chat", trace)
+        dep = gw.models[plan.chain[0]].balancer.pick(set())  # None: every circuit is open
+        counted = None if dep is None else await dep.provider.count_tokens(
+            gw.upstream_body(dep, body))
+    except KeelError as exc:
+        return anthropic_error(exc, ids)
+    if counted is None:
+        counted = estimate_input(body)
+    return json_response({"input_tokens": counted}, headers=ids)
+
+
+def estimate_input(body: JSON) -> int:
+    """keel's estimate of an OpenAI chat body's input tokens: messages and tool schemas."""
+    tokens = estimate_messages(body.get("messages") or [])
+    if body.get("tools"):
+        tokens += estimate_text(orjson.dumps(body["tools"]).decode())
+    return tokens

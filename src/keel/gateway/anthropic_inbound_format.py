@@ -190,12 +190,13 @@ def _tool_choice(choice: Any, out: JSON) -> None:
         out["parallel_tool_calls"] = False
 
 
-def openai_body_from_anthropic(body: JSON, *, with_prompt: bool = False) -> JSON:
+def openai_body_from_anthropic(body: JSON, *, with_prompt: bool = False,
+                               counting: bool = False) -> JSON:
     """Validate an Anthropic Messages request and translate it to an OpenAI chat body.
 
     ``with_prompt``: the request names a registered prompt, which supplies the model, the
     messages (the request's own follow them) and possibly max_tokens, so those may be
-    absent here."""
+    absent here. ``counting``: a ``count_tokens`` body, which has no max_tokens."""
     out: JSON = {}
     model = body.get("model")
     if model is not None or not with_prompt:
@@ -203,7 +204,7 @@ def openai_body_from_anthropic(body: JSON, *, with_prompt: bool = False) -> JSON
             raise _bad("model", "is required and must be a non-empty string")
         out["model"] = model
     max_tokens = body.get("max_tokens")
-    if max_tokens is None and not with_prompt:
+    if max_tokens is None and not (with_prompt or counting):
         raise _bad("max_tokens", "is required")
     if max_tokens is not None:
         if not _int(max_tokens) or max_tokens < 1:

@@ -170,6 +170,7 @@ HOT_ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/chat/completions"): openai_api.chat_completions,
     ("POST", "/v1/embeddings"): openai_api.embeddings,
     ("POST", "/v1/messages"): anthropic_api.messages,
+    ("POST", "/v1/messages/count_tokens"): anthropic_api.count_tokens,
 }
 
 

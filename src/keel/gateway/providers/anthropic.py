@@ -55,6 +55,7 @@ class AnthropicProvider(Provider):
         headers.update(config.headers)
         base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.path = "/messages" if base_url.endswith("/v1") else "/v1/messages"
+        self.count_path = self.path + "/count_tokens"
         self.http = Upstream(
             config.name, base_url, headers=headers, timeout_s=config.timeout_s,
             connect_timeout_s=config.connect_timeout_s, max_connections=config.max_connections,
@@ -78,6 +79,19 @@ class AnthropicProvider(Provider):
         completion, usage = from_anthropic_response(data, answer_tool)
         return ChatResult(body=completion, usage=usage,
                           served_model=completion["model"] or body["model"])
+
+    async def count_tokens(self, body: JSON) -> int | None:
+        """Anthropic's own count (``POST /v1/messages/count_tokens``: the request without
+        ``max_tokens``)."""
+        request, _ = to_anthropic_request(body)
+        for field in ("max_tokens", "temperature", "top_p", "stop_sequences", "metadata"):
+            request.pop(field, None)
+        data = await self.http.post_json(self.count_path, request)
+        count = data.get("input_tokens") if isinstance(data, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise UpstreamError(f"provider '{self.name}' answered count_tokens without an "
+                                "input_tokens count", code="upstream_bad_response")
+        return count
 
     async def chat_stream(self, body: JSON) -> AsyncIterator[JSON]:
         request, answer_tool = to_anthropic_request(body)

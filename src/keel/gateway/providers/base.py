@@ -49,6 +49,11 @@ class Provider(ABC):
     @abstractmethod
     def chat_stream(self, body: JSON) -> AsyncIterator[JSON]: ...
 
+    async def count_tokens(self, body: JSON) -> int | None:
+        """The input tokens of an OpenAI chat body as the upstream counts them, or None when
+        the protocol has no way to ask (keel then estimates)."""
+        return None
+
     async def embed(self, body: JSON) -> EmbeddingResult:
         raise UnsupportedOperation(
             f"provider '{self.name}' ({self.kind}) does not serve embeddings; "
