@@ -204,12 +204,14 @@ def openai_shaped(body: JSON) -> JSON:
     """A completion or chunk as OpenAI clients expect it: without keel's internal keys on its
     choices (``stop_sequence``). Copied only when there is one, never changed in place (the
     trace and the cache keep it for ``/v1/messages``)."""
-    choices = body.get("choices")
-    if not choices or not any(STOP_SEQUENCE in c for c in choices if isinstance(c, dict)):
-        return body
+    for choice in body.get("choices") or ():
+        if choice.__class__ is dict and STOP_SEQUENCE in choice:
+            break
+    else:
+        return body  # the usual case: one short loop, no copy
     return {**body, "choices": [
-        {k: v for k, v in c.items() if k != STOP_SEQUENCE} if isinstance(c, dict) else c
-        for c in choices]}
+        {k: v for k, v in c.items() if k != STOP_SEQUENCE} if c.__class__ is dict else c
+        for c in body["choices"]]}
 
 
 async def openai_sse(chunks: AsyncIterator[JSON], include_usage: bool) -> AsyncIterator[bytes]:
