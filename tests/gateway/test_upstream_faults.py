@@ -142,3 +142,23 @@ def test_an_error_mid_stream_carries_the_providers_code(
             pass
     assert info.value.code == "server_overloaded"
     assert "The server had an error" in info.value.message
+
+
+@pytest.mark.parametrize(("error", "code"), [
+    # Azure OpenAI: a numeric status beside OpenAI's fields
+    ({"message": "filtered", "code": "content_filter", "param": "prompt", "status": 400},
+     "content_filter"),
+    # a server that says status "error": not Google's status vocabulary
+    ({"message": "nope", "type": "invalid_request_error", "status": "error",
+      "code": "invalid_value"}, "invalid_value"),
+    # Google's shape on an OpenAI-compatible endpoint (Gemini's, or a proxy of it)
+    ({"message": "bad", "code": 400, "status": "INVALID_ARGUMENT"}, "INVALID_ARGUMENT"),
+])
+def test_error_bodies_of_every_common_shape_keep_their_code(
+        keel_two: Keel, fakes: Upstreams, error: dict[str, Any], code: str) -> None:
+    fakes.openai.mode, fakes.openai.status = "status", 400
+    fakes.openai.error_body = {"error": error}
+    r = httpx.post(f"{keel_two.base_url}/chat/completions", headers=keel_two.admin_headers(),
+                   json={"model": "gpt", "messages": USER})
+    err = r.json()["error"]
+    assert (r.status_code, err["code"], err["type"]) == (400, code, "invalid_request_error")

@@ -39,6 +39,7 @@ _DELAY = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,3})?")
 
 _LABEL_CHARS = 128
 _KEPT_4XX = frozenset({400, 404, 409, 413, 415, 422})
+_GOOGLE_STATUS = re.compile(r"[A-Z][A-Z_]{1,63}")
 Redact = Callable[[str], str]
 
 # Google API error ``status`` -> OpenAI error ``type`` (server-side ones keep keel's type)
@@ -79,8 +80,9 @@ def fault_of(err: Any, redact: Redact = _same) -> ProviderFault | None:
     shape), or None when it names nothing."""
     if not isinstance(err, dict):
         return None
-    google = _label(err.get("status"), redact)
-    if google is not None:  # {"code": 400, "message": ..., "status": "INVALID_ARGUMENT"}
+    google = err.get("status")
+    if isinstance(google, str) and _GOOGLE_STATUS.fullmatch(google) and "type" not in err:
+        # {"code": 400, "message": ..., "status": "INVALID_ARGUMENT"}
         return ProviderFault(type=GOOGLE_TYPES.get(google), code=google)
     fault = ProviderFault(type=_label(err.get("type"), redact),
                           code=_label(err.get("code"), redact),
