@@ -7,6 +7,8 @@ sharing shell variables, files and the keel, with the variables the README's pro
 `KEEL` (keel's URL), `ADMIN` (the admin key) and `KEY` (a virtual key of team support-eng,
 bound to feature support). The only rewrite of an example is keel's address:
 `127.0.0.1:4000` becomes the test keel's free port (and `sk-keel-...` in Python the key).
+The README's `keel.yaml` example, if any, is written before keel starts, since keel reads
+its config then; the other file examples are written when the reading reaches them.
 A block that cannot run here says so next to it in the README
 (`<!-- example: not run (REASON) -->`); see tests/docs/examples.py.
 """
@@ -35,16 +37,13 @@ from tests.docs.examples import (
 )
 from tests.support.servers import free_port
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 ADMIN = "sk-keel-docs-admin-0123456789abcdef"
 
 # Examples that fail because keel is wrong, not the README: a substring of the block, and
 # the reason. Strict: once keel is fixed the entry must go.
-KNOWN_BROKEN: dict[str, str] = {
-}
+KNOWN_BROKEN: dict[str, str] = {}
 
 
 def _blocks() -> list[Block]:
@@ -94,6 +93,11 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     env["HOME"] = str(base / "home")
     env["PATH"] = f"{work / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("USER", "docs")
+    blocks = parse_blocks(README.read_text())
+    configs = [b for b in blocks if b.file == "keel.yaml"]
+    assert len(configs) <= 1, f"one keel.yaml example at most: {[b.where for b in configs]}"
+    for b in configs:  # keel reads its config when it starts
+        (work / "keel.yaml").write_text(b.code)
     log = base / "keel.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -126,6 +130,7 @@ def test_every_marker_is_well_formed_and_every_known_breakage_names_one_block() 
         assert len(hits) == 1, f"KNOWN_BROKEN entry {needle!r} matches {hits or 'no block'}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", _params())
 def test_readme_example_runs(session: Session, block: Block) -> None:
     if block.file is not None:
@@ -142,9 +147,13 @@ def test_readme_example_runs(session: Session, block: Block) -> None:
     pytest.fail(failure, pytrace=False)
 
 
-def test_an_http_error_or_an_unset_variable_fails_an_example(session: Session) -> None:
+@pytest.mark.slow
+def test_an_http_error_a_failed_list_an_unset_variable_or_an_exception_fails_an_example(
+        session: Session) -> None:
     with pytest.raises(ExampleFailed, match=r"(?s)README.md:7: .*exited 22.*no API key"):
         session.run(Block(7, "sh", "curl -s $KEEL/api/traces\n"))
+    with pytest.raises(ExampleFailed, match="exited 1"):  # errexit alone would let it pass
+        session.run(Block(7, "sh", "false && true\n"))
     with pytest.raises(ExampleFailed, match="unbound variable"):
         session.run(Block(7, "sh", "echo $NOT_SET_BY_ANYONE\n"))
     with pytest.raises(ExampleFailed, match="Error code: 401"):
