@@ -272,7 +272,7 @@ async def test_the_migration_scopes_stored_ids_per_team(empty_database_url: str)
                 "INSERT INTO outcomes (id, name, value, feature, team, at) VALUES "
                 "('oc-1', 'sale', 5, 'shop', 'cx', 10), ('oc-2', 'sale', 7, 'shop', NULL, 11)"))
         await store.upgrade()
-        assert await store.current_revision() == "0010"
+        assert (await store.current_revision() or "") >= "0010"  # 0010 and any later one
 
         async with store.connect() as conn:
             for table in (feedback, outcomes):
