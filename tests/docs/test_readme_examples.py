@@ -16,6 +16,7 @@ A block that cannot run here says so next to it in the README
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,6 +80,10 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     base = tmp_path_factory.mktemp("readme")
     work = base / "work"
     (work / ".venv").mkdir(parents=True)
+    missing = [tool for tool in ("bash", "curl", "jq") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"the README's examples need {', '.join(missing)}: install "
+                    f"{'them' if len(missing) > 1 else 'it'} (apt-get install {' '.join(missing)})")
     venv_bin = Path(sys.prefix) / "bin"
     if not (venv_bin / "keel").exists():
         pytest.fail(f"no keel in {venv_bin}: run the tests from the venv keel is installed in")
