@@ -187,7 +187,7 @@ _PEM_BEGIN = re.compile(r"-----BEGIN (?:[A-Z0-9]{1,16} ){0,4}PRIVATE KEY(?: BLOC
 _PEM_END = re.compile(r"-----END (?:[A-Z0-9]{1,16} ){0,4}PRIVATE KEY(?: BLOCK)?-----")
 # what may follow a BEGIN line when the END line is missing (a key cut short)
 _PEM_LINES = re.compile(
-    r"(?:(?:\r?\n|\\r?\\n)[ \t]{0,8}(?:[" + _B64 + r"=]{1,128}|[A-Za-z-]{1,32}: [^\r\n\\]{0,200})?"
+    r"(?:(?:\r?\n|\\r?\\n)[ \t]{0,8}(?:[" + _B64 + r"=]{1,4096}|[A-Za-z-]{1,32}: [^\r\n\\]{0,200})?"
     r"[ \t]{0,8})*")
 _PEM_SPAN = 16384
 
