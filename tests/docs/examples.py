@@ -1,8 +1,8 @@
 """The README's examples as data, and a session that runs them in order against one keel.
 
-A fenced block is an example when its info string is ``sh``, ``bash``, ``console`` or
-``python``. An HTML comment on the last non-blank line before a fence changes what is done
-with the block, and nothing else does:
+A fenced block is an example when its info string is ``sh``, ``bash``, ``shell``,
+``console``, ``python`` or ``py``. An HTML comment on the last non-blank line before a
+fence changes what is done with the block, and nothing else does:
 
     <!-- example: not run (REASON) -->   the block is shown, not run; REASON says why
     <!-- example: file PATH -->          the block (any language) is written to PATH first
@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-RUN_LANGS = frozenset({"sh", "bash", "console", "python"})
-_FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)")
+SHELL_LANGS = frozenset({"sh", "bash", "shell", "console"})
+PYTHON_LANGS = frozenset({"python", "py"})
+RUN_LANGS = SHELL_LANGS | PYTHON_LANGS
+_FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)")
 _MARKER = re.compile(r"^<!--\s*example:\s*(.*?)\s*-->$")
 _NOT_RUN = re.compile(r"^not run \((.+)\)$")
 _FILE = re.compile(r"^file (\S+)$")
@@ -66,12 +68,13 @@ def parse_blocks(text: str) -> list[Block]:
         if not m:
             i += 1
             continue
-        fence, lang = m.group(1), m.group(2).lower()
+        indent, fence, lang = m.group(1), m.group(2), m.group(3).lower()
         start = i
         i += 1
         body: list[str] = []
-        while i < len(lines) and not lines[i].startswith(fence):
-            body.append(lines[i])
+        while i < len(lines) and not lines[i].strip().startswith(fence):
+            line = lines[i]
+            body.append(line[len(indent):] if line.startswith(indent) else line.lstrip())
             i += 1
         i += 1  # the closing fence
         skip, file = _marker(lines, start)
@@ -151,7 +154,7 @@ class Session:
         path.write_text(block.code)
 
     def run(self, block: Block) -> str:
-        if block.lang == "python":
+        if block.lang in PYTHON_LANGS:
             return self.run_python(block)
         code = console_commands(block.code) if block.lang == "console" else block.code
         return self.run_shell(block, code)

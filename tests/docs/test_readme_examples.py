@@ -127,6 +127,8 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
 def test_every_marker_is_well_formed_and_every_known_breakage_names_one_block() -> None:
     blocks = parse_blocks(README.read_text())  # raises on an unknown marker
     assert sum(b.runs for b in blocks) >= 20, "the README's examples were not found"
+    untagged = [b.where for b in blocks if not b.lang]
+    assert not untagged, f"name the language of every fenced block (sh, yaml, ...): {untagged}"
     for b in blocks:
         if b.skip_reason is not None:
             assert b.skip_reason.strip(), f"{b.where}: a 'not run' marker needs a reason"
@@ -176,12 +178,14 @@ def test_markers_and_console_blocks_are_read_as_documented() -> None:
         "```console", "$ keel keys list \\", "    --json", "[]", "$ keel traces", "no traces",
         "```",
         "```js", "fetch()", "```",
+        "1. in a list:", "", "   ```sh", "   keel traces", "   ```",
     ])
-    skipped, written, console, js = parse_blocks(text)
+    skipped, written, console, js, listed = parse_blocks(text)
     assert (skipped.line, skipped.skip_reason, skipped.runs) == (2, "needs a browser", False)
     assert (written.file, written.code, written.runs) == ("evals/x.yaml", "name: x\n", False)
     assert console.runs and console_commands(console.code) == (
         "keel keys list \\\n    --json\nkeel traces\n")
     assert not js.runs
+    assert (listed.line, listed.code, listed.runs) == (22, "keel traces\n", True)
     with pytest.raises(MarkerError, match=r"README\.md:1: unknown example marker"):
         parse_blocks("<!-- example: skip -->\n```sh\nls\n```\n")
