@@ -19,7 +19,7 @@ Placeholders are not credentials (``secret_values`` judges): a known format is r
 only when its random part (the longest piece after the type prefix) is plausible, and no
 rule reports a value that reads like documentation: words such as ``example``, ``your``,
 ``dummy``, ``changeme``, ``placeholder``, ``redacted``; ``...``, ``<...>``, ``***``; a run
-of five identical characters or of ``xxxx``; an ascending or descending run of six
+of five identical characters (``xxxxx``); an ascending or descending run of six
 (``123456``, ``abcdef``); too little entropy; AWS's and jwt.io's documentation values.
 
 Then the generic rules:
@@ -32,8 +32,9 @@ Then the generic rules:
   after a bare ``Bearer``/``token``; and the password of a URL (``scheme://user:pw@host``).
   The value must have 12 characters or more (8 for a password), no spaces, at least two of
   lower case, upper case and digits, and an entropy of at least 3.0 bits per character (less
-  for a short password: ``log2(length) - 0.5``); references to somewhere else are not
-  values (``${VAR}``, ``env:VAR``, ``process.env.X``, ``os.environ[...]``).
+  for a short password: ``log2(length) - 1``); a key's value of words and no digit is a
+  name (``OpenAIKey``); references to somewhere else are not values (``${VAR}``,
+  ``env:VAR``, ``process.env.X``, ``os.environ[...]``).
 * ``high_entropy`` (0.6): a run of at least ``entropy_min_length`` (default 24) and at most
   512 base64/base64url characters anywhere, with lower case, upper case and digits, an
   entropy of at least ``min(4.0, log2(length) - 0.9)`` bits per character, and at most 60%
