@@ -1,8 +1,8 @@
 """Every shell and Python example in README.md runs, as written, against a live keel.
 
-One `keel serve` (the built-in mock provider, a fresh data directory, a known admin key) is
-started in a scratch directory whose `.venv/bin` is this venv's, so `.venv/bin/keel` and
-`keel` mean what the README says. The blocks then run top to bottom in that directory,
+One `keel serve` (on the mock provider, a fresh data directory, a known admin key) is
+started in a scratch directory whose `.venv/bin` links to this venv's programs, so
+`.venv/bin/keel` and `keel` mean what the README says. The blocks then run top to bottom in that directory,
 sharing shell variables, files and the keel, with the variables the README's prose defines:
 `KEEL` (keel's URL), `ADMIN` (the admin key) and `KEY` (a virtual key of team support-eng,
 bound to feature support). The only rewrite of an example is keel's address:
@@ -87,7 +87,11 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     venv_bin = Path(sys.prefix) / "bin"
     if not (venv_bin / "keel").exists():
         pytest.fail(f"no keel in {venv_bin}: run the tests from the venv keel is installed in")
-    (work / ".venv" / "bin").symlink_to(venv_bin)
+    # One link per program, not a link to the directory: an example that writes into
+    # .venv/bin (python -m venv) must not reach the real one.
+    (work / ".venv" / "bin").mkdir()
+    for program in venv_bin.iterdir():
+        (work / ".venv" / "bin" / program.name).symlink_to(program)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # A reader's shell, less anything that would point keel elsewhere: no KEEL_* settings,
