@@ -252,6 +252,7 @@ class Trace:
     policy_version: str | None = None  # its content hash
     guard_ms: float | None = None  # time spent in its scanners
     guard: list[JSON] | None = None  # what they found and did (spans, never text)
+    request_id: str | None = None  # the x-request-id the answer carried (HTTP requests)
     mono_start: float = field(default_factory=time.perf_counter)
 
     def mark_first_token(self) -> None:

@@ -151,3 +151,18 @@ def test_logprobs_and_refusal_survive_the_replay() -> None:
     back = chunks_to_completion(completion_to_chunks(completion))
     assert back["choices"][0]["message"] == completion["choices"][0]["message"]
     assert back["choices"][0]["logprobs"] == {"content": logprobs["content"]}
+
+
+def test_the_stop_sequence_that_ended_a_choice_rides_on_its_last_chunk() -> None:
+    # keel-internal: /v1/messages answers stop_reason "stop_sequence" from it, so a cached or
+    # held answer replayed as a stream must keep it.
+    completion = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+                  "choices": [{"index": 0, "finish_reason": "stop", "stop_sequence": "END",
+                               "message": {"role": "assistant", "content": "one two"}},
+                              {"index": 1, "finish_reason": "stop",
+                               "message": {"role": "assistant", "content": "three"}}]}
+    chunks = completion_to_chunks(completion)
+    last = {c["choices"][0]["index"]: c["choices"][0] for c in chunks
+            if c["choices"] and c["choices"][0]["finish_reason"]}
+    assert last[0]["stop_sequence"] == "END"
+    assert "stop_sequence" not in last[1]

@@ -54,6 +54,9 @@ def test_the_clients_request_id_is_echoed_and_finds_the_trace(keel_two: Keel,
     assert answer._request_id == "checkout-7f3a-0001"
     (trace,) = _traces_with(keel_two, "checkout-7f3a-0001")
     assert trace["model_requested"] == "gpt" and trace["status"] == 200
+    listed = httpx.get(keel_two.url + "/api/traces", headers=keel_two.admin_headers(),
+                       params={"request_id": "checkout-7f3a-0001"}).json()["data"]
+    assert [t["id"] for t in listed] == [trace["id"]]
 
 
 def test_a_stream_carries_the_request_id(keel_two: Keel, fakes: Upstreams) -> None:

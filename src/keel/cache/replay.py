@@ -75,7 +75,10 @@ def completion_to_chunks(completion: JSON) -> list[JSON]:
             for piece in _split(fn.get("arguments") or ""):
                 out.append(chunk(index, {"tool_calls": [{
                     "index": call_index, "function": {"arguments": piece}}]}))
-        out.append(chunk(index, {}, choice.get("finish_reason"), logprobs))
+        last = chunk(index, {}, choice.get("finish_reason"), logprobs)
+        if choice.get("stop_sequence") is not None:  # keel-internal: the stop that ended it
+            last["choices"][0]["stop_sequence"] = choice["stop_sequence"]
+        out.append(last)
     if completion.get("usage") is not None:
         out.append({**base, "choices": [], "usage": completion["usage"]})
     return out

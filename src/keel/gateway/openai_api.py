@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -55,14 +54,6 @@ def id_headers(trace_id: str | None, rid: str, anthropic: bool = False) -> dict[
     if trace_id:
         out[TRACE_HEADER] = trace_id
     return out
-
-
-@dataclass(slots=True)
-class HttpTrace(Trace):
-    """The trace of a request that came over HTTP, with the request id it was answered
-    under (``store.traces`` writes it when a trace has one)."""
-
-    request_id: str | None = None
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -142,8 +133,8 @@ class Exchange:
         self.headers_in = header_map(request)
         trace_id = new_trace_id()
         rid = request_id(self.headers_in.get(REQUEST_ID_HEADER), trace_id)
-        self.trace: Trace = HttpTrace(id=trace_id, start_time=time.time(), endpoint=endpoint,
-                                      request_id=rid)
+        self.trace = Trace(id=trace_id, start_time=time.time(), endpoint=endpoint,
+                           request_id=rid)
         self.principal: Principal | None = None
         self.headers = id_headers(trace_id, rid, anthropic)
         """The headers every answer to this request carries (trace id, request id)."""

@@ -92,7 +92,7 @@ def trace_filter(q: Mapping[str, str]) -> TraceFilter:
     return TraceFilter(feature=text_param(q, "feature"), team=text_param(q, "team"),
                        model=text_param(q, "model"), status=_status(q),
                        key_id=text_param(q, "key_id"), since=time_param(q, "since"),
-                       until=time_param(q, "until"))
+                       until=time_param(q, "until"), request_id=text_param(q, "request_id"))
 
 
 async def list_traces_ep(request: Request) -> Response:

@@ -33,8 +33,7 @@ def trace_values(t: Trace) -> tuple[Any, ...]:
         t.cache_hit, t.cost_saved_usd, t.prompt_name, t.prompt_version, t.source,
         t.policy, t.policy_version, t.guard_ms,
         dumps_json(t.guard) if t.guard else None,
-        # only a trace of an HTTP request has one (``gateway.openai_api.HttpTrace``)
-        getattr(t, "request_id", None),
+        t.request_id,
     ))
 
 
