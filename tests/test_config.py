@@ -174,3 +174,16 @@ models:
         "providers[0].api_key", "providers[1].api_key", "models[0].upstrem"]
     assert "KEEL_TEST_UNSET_TWO is not set" in problems[1]
     assert "did you mean 'upstream'?" in problems[2]
+
+
+def test_broken_references_are_reported_with_misspelt_keys(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, """
+providers:
+  - {name: a, kind: mock}
+models:
+  - {name: m, provider: x, prise: {input_per_mtok: 1}}
+""")
+    assert problems == [
+        "models[0].prise: unknown key 'prise'; did you mean 'price'?",
+        "models[0].provider: unknown provider 'x'; use one of the names under providers: (a)",
+    ]

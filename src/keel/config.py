@@ -7,6 +7,7 @@ refuses to start rather than run half-configured.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import re
@@ -656,7 +657,8 @@ def parse_config(data: Any, path: str) -> KeelConfig:
     try:
         config = KeelConfig.model_validate(data)
     except ValidationError as exc:
-        lines += [line for line in validation_messages(exc, path, KeelConfig)
+        found = validation_messages(exc, path, KeelConfig) + _references_despite(exc, data, path)
+        lines += [line for line in found
                   if not any(line.startswith(f"{path}: {where}:") for where in missing)]
         raise ConfigError("\n".join(lines)) from None
     if lines:
@@ -668,6 +670,35 @@ def parse_config(data: Any, path: str) -> KeelConfig:
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc.message}") from None
     return config
+
+
+def _references_despite(exc: ValidationError, data: dict[str, Any], path: str) -> list[str]:
+    """The cross-reference problems (unknown providers, models, routes) of a config whose
+    only other problems are unknown keys: checked again without those keys, so that one
+    pass reports both."""
+    errors = exc.errors()
+    if not all(e["type"] == "extra_forbidden" for e in errors):
+        return []  # a bad value: what depends on it cannot be checked
+    pruned = copy.deepcopy(data)
+    for e in errors:
+        *parents, key = e["loc"]
+        node: Any = pruned
+        for part in parents:
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                return []
+        if not isinstance(node, dict):
+            return []
+        node.pop(key, None)
+    try:
+        KeelConfig.model_validate(pruned)
+    except ValidationError as again:
+        return [line for line in validation_messages(again, path, KeelConfig)
+                if "unknown key" not in line]
+    return []
 
 
 def _unwrap(annotation: Any) -> Any:

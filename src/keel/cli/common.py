@@ -91,9 +91,8 @@ def _announce_new_store(settings: Settings) -> None:
 
 def with_store(fn: Callable[[Store], Awaitable[T]]) -> T:
     """Open the store (KEEL_DATABASE_URL, else keel.db in the data directory found as
-    keel.locations describes, using the command's ``--config``), migrate it, run ``fn``,
-    close. A store that did not exist yet is announced on stderr. A KeelError exits 2 with
-    its message."""
+    keel.locations describes), migrate it, run ``fn``, close. A store that did not exist yet
+    is announced on stderr. A KeelError exits 2 with its message."""
     settings = cli_settings()
 
     async def go() -> T:

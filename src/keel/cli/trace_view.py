@@ -78,7 +78,9 @@ def _outputs(response: Any) -> list[tuple[str, str]]:
         return []
     out: list[tuple[str, str]] = []
     for c in response.get("choices") or []:  # OpenAI chat completions
-        msg = c.get("message") or {} if isinstance(c, dict) else {}
+        if not isinstance(c, dict):
+            continue
+        msg: dict[str, Any] = c["message"] if isinstance(c.get("message"), dict) else {}
         parts = [msg.get("content"), msg.get("refusal")]
         if msg.get("tool_calls"):
             parts.append(_text(msg["tool_calls"]))
