@@ -58,6 +58,7 @@ PASSWORD = rand(14, ALNUM + "!@#%^*", seed=1)
     "https://example.com/login?user=ada&password={p}",
     "X-Api-Key:{v}",
     "Authorization: Bearer {v}",
+    "OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20{v},x-team=a",
     '{{"headers": {{"Authorization": "Bearer {v}"}}}}',
     "AUTH_TOKEN_2={v}",
     '{{"arguments": "{{\\"api_key\\": \\"{v}\\", \\"n\\": 1}}"}}',
@@ -88,6 +89,7 @@ def test_secret_named_assignments_are_credentials_whatever_the_spacing(template:
     'password: "correct horse battery staple"',
     "postgresql://postgres:postgres@localhost:5432/test",
     "the token is expired, please refresh",
+    "e.g. 'authorization=Bearer%20TOKEN,x-tenant=acme'",
 ])
 def test_names_and_values_that_are_not_credentials_are_left_alone(text: str) -> None:
     f = scan(text)

@@ -118,10 +118,12 @@ class _Rule:
     score: float = 1.0
     valid: Callable[[str], bool] | None = None
     plausible: bool = True  # checked for placeholders
-    # a case-insensitive pattern: run only around each occurrence of this lower-case word
-    # (found with str.find), starting at most ``seek_back`` characters before it
-    seek: str = ""
+    # run the pattern only around each occurrence of these words (found with str.find, in
+    # the lower-cased text if ``any_case``), starting at most ``seek_back`` characters before
+    # one; the words then stand for the needles
+    seek: tuple[str, ...] = ()
     seek_back: int = 0
+    any_case: bool = False
 
 
 _B64 = B64  # the base64 alphabet, as a character class body
@@ -131,7 +133,8 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("aws_secret_access_key", ("ecret", "ECRET"), re.compile(
         r"(?i:aws[_ .-]?secret(?:[_ .-]?access)?[_ .-]?key|secret[_ .-]?access[_ .-]?key)"
         r"[\"']?[ \t]{0,8}(?:[:=]|=>)?[ \t]{0,8}[\"']?"
-        r"(?P<value>[" + _B64 + r"]{40})(?![" + _B64 + r"=])"), seek="secret", seek_back=4),
+        r"(?P<value>[" + _B64 + r"]{40})(?![" + _B64 + r"=])"),
+          seek=("secret",), seek_back=4, any_case=True),
     _Rule("gcp_api_key", ("AIza",),
           re.compile(r"AIza(?P<body>[0-9A-Za-z_-]{35})(?![0-9A-Za-z_-])")),
     _Rule("gcp_service_account", ("private_key_id",),
@@ -152,11 +155,11 @@ _RULES: tuple[_Rule, ...] = (
         r"|[A-Za-z0-9]{32,})(?![A-Za-z0-9_-])")),
     _Rule("github_token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), re.compile(
         r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{50,})"
-        r"(?![A-Za-z0-9_])")),
+        r"(?![A-Za-z0-9_])"), seek=("gh", "github_pat_")),
     _Rule("gitlab_token", ("glpat-", "gldt-", "glrt-", "glptt-", "glft-", "glsoat-", "gloas-",
                            "glcbt-"), re.compile(
         r"(?<![A-Za-z0-9_-])gl(?:pat|dt|rt|ptt|ft|soat|oas|cbt)-[A-Za-z0-9_-]{20,}"
-        r"(?![A-Za-z0-9_-])")),
+        r"(?![A-Za-z0-9_-])"), seek=("gl",)),
     _Rule("slack_token", ("xox", "xapp-"),
           re.compile(r"(?:xox[abeprs]|xapp)-[A-Za-z0-9-]{10,}")),
     _Rule("slack_webhook", ("hooks.slack.com",), re.compile(
@@ -229,6 +232,8 @@ _VALUE = re.compile(
     r"|'(?P<sq>[^'\n]{1,512})'|`(?P<bq>[^`\n]{1,512})`"
     r"|(?P<bare>[^\s\"'`,;&<>{}]{1,512}))")
 _SCHEMES = frozenset(AUTH_SCHEMES)
+# a scheme URL-encoded into the value (KEEL_OTLP_HEADERS style: authorization=Bearer%20X)
+_ENCODED_SCHEME = re.compile(r"(?i:" + "|".join(AUTH_SCHEMES) + r")(?:%20|\+)+")
 _URL_PASSWORD = re.compile(r"://[^\s/@:]{0,128}:(?P<value>[^\s/@]{1,256})@")
 _TRAILING = ".,:;!?)]}"
 _AT_HOST = re.compile(r"@[A-Za-z0-9-]{1,63}\.[A-Za-z0-9.-]{2,}")  # SECRET@host: not the value
@@ -299,8 +304,13 @@ class SecretsScanner(BaseScanner):
                 found.append((span, 1.0))
                 seen.add(span.start, span.end)
         for rule in self.rules:
-            if any(n in text for n in rule.needles):
-                self._known(rule, text, at, found, seen)
+            if rule.seek:
+                hay = at if rule.any_case else text
+                if hay is not None and not any(w in hay for w in rule.seek):
+                    continue
+            elif not any(n in text for n in rule.needles):
+                continue
+            self._known(rule, text, at, found, seen)
         aws_ids = [s for s, _ in found if s.kind == "aws_access_key_id"]
         if aws_ids and any(r.kind == "aws_secret_access_key" for r in self.rules):
             found.extend(self._aws_pairs(text, aws_ids, seen))
@@ -411,9 +421,11 @@ _SEEK_WINDOW = 256  # a match found by ``_seek`` ends within this many character
 
 def _seek(pattern: re.Pattern[str], text: str, low: str | None, words: tuple[str, ...],
           back: int) -> Iterator[re.Match[str]]:
-    """The matches of a case-insensitive ``pattern`` that begin at most ``back`` characters
-    before one of ``words`` in ``low`` (found by ``str.find``, far faster than the regex
-    engine's scan); the regex's own scan when offsets in ``low`` are not those of ``text``."""
+    """The matches of ``pattern`` that begin at most ``back`` characters before one of
+    ``words`` in ``low`` (``text`` itself or its lower-cased copy; found by ``str.find``,
+    far faster than the regex engine's scan of a pattern that opens with a lookbehind or an
+    ignored case); the regex's own scan when ``low`` is None (its offsets would not be
+    those of ``text``)."""
     if low is None:
         yield from pattern.finditer(text)
         return
@@ -435,7 +447,8 @@ def _find_all(text: str, word: str) -> Iterator[int]:
 
 def _matches(rule: _Rule, text: str, low: str | None) -> Iterator[re.Match[str]]:
     if rule.seek:
-        return _seek(rule.pattern, text, low, (rule.seek,), rule.seek_back)
+        hay = low if rule.any_case else text
+        return _seek(rule.pattern, text, hay, rule.seek, rule.seek_back)
     return rule.pattern.finditer(text)
 
 
@@ -455,6 +468,9 @@ def _value_at(text: str, pos: int) -> tuple[int, int] | None:
                 return None
             start, end = nxt.span("bare")
             raw = text[start:end]
+        scheme = _ENCODED_SCHEME.match(raw)
+        if scheme:
+            start, raw = start + scheme.end(), raw[scheme.end():]
         host = _AT_HOST.search(raw)
         if host:
             raw = raw[:host.start()]
