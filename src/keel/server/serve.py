@@ -89,10 +89,10 @@ def run_server(settings: Settings, config: KeelConfig, *, console: Console,
     url = f"http://{host}:{port}"
     models = ", ".join(m.name for m in config.models) or "none"
     console.print(f"store: {settings.describe_store()}"
-                  + (f" ({store_source})" if store_source else ""))
+                  + (f" ({store_source})" if store_source else ""), markup=False)
     if config_source is not None:
-        console.print(f"config: {config_source}")
-    console.print(f"models: {models}")
+        console.print(f"config: {config_source}", markup=False)
+    console.print(f"models: {models}", markup=False)
     if new_key:
         console.print("admin key (generated now, shown once; only its hash is stored):")
         console.print(f"  [bold]{new_key}[/bold]")
