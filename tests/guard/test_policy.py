@@ -9,7 +9,9 @@ tests/gateway/test_guardrails.py.
 from __future__ import annotations
 
 import json
+import random
 import re
+import string
 import threading
 import time
 from collections.abc import Iterator
@@ -44,7 +46,8 @@ from keel.types import Trace
 
 EMAIL = "jane.doe@example.com"
 PHONE = "+1 415 555 0100"
-AWS = "AKIAIOSFODNN7EXAMPLE"
+# An AWS key id shaped like a real one (AWS's documentation key is a placeholder now).
+AWS = "AKIA" + "".join(random.Random(47).choices(string.ascii_uppercase + "234567", k=16))
 CUSTOMER_FACING: dict[str, Any] = {
     "name": "customer-facing", "features": ["support"],
     "input": [{"scanner": "pii", "action": "redact"},
