@@ -35,10 +35,15 @@ def _unavailable(what: str, url: str, exc: BaseException) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     for name in list(os.environ):
         if name.startswith("KEEL_") and not name.startswith("KEEL_TEST_"):
             monkeypatch.delenv(name)
+    # The user-level config and data directories keel falls back to: each test its own, so
+    # no test reads a real ~/.config/keel/keel.yaml or shares a store in ~/.local/share/keel.
+    xdg = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(xdg / "data"))
 
 
 @pytest.fixture(scope="session")
