@@ -226,3 +226,22 @@ async def test_a_schema_past_the_value_budget_is_a_400() -> None:
     assert info.value.status == 400
     one = await provider().chat({**body, "n": 1})
     assert len(orjson.loads(one.body["choices"][0]["message"]["content"])) == 200
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"a": {"type": "integer"}}, "required": [{"x": 1}, ["a"]]},
+    {"type": "object", "properties": {"a": {"type": "integer", "minimum": 10**30}}},
+    {"type": "number", "minimum": 1e14, "multipleOf": 1e-300},
+    {"type": "object", "properties": {"a": {"$ref": "https://example.com/schema.json"}}},
+])
+async def test_odd_schemas_get_an_answer_or_a_400_never_a_crash(schema: dict[str, Any]) -> None:
+    from keel.errors import InvalidRequest
+
+    body = {**BODY, "response_format": {"type": "json_schema",
+                                        "json_schema": {"name": "s", "schema": schema}}}
+    try:
+        answer = await provider().chat(body)
+    except InvalidRequest as exc:
+        assert exc.status == 400 and exc.param == "response_format.json_schema.schema"
+    else:
+        orjson.loads(answer.body["choices"][0]["message"]["content"])

@@ -5,8 +5,8 @@ clients send (pydantic's ``model_json_schema``, OpenAI's strict ``json_schema`` 
 local ``$ref`` into ``$defs``/``definitions`` (or ``#``), ``enum``/``const``, ``type``
 (also a list), ``properties``/``required``, ``items``/``prefixItems``/``minItems``/
 ``maxItems``, ``anyOf``/``oneOf``/``allOf``, nullable types, string ``format``/
-``minLength``/``maxLength`` and number bounds. Values are deterministic: strings come
-from ``text`` (the mock's answer), numbers from the bounds.
+``minLength``/``maxLength`` and number bounds. ``pattern`` is not honoured. Values are
+deterministic: strings come from ``text`` (the mock's answer), numbers from the bounds.
 
 A recursive ``$ref`` is expanded once along a path; where it would recur the value is
 the smallest one the schema allows there (an optional property is left out, a nullable
@@ -18,11 +18,13 @@ that does not resolve, or one that would produce more than ``MAX_VALUES`` values
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 MAX_VALUES = 10_000  # values in one example (objects, arrays and leaves)
 MAX_DEPTH = 64  # nesting of the example (the request body itself nests at most 64)
 MAX_ITEMS = 64  # items made for an array with minItems (more than that is refused)
+_LARGEST = 1e15  # number bounds beyond this are refused (integers must stay 64-bit)
 
 _FORMATS = {
     "date-time": "2024-01-01T00:00:00Z",
@@ -179,7 +181,8 @@ class _Maker:
     def obj(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
         props = schema.get("properties")
         required = schema.get("required")
-        needed = set(required) if isinstance(required, list) else set()
+        needed = {r for r in required if isinstance(r, str)} if isinstance(required, list) \
+            else set()
         out: dict[str, Any] = {}
         for name, sub in (props.items() if isinstance(props, dict) else ()):
             try:
@@ -215,7 +218,12 @@ class _Maker:
     def number(self, schema: dict[str, Any], *, integer: bool) -> float:
         def bound(key: str) -> float | None:
             v = schema.get(key)
-            return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                return None
+            if not math.isfinite(v) or abs(v) > _LARGEST:
+                raise SchemaProblem(f"{key} {v!r} is out of the range the mock answers in "
+                                    f"(+-{_LARGEST:.0e})")
+            return float(v)
 
         low, high = bound("minimum"), bound("maximum")
         xlow, xhigh = bound("exclusiveMinimum"), bound("exclusiveMaximum")
@@ -230,8 +238,11 @@ class _Maker:
         if integer:
             value = float(int(value)) if low is None else float(-int(-value // 1))
         multiple = bound("multipleOf")
-        if multiple:
+        if multiple and multiple > 0:
             value = -(-value // multiple) * multiple
+        if not math.isfinite(value) or abs(value) > _LARGEST:
+            raise SchemaProblem("no number within the schema's bounds and multipleOf is in the "
+                                f"range the mock answers in (+-{_LARGEST:.0e})")
         return value
 
     def leaf_text(self, schema: dict[str, Any]) -> str:
