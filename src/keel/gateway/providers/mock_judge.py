@@ -27,7 +27,8 @@ from typing import Any
 
 import orjson
 
-_TAG = re.compile(r"<([a-z_]+)>\n(.*?)\n</\1>", re.DOTALL)
+_TAGS = ("rubric", "conversation", "context", "reference_answer", "answer", "question",
+         "answer_a", "answer_b")
 _JUDGE_SCALE = re.compile(r'"score": <number from ([-+]?\d+(?:\.\d+)?) to ([-+]?\d+(?:\.\d+)?)>')
 _RELEVANCE = '"score": <1 to 5>'
 _GROUNDED = '"claims": <number of claims>'
@@ -61,7 +62,7 @@ def verdict(messages: list[Any]) -> str | None:
     prompt = _last_user_text(messages)
     if prompt is None or "<answer" not in prompt:
         return None
-    tags = {name: body for name, body in _TAG.findall(prompt)}
+    tags = _sections(prompt)
     reply: dict[str, Any] | None = None
     scale = _JUDGE_SCALE.search(prompt)
     if scale and "answer" in tags:
@@ -81,6 +82,21 @@ def verdict(messages: list[Any]) -> str | None:
         reply = {"reason": f"mock judge: key words of the question in answer A {a:.0%}, "
                            f"in answer B {b:.0%}", "winner": winner}
     return orjson.dumps(reply).decode() if reply is not None else None
+
+
+def _sections(prompt: str) -> dict[str, str]:
+    """The ``<name>\n...\n</name>`` sections of a judge prompt (two finds per known name:
+    linear in the prompt, whatever it holds)."""
+    out = {}
+    for name in _TAGS:
+        start = prompt.find(f"<{name}>\n")
+        if start == -1:
+            continue
+        start += len(name) + 3
+        end = prompt.find(f"\n</{name}>", start - 1)
+        if end != -1:
+            out[name] = prompt[start:end] if end >= start else ""
+    return out
 
 
 def _last_user_text(messages: list[Any]) -> str | None:
