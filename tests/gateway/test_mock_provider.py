@@ -245,3 +245,26 @@ async def test_odd_schemas_get_an_answer_or_a_400_never_a_crash(schema: dict[str
         assert exc.status == 400 and exc.param == "response_format.json_schema.schema"
     else:
         orjson.loads(answer.body["choices"][0]["message"]["content"])
+
+
+async def test_answer_length_is_capped_whatever_output_tokens_says() -> None:
+    from keel.gateway.providers.mock import MAX_ANSWER_TOKENS
+
+    long = provider(output_tokens=10_000_000)
+    result = await long.chat(BODY)
+    assert 0 < result.usage.output_tokens <= MAX_ANSWER_TOKENS * 7 // 5 + 64
+
+
+async def test_log_probabilities_past_the_request_bound_are_a_400() -> None:
+    from keel.errors import InvalidRequest
+    from keel.gateway.providers.mock import MAX_LOGPROBS
+
+    big = provider(output_tokens=4000)
+    body = {**BODY, "n": 64, "logprobs": True, "top_logprobs": 20}
+    with pytest.raises(InvalidRequest, match=f"makes in one request \\({MAX_LOGPROBS}\\)") as info:
+        await big.chat(body)
+    assert info.value.status == 400 and info.value.param == "top_logprobs"
+    with pytest.raises(InvalidRequest):
+        await anext(big.chat_stream(body))
+    ok = await provider().chat(body)  # the usual answer length: within the bound
+    assert len(ok.body["choices"]) == 64

@@ -18,9 +18,11 @@ at configured rates. Clients see the shapes OpenAI sends:
 
 What one request may cost is bounded: at most ``MAX_DIMENSIONS`` dimensions,
 ``MAX_EMBEDDING_INPUTS`` inputs and ``MAX_EMBEDDING_VALUES`` numbers per embeddings
-request, ``mock_schema.MAX_VALUES`` values of structured output across all choices; past
-a limit the answer is a 400 that names it. Larger pieces of work (many inputs or choices,
-top log probabilities) are computed in a worker thread, never on the event loop.
+request; answers of about ``output_tokens`` (at most ``MAX_ANSWER_TOKENS``) per choice,
+``mock_schema.MAX_VALUES`` values of structured output and ``MAX_LOGPROBS`` log
+probabilities across all choices; past a limit the answer is a 400 that names it. Larger
+pieces of work (many inputs or choices, top log probabilities) are computed in a worker
+thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ MAX_DIMENSIONS = 8192  # OpenAI's largest embedding model has 3072
 DEFAULT_DIMENSIONS = 256
 MAX_EMBEDDING_INPUTS = 2048  # as OpenAI
 MAX_EMBEDDING_VALUES = 1 << 20  # inputs x dimensions: about 10 MB of JSON
+MAX_ANSWER_TOKENS = 4096  # of one choice, whatever output_tokens says
+MAX_LOGPROBS = 1 << 18  # token entries and their alternatives in one answer, all choices
 OFFLOAD_WORK = 1 << 15  # work units (numbers, tokens, characters / 4) done inline at most
 
 
@@ -136,7 +140,7 @@ class MockProvider(Provider):
         keywords = [w for w in dict.fromkeys(w.lower() for w in _WORD_RE.findall(last_user))
                     if w not in _STOPWORDS][:3] or ["your request"]
         topic = " and ".join(keywords[:2])
-        target = max(4, int(self.config.output_tokens * (0.6 + 0.8 * rng.random())))
+        target = max(4, int(self._answer_tokens() * (0.6 + 0.8 * rng.random())))
         parts = [rng.choice(_OPENERS).format(topic=topic)]
         length = len(parts[0])
         while (length + 3) // 4 < target:  # estimate_text(" ".join(parts)), kept as it grows
@@ -240,11 +244,22 @@ class MockProvider(Provider):
         }
         return completion, usage
 
+    def _answer_tokens(self) -> int:
+        """The typical answer length: the configured one, at most MAX_ANSWER_TOKENS."""
+        return min(self.config.output_tokens, MAX_ANSWER_TOKENS)
+
     def _large(self, body: JSON) -> bool:
-        """Whether answering ``body`` is work enough to leave the event loop for."""
+        """Whether answering ``body`` is work enough to leave the event loop for; a 400
+        when it is more than one mock request may cost."""
         n = int(body.get("n") or 1)
         top = _top_logprobs(body)
-        work = n * max(self.config.output_tokens, 16) * (1 if top is None else 2 + top)
+        tokens = n * max(self._answer_tokens(), 16) * 7 // 5  # answers are up to 1.4x typical
+        if top is not None and tokens * (1 + top) > MAX_LOGPROBS:
+            raise InvalidRequest(
+                f"n {n} x about {tokens // n} tokens x (1 + top_logprobs {top}) is more log "
+                f"probabilities than the mock provider makes in one request ({MAX_LOGPROBS}); "
+                "lower n or top_logprobs", param="top_logprobs" if top else "n")
+        work = tokens * (1 if top is None else 2 + top)
         if (body.get("response_format") or {}).get("type") == "json_schema" or body.get("tools"):
             work += n * 256
         return work > OFFLOAD_WORK
