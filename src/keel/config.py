@@ -87,6 +87,10 @@ class Settings(BaseSettings):
                                 "Unset: no fsync; the journal survives a killed process "
                                 "but not a machine crash.")
     refresh_interval_s: float = Field(2.0, description="How often keys are re-read from the store.")
+    feedback_wait_s: float = Field(
+        3.0, ge=0, le=60, description="How long POST /api/feedback and /api/outcomes wait for "
+        "a trace they name to be stored (answered a moment ago, here or on another replica) "
+        "before a 404; keep it above KEEL_TRACE_FLUSH_INTERVAL_S.")
     otlp_endpoint: str | None = Field(
         None, description="Export every stored trace as an OpenTelemetry span (OTLP/HTTP "
                           "protobuf) to this collector, e.g. http://otel-collector:4318; spans "
@@ -176,8 +180,9 @@ class ProviderConfig(_Strict):
     secret_headers: list[str] = Field(
         default_factory=list,
         description="Names under headers: whose values are secrets, like the api_key "
-                    "(those named with auth, key, token, secret, password or cookie already "
-                    "are): never in what keel sends to clients, stores or logs.")
+                    "(those named with auth, key, token, secret, password or cookie, or ending "
+                    "in pwd, passwd, sig, signature, credentials or session_id, already are): "
+                    "never in what keel sends to clients, stores or logs.")
     timeout_s: float = Field(60.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(256, gt=0)

@@ -215,3 +215,40 @@ def test_commands_from_a_subdirectory_see_the_running_servers_store_and_budgets(
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+RETAINED = BUDGETED + """
+features:
+  - name: support
+    retention: {content_days: 30, rows_days: 400}
+"""
+
+
+@pytest.mark.parametrize("how", ["project", "--config", "KEEL_CONFIG"])
+def test_purge_and_stats_read_the_config_the_server_would(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    (project / "keel.yaml").write_text(RETAINED)
+    cfg = str(project / "keel.yaml")
+    cwd, args, env = project / "prompts", [], None
+    if how != "project":
+        cwd = tmp_path / "elsewhere"
+        cwd.mkdir()
+        args = ["--config", cfg] if how == "--config" else []
+        env = {"KEEL_CONFIG": cfg} if how == "KEEL_CONFIG" else None
+    purged = cli(cwd, monkeypatch, "purge", "--dry-run", "--json", *args, env=env)
+    assert purged.exit_code == 0, purged.output
+    assert "no feature has a retention rule" not in purged.output
+    assert orjson.loads(purged.stdout)["dry_run"] is True
+    stats = cli(cwd, monkeypatch, "stats", "--json", *args, env=env)
+    assert stats.exit_code == 0, stats.output
+
+
+def test_a_broken_config_stops_stats_purge_and_costs_with_every_problem(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "keel.yaml").write_text(BUDGETED.replace("price:", "prise:")
+                                       + "\nbudgets_x: []\n")
+    for args in (["purge", "--dry-run"], ["stats"], ["costs", "prices"]):
+        result = cli(project, monkeypatch, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "did you mean 'price'" in result.output, (args, result.output)
+        assert "budgets_x" in result.output, (args, result.output)

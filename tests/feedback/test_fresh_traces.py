@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from keel.config import Settings
 from keel.store.traces import get_trace
 from keel.types import new_trace_id
 from tests.feedback.test_feedback import ask, error, get, post
@@ -148,8 +147,6 @@ def test_feedback_for_a_trace_that_cannot_be_stored_yet_is_a_503_to_retry(
     assert r.status_code == 404
 
 
-@pytest.mark.skipif("feedback_wait_s" not in Settings.model_fields,
-                    reason="KEEL_FEEDBACK_WAIT_S is not a setting of this keel yet")
 def test_how_long_a_write_waits_is_keel_feedback_wait_s(stalled: Keel) -> None:
     missing = new_trace_id()
     r = post(stalled, "/api/feedback", {"trace_id": missing, "thumbs": "up"})

@@ -334,9 +334,15 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Keel
         for name in [n for n in os.environ if n.startswith("KEEL_")
                      and not n.startswith("KEEL_TEST_")]:
             mp.delenv(name)
+        # Module-scoped, so the autouse XDG isolation is not there yet either: a directory
+        # of its own, so no user-level config or store is read.
+        xdg = tmp_path_factory.mktemp("xdg")
+        mp.setenv("XDG_CONFIG_HOME", str(xdg / "config"))
+        mp.setenv("XDG_DATA_HOME", str(xdg / "data"))
+        # Generated trace ids name no trace: feedback on one waits KEEL_FEEDBACK_WAIT_S.
         with running_keel(tmp_path_factory.mktemp("gw"), GATEWAY_CONFIG,
                           max_body_bytes=256 * 1024) as gw, \
-                running_keel(tmp_path_factory.mktemp("api")) as api:
+                running_keel(tmp_path_factory.mktemp("api"), feedback_wait_s=0.2) as api:
             yield {"gateway": gw, "api": api}
 
 

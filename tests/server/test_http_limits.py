@@ -309,7 +309,7 @@ def test_keel_serve_runs_uvicorn_with_keels_protocol_and_timeouts(
     captured: list[uvicorn.Config] = []
     monkeypatch.setattr(serve._Server, "run", lambda self, sockets=None: captured.append(
         self.config))
-    settings = Settings(data_dir=str(tmp_path), master_key="sk-x", max_header_bytes=4096,
+    settings = Settings(data_dir=str(tmp_path), master_key="sk-x", port=0, max_header_bytes=4096,
                         max_headers=20, header_timeout_s=3, keepalive_timeout_s=7)
     serve.run_server(settings, default_config(), console=Console(file=io.StringIO()))
     (config,) = captured

@@ -13,11 +13,11 @@ import orjson
 from rich.console import Console
 from rich.text import Text
 
-from keel.cli.common import listed, with_store
+from keel.cli.common import cli_config, listed, with_store
 from keel.cli.params import TIME
 from keel.cli.tables import Column, print_table, wide_option
-from keel.config import KeelConfig, Settings, load_config
-from keel.errors import ConfigError, KeelError
+from keel.config import KeelConfig
+from keel.errors import KeelError
 from keel.store import Store
 
 console = Console(soft_wrap=True)
@@ -27,11 +27,7 @@ _CONFIG = click.option("--config", "config_path", envvar="KEEL_CONFIG", default=
 
 
 def _config(config_path: str | None) -> KeelConfig:
-    try:
-        return load_config(config_path or Settings().config, required=config_path is not None)
-    except ConfigError as exc:
-        click.echo(f"config error: {exc.message}", err=True)
-        sys.exit(2)
+    return cli_config(config_path)
 
 
 def _short(ts: float) -> str:

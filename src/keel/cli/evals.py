@@ -29,10 +29,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from keel.cli.common import listed, with_store
+from keel.cli.common import cli_config, cli_settings, config_option, listed, with_store
 from keel.cli.params import TIME
 from keel.cli.tables import Column, print_table, wide_option
-from keel.config import Settings, load_config
 from keel.errors import KeelError
 from keel.evals.runner import Runner
 from keel.evals.suite import Suite, load_suite
@@ -51,9 +50,10 @@ def with_gateway(config_path: str | None, fn: Callable[[Any], Awaitable[T]]) -> 
     HTTP, run ``fn(state)``, then stop it cleanly (every trace written). A KeelError exits 2."""
     from keel.server.state import AppState
 
+    settings = cli_settings(config_path)
+    config = cli_config(config_path)
+
     async def go() -> T:
-        settings = Settings(config=config_path) if config_path else Settings()
-        config = load_config(settings.config, required=config_path is not None)
         state = AppState.build(settings, config)
         await state.start(schedule=False)
         task = asyncio.current_task()
@@ -192,10 +192,6 @@ def evals() -> None:
     """
 
 
-config_option = click.option(
-    "--config", "config_path", envvar="KEEL_CONFIG", default=None,
-    help="keel YAML config (providers, models) [default: keel.yaml if present, else the "
-         "built-in mock].")
 
 
 @evals.command("run")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import time
 from typing import Any
 
@@ -11,11 +10,9 @@ import click
 import orjson
 from rich.console import Console
 
-from keel.cli.common import with_store
+from keel.cli.common import cli_config, config_option, with_store
 from keel.cli.params import TIME
 from keel.cli.tables import Column, print_table, wide_option
-from keel.config import Settings, load_config
-from keel.errors import ConfigError
 from keel.monitor.summary import Filters, summary
 from keel.store import Store
 from keel.store import rollups as r
@@ -60,17 +57,14 @@ def _num(v: float | None, fmt: str = ".0f") -> str:
               help="Group by any of feature,team,model,prompt (comma-separated), or 'none'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON the API returns.")
 @wide_option
+@config_option
 def stats(since: float, until: float | None, feature: str | None, team: str | None,
           model: str | None, prompt: str | None, group_by: str, as_json: bool,
-          wide: bool) -> None:
+          wide: bool, config_path: str | None) -> None:
     """Quality, cost and value measures per group over a window (from the rollups):
     volume, availability, latency, cost per request and per value unit, acceptance, rework,
     escalation, critical errors per 1k, and whether unit cost falls as volume grows."""
-    try:
-        config = load_config(Settings().config)
-    except ConfigError as exc:
-        click.echo(f"config error: {exc.message}", err=True)
-        sys.exit(2)
+    config = cli_config(config_path)
     units = {f.name: f.value_unit for f in config.features if f.value_unit}
     groups = () if group_by == "none" else tuple(g.strip() for g in group_by.split(",") if g)
 
@@ -126,18 +120,15 @@ def rebuild_cmd(since: float, until: float | None) -> None:
 @click.command("purge")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
 @click.option("--json", "as_json", is_flag=True)
-def purge_cmd(dry_run: bool, as_json: bool) -> None:
+@config_option
+def purge_cmd(dry_run: bool, as_json: bool, config_path: str | None) -> None:
     """Apply each feature's retention (features[].retention in the config): delete message
     content older than content_days and trace rows older than rows_days. Rollups stay.
     `keel serve` also does this every hour."""
     from keel.audit import AuditLog, local_user
     from keel.store.retention import PurgeReport, purge, rules_from
 
-    try:
-        config = load_config(Settings().config)
-    except ConfigError as exc:
-        click.echo(f"config error: {exc.message}", err=True)
-        sys.exit(2)
+    config = cli_config(config_path)
     rules = rules_from(config.features)
     if not rules:
         console.print("no feature has a retention rule (features[].retention); nothing to do")

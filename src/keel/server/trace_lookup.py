@@ -27,10 +27,9 @@ from keel.store import feedback as queries
 from keel.store.traces import get_trace
 from keel.types import JSON
 
-__all__ = ["FEEDBACK_WAIT_S", "Visible", "await_trace", "await_trace_teams", "feedback_wait_s",
+__all__ = ["Visible", "await_trace", "await_trace_teams", "feedback_wait_s",
            "lookup_trace", "not_stored_yet", "still_unstored"]
 
-FEEDBACK_WAIT_S = 3.0  # KEEL_FEEDBACK_WAIT_S: past a writer batch (0.25 s), within client timeouts
 POLL_FIRST_S = 0.05
 POLL_MAX_S = 0.5
 
@@ -39,7 +38,7 @@ Visible = Callable[[str | None], bool]  # team -> whether the caller may know of
 
 def feedback_wait_s(st: AppState) -> float:
     """How long a write waits for the trace it names (``KEEL_FEEDBACK_WAIT_S``)."""
-    return float(getattr(st.settings, "feedback_wait_s", FEEDBACK_WAIT_S))
+    return st.settings.feedback_wait_s
 
 
 async def lookup_trace(st: AppState, trace_id: str) -> JSON | None:
