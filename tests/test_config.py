@@ -187,3 +187,18 @@ models:
         "models[0].prise: unknown key 'prise'; did you mean 'price'?",
         "models[0].provider: unknown provider 'x'; use one of the names under providers: (a)",
     ]
+
+
+@pytest.mark.parametrize("at", ["²:00", "٠٣:00", "3:7", "24:00", "03:60", "003:00", "03:00:00",
+                                "", "03"])
+def test_a_schedule_time_is_hh_mm_in_ascii_digits(at: str) -> None:
+    from keel.config import ScheduledSuite
+
+    with pytest.raises(ValueError, match="is not a time of day; use HH:MM"):
+        ScheduledSuite(suite="evals/s.yaml", at=at)
+
+
+def test_a_schedule_time_is_normalised() -> None:
+    from keel.config import ScheduledSuite
+
+    assert ScheduledSuite(suite="evals/s.yaml", at="3:05").at == "03:05"

@@ -375,8 +375,9 @@ class ScheduledSuite(_Strict):
     @classmethod
     def _at(cls, v: str) -> str:
         hh, sep, mm = v.partition(":")
-        if not (sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60
-                and len(mm) == 2):
+        # ASCII digits only: str.isdigit also takes '²' (which int() refuses) and '٠٣'.
+        if not (sep and 1 <= len(hh) <= 2 and len(mm) == 2 and f"{hh}{mm}".isascii()
+                and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
             raise ValueError(f"'{v}' is not a time of day; use HH:MM in UTC, e.g. '03:00'")
         return f"{int(hh):02d}:{mm}"
 
