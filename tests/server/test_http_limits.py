@@ -106,6 +106,7 @@ def test_a_1_mb_header_gets_431_and_the_server_keeps_serving(keel: KeelProcess) 
     assert "32768-byte limit" in body["error"]["message"]
     assert "KEEL_MAX_HEADER_BYTES" in body["error"]["message"]
     assert headers["connection"] == "close"
+    assert headers["x-request-id"].startswith("req_")  # the client's own id was not read
     assert httpx.get(keel.url + "/health").status_code == 200
 
 
@@ -115,10 +116,11 @@ def test_a_1_mb_request_line_gets_431(keel: KeelProcess) -> None:
 
 
 def test_a_refusal_on_the_anthropic_api_is_anthropic_shaped(keel: KeelProcess) -> None:
-    status, _, body = parse(exchange(keel, head("POST", "/v1/messages",
-                                                b"x-big: " + b"a" * MB) + b"\r\n"))
+    status, headers, body = parse(exchange(keel, head("POST", "/v1/messages",
+                                                      b"x-big: " + b"a" * MB) + b"\r\n"))
     assert status == 431
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert headers["request-id"] == headers["x-request-id"] == body["request_id"]
     assert "KEEL_MAX_HEADER_BYTES" in body["error"]["message"]
 
 

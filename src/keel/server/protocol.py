@@ -41,6 +41,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from keel.config import Settings
 from keel.errors import InvalidRequest, KeelError, RequestTimeout
 from keel.gateway.anthropic_api import error_status_and_body
+from keel.types import new_trace_id
 
 __all__ = ["LINGER_S", "HttpLimits", "KeelHttpProtocol", "protocol_class"]
 
@@ -226,14 +227,20 @@ class KeelHttpProtocol(HttpToolsProtocol):
         self._shut_and_drain()
 
     def _response(self, err: KeelError) -> bytes:
-        if self.url.startswith(b"/v1/messages"):
-            status, body = error_status_and_body(err)
+        # The head was refused, so the client's X-Request-ID is not read: keel's own id.
+        rid = "req_" + new_trace_id()
+        anthropic = self.url.startswith(b"/v1/messages")
+        if anthropic:
+            status, body = error_status_and_body(err, rid)
         else:
             status, body = err.status, err.to_openai()
         content = orjson.dumps(body)
         head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
+        head += [b"x-request-id: %s\r\n" % rid.encode()]
+        if anthropic:
+            head += [b"request-id: %s\r\n" % rid.encode()]
         head += [b"content-type: application/json\r\n",
                  b"content-length: %d\r\n" % len(content), b"connection: close\r\n\r\n"]
         return b"".join(head) + content
