@@ -166,3 +166,5 @@ def test_the_stop_sequence_that_ended_a_choice_rides_on_its_last_chunk() -> None
             if c["choices"] and c["choices"][0]["finish_reason"]}
     assert last[0]["stop_sequence"] == "END"
     assert "stop_sequence" not in last[1]
+    folded = chunks_to_completion(chunks)["choices"]
+    assert folded[0]["stop_sequence"] == "END" and "stop_sequence" not in folded[1]

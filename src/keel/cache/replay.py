@@ -129,6 +129,8 @@ def chunks_to_completion(chunks: list[JSON]) -> JSON:
                 _merge_logprobs(state["logprobs"], ch["logprobs"])
             if ch.get("finish_reason") is not None:
                 state["finish_reason"] = ch["finish_reason"]
+            if ch.get("stop_sequence") is not None:  # keel-internal, as completion_to_chunks
+                state["stop_sequence"] = ch["stop_sequence"]
     out: JSON = {"id": first.get("id"), "object": "chat.completion",
                  "created": first.get("created"), "model": first.get("model")}
     for name in _BASE_FIELDS:
