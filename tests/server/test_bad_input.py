@@ -324,3 +324,15 @@ def test_nul_in_names_and_filters_is_400_on_postgresql(
                                                "comment": "a\x00b"}), param="comment")
         openai_error(httpx.get(k.url + "/api/traces/a%00b", headers=k.admin_headers()),
                      param="trace_id")
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"logprobs": "yes"}, "logprobs"), ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ({"logprobs": True, "top_logprobs": 2.5}, "top_logprobs"),
+    ({"top_logprobs": 3}, "top_logprobs"), ({"logprobs": False, "top_logprobs": 3},
+                                            "top_logprobs")])
+def test_logprobs_options_are_checked_for_every_model(keel: Keel, extra: dict[str, Any],
+                                                      param: str) -> None:
+    body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}], **extra}
+    err = openai_error(post(keel, "/v1/chat/completions", body), param=param)
+    assert param in err["message"]

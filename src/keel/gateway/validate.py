@@ -266,6 +266,11 @@ def check_chat(body: JSON) -> str:
     _range(body, "n", 1, 128, integer=True)
     _range(body, "presence_penalty", -2, 2)
     _range(body, "frequency_penalty", -2, 2)
+    logprobs = _opt(body, "logprobs", "logprobs", lambda v: isinstance(v, bool), "a boolean")
+    _range(body, "top_logprobs", 0, 20, integer=True)
+    if body.get("top_logprobs") is not None and logprobs is not True:
+        raise InvalidRequest("'top_logprobs' needs 'logprobs': true; set both, or leave "
+                             "'top_logprobs' out", param="top_logprobs")
     _opt(body, "seed", "seed", _is_int, "an integer")
     stop = body.get("stop")
     if stop is not None:
