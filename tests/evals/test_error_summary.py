@@ -92,6 +92,23 @@ def test_a_partly_errored_run_names_its_most_common_error(
     assert summary["error_note"].startswith("3 of 10 executions errored; most common error (3")
 
 
+def test_a_judgeable_run_with_a_few_errors_still_says_why(
+        failing: dict[str, str], tmp_path: Path) -> None:
+    env = {**failing, "KEEL_CONFIG": str(tmp_path / "ok.yaml")}
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump({
+        "providers": [{"name": "mock", "kind": "mock"}],
+        "models": [{"name": "mock", "provider": "mock"}]}))
+    push_prompt(env, tmp_path, None, "production")
+    cases = ok_cases(20, 20)
+    cases[0]["vars"] = {"ok": "yes"}  # 1 of 20 errored: under max_error_rate, so judged
+    write_jsonl(tmp_path / "cases.jsonl", cases)
+    result = keel(env, "eval", "run", str(write_suite(tmp_path)), "-q")
+    [run] = stored_runs(env)
+    assert orjson.loads(run["summary"])["thresholds"]["judgeable"] is True, result.output
+    out = " ".join(result.stdout.split())
+    assert "errors: 1 of 20 executions errored; most common error (1\u00d7): " in out, out
+
+
 def test_the_error_count_is_bounded_and_ordered_by_count() -> None:
     tally = Tally()
     row = {"status": "errored", "cached": False, "cost_usd": 0.0, "input_tokens": 0,

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -157,7 +158,10 @@ def print_run(run: dict[str, Any]) -> None:
         + (f" · commit {run['git_commit'][:12]}" if run.get("git_commit") else ""))
     th = summary.get("thresholds") or {}
     for failure in th.get("failures") or ():
-        console.print(f"[red]threshold:[/red] {failure}", highlight=False)
+        console.print(f"[red]threshold:[/red] {escape(str(failure))}", highlight=False)
+    if th.get("judgeable") and summary.get("error_note"):  # else a threshold line says it
+        console.print(f"[red]errors:[/red] {escape(str(summary['error_note']))}",
+                      highlight=False)
     for flaky in (summary.get("flaky") or [])[:5]:
         console.print(f"[yellow]flaky:[/yellow] case {flaky['case']} passed "
                       f"{flaky['pass_rate']:.0%} of repeats", highlight=False)
