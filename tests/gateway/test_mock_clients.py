@@ -282,3 +282,4 @@ def test_anthropic_stop_sequences_end_the_text(keel: Keel, client: openai.OpenAI
                                      stop_sequences=[word])
     text = "".join(b.text for b in message.content if b.type == "text")
     assert word not in text and (full.choices[0].message.content or "").startswith(text)
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", word)
