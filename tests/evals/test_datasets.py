@@ -94,6 +94,9 @@ async def test_unknown_dataset_lists_what_exists(store: Store, tmp_path: Path) -
         await ds.resolve("beta")
     with pytest.raises(NotFound):
         await ds.resolve("alpha@9")
+    for ref in ("alpha@²", "alpha@٣", "alpha@1e3", "alpha@" + "9" * 40):
+        with pytest.raises(DatasetError, match="use name or name@VERSION"):
+            await ds.resolve(ref)
 
 
 async def test_failed_traces_become_cases(store: Store, tmp_path: Path) -> None:

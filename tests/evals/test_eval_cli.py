@@ -230,7 +230,8 @@ def refused(env: dict[str, str], suite: Path, *args: str) -> str:
     ({"targets": ["supprt@production"]}, "no prompt named 'supprt'; prompts: support"),
     ({"targets": ["support@staging"]}, "prompt 'support' has no label 'staging'; labels: "
                                        "latest, production"),
-    ({"targets": [{"model": "mock"}], "datset": "cases.jsonl"}, "datset: unknown key"),
+    ({"targets": [{"model": "mock"}], "datset": "cases.jsonl"},
+     "datset: unknown key 'datset'; did you mean 'dataset'?"),
     ({"repeats": 0}, "repeats:"),
 ])
 def test_a_bad_suite_exits_2_with_the_reason(

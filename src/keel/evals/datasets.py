@@ -238,7 +238,7 @@ class Datasets:
     async def resolve(self, ref: str) -> dict[str, Any]:
         """``name`` (latest) or ``name@version`` -> the version's record."""
         name, _, which = ref.partition("@")
-        if which and not which.isdigit():
+        if which and not (which.isascii() and which.isdigit() and len(which) <= 9):
             raise DatasetError(f"dataset reference '{ref}': use name or name@VERSION")
         row = (await q.get_version(self.store, name, int(which)) if which
                else await q.latest_version(self.store, name))

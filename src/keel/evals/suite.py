@@ -162,7 +162,7 @@ def parse_suite(data: Any, path: Path | None) -> Suite:
     try:
         spec = SuiteSpec.model_validate(data)
     except ValidationError as exc:
-        raise SuiteError(validation_message(exc, where)) from None
+        raise SuiteError(validation_message(exc, where, SuiteSpec)) from None
     scorers: list[Scorer] = []
     names: set[str] = set()
     for i, cfg in enumerate(spec.scorers):
