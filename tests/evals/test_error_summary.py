@@ -70,13 +70,20 @@ def test_the_api_returns_the_error_summary(failing: dict[str, str], tmp_path: Pa
     assert summary["error_note"].startswith("all 3 executions failed; most common error (3\u00d7)")
 
 
-def test_a_partly_errored_run_names_its_most_common_error(
-        failing: dict[str, str], tmp_path: Path) -> None:
+@pytest.fixture
+def working(failing: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """A keel whose mock answers, with the suite's prompt pushed."""
     env = {**failing, "KEEL_CONFIG": str(tmp_path / "ok.yaml")}
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump({
         "providers": [{"name": "mock", "kind": "mock"}],
         "models": [{"name": "mock", "provider": "mock"}]}))
     push_prompt(env, tmp_path, None, "production")
+    return env
+
+
+def test_a_partly_errored_run_names_its_most_common_error(
+        working: dict[str, str], tmp_path: Path) -> None:
+    env = working
     cases = ok_cases(10, 10)
     for c in cases[:3]:
         c["vars"] = {"ok": "yes"}  # the prompt's {{question}} is missing
@@ -93,12 +100,8 @@ def test_a_partly_errored_run_names_its_most_common_error(
 
 
 def test_a_judgeable_run_with_a_few_errors_still_says_why(
-        failing: dict[str, str], tmp_path: Path) -> None:
-    env = {**failing, "KEEL_CONFIG": str(tmp_path / "ok.yaml")}
-    (tmp_path / "ok.yaml").write_text(yaml.safe_dump({
-        "providers": [{"name": "mock", "kind": "mock"}],
-        "models": [{"name": "mock", "provider": "mock"}]}))
-    push_prompt(env, tmp_path, None, "production")
+        working: dict[str, str], tmp_path: Path) -> None:
+    env = working
     cases = ok_cases(20, 20)
     cases[0]["vars"] = {"ok": "yes"}  # 1 of 20 errored: under max_error_rate, so judged
     write_jsonl(tmp_path / "cases.jsonl", cases)
