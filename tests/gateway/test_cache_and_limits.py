@@ -195,7 +195,7 @@ def test_embeddings_count_against_rate_limits_and_budgets(tmp_path: Path,
         rows = httpx.get(k.url + "/api/budgets", headers=k.admin_headers()).json()["data"]
     assert codes == [200, 200, 429]
     spent = next(r for r in rows if r["name"] == "vectors")["spent"]
-    from keel.gateway.tokens import estimate_text
+    from keel.text import estimate_text
 
     # two admitted calls, each the mock's token count for the text at $10/Mtok
     assert spent == pytest.approx(2 * estimate_text("some text") * 10 / 1e6)

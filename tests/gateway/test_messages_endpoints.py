@@ -10,7 +10,7 @@ import anthropic
 import httpx
 import pytest
 
-from keel.gateway.tokens import estimate_messages
+from keel.text import estimate_messages
 from tests.gateway.conftest import Upstreams
 from tests.support.keel import Keel
 

@@ -26,12 +26,12 @@ from keel.errors import (
 from keel.gateway.anthropic_format import STOP_SEQUENCE
 from keel.gateway.executor import execute, is_filtered
 from keel.gateway.providers.base import Provider, build_provider
-from keel.gateway.tokens import estimate_messages, estimate_text
 from keel.guard.redact import redact_json
 from keel.routing import Balancer, BreakerBoard, Deployment, Plan, Router
 from keel.secrets import SecretRedactor
 from keel.telemetry.metrics import Metrics
 from keel.telemetry.writer import TraceWriter
+from keel.text import estimate_messages, estimate_text
 from keel.types import JSON, ChatResult, EmbeddingResult, Price, Principal, Trace, Usage
 
 if TYPE_CHECKING:

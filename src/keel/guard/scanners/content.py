@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from keel.gateway.tokens import estimate_text
 from keel.guard.scanners.base import (
     Finding,
     ScanContext,
@@ -14,6 +13,7 @@ from keel.guard.scanners.base import (
     register_scanner,
 )
 from keel.guard.scanners.support import BaseScanner, Options
+from keel.text import estimate_text
 
 _WS = re.compile(r"\s+")
 Trie = dict[str, "Trie"]
@@ -104,7 +104,7 @@ class BannedScanner(BaseScanner):
 @register_scanner("max_tokens")
 class MaxTokensScanner(BaseScanner):
     """Options: ``max`` (required): the most tokens allowed, estimated at about four
-    characters per token (``keel.gateway.tokens``; no tokenizer is downloaded)."""
+    characters per token (``keel.text``; no tokenizer is downloaded)."""
 
     options = ("max",)
     stages = ("input",)
