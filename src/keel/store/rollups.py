@@ -33,6 +33,7 @@ from keel.store.schema import (
     rollups,
     traces,
 )
+from keel.store.sql import placeholders
 
 GRANULARITIES: dict[str, int] = {"m": 60, "h": 3600, "d": 86400}
 KEY = ("granularity", "bucket", "feature", "team", "model", "prompt")
@@ -174,13 +175,11 @@ def _upsert_sql(store: Store, table: sa.Table, keys: Sequence[str],
     cache_key = f"upsert:{table.name}"
     sql = store.sql_cache.get(cache_key)
     if sql is None:
-        from keel.store.traces import _placeholders
-
         q = _quote(store)
         t = q(table.name)
         cols = [*keys, *adds]
         sql = (f"INSERT INTO {t} ({', '.join(q(c) for c in cols)}) VALUES "
-               f"({_placeholders(store.engine.dialect.paramstyle, len(cols))}) "
+               f"({placeholders(store.engine.dialect.paramstyle, len(cols))}) "
                f"ON CONFLICT ({', '.join(q(k) for k in keys)}) DO UPDATE SET "
                + ", ".join(f"{q(c)} = {t}.{q(c)} + excluded.{q(c)}" for c in adds))
         store.sql_cache[cache_key] = sql

@@ -12,6 +12,7 @@ from keel.store import rollups
 from keel.store.clean import RowFitter, dumps_json
 from keel.store.db import Store, row_dict
 from keel.store.schema import trace_payloads, traces
+from keel.store.sql import placeholders
 from keel.types import Trace
 
 TRACE_COLUMNS = tuple(str(c.name) for c in traces.columns)
@@ -57,18 +58,6 @@ def fit_values(values: tuple[Any, ...]) -> tuple[Any, ...]:
 _FIT = RowFitter(traces).fit
 
 
-def _placeholders(paramstyle: str, n: int) -> str:
-    if paramstyle == "qmark":
-        return ", ".join("?" * n)
-    if paramstyle == "numeric_dollar":
-        return ", ".join(f"${i}" for i in range(1, n + 1))
-    if paramstyle in ("format", "pyformat"):
-        return ", ".join(["%s"] * n)
-    if paramstyle == "numeric":
-        return ", ".join(f":{i}" for i in range(1, n + 1))
-    raise RuntimeError(f"unsupported DBAPI paramstyle {paramstyle}")
-
-
 def _insert_sql(store: Store, table: sa.Table, columns: tuple[str, ...]) -> str:
     """An idempotent positional INSERT for the driver, built once per store and table."""
     cache = store.sql_cache
@@ -78,7 +67,7 @@ def _insert_sql(store: Store, table: sa.Table, columns: tuple[str, ...]) -> str:
         quote = dialect.identifier_preparer.quote
         cols = ", ".join(quote(c) for c in columns)
         sql = (f"INSERT INTO {quote(table.name)} ({cols}) VALUES "
-               f"({_placeholders(dialect.paramstyle, len(columns))}) ON CONFLICT DO NOTHING")
+               f"({placeholders(dialect.paramstyle, len(columns))}) ON CONFLICT DO NOTHING")
         cache[table.name] = sql
     return sql
 
