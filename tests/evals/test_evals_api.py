@@ -28,7 +28,7 @@ def test_runs_results_and_events_over_http(tmp_path: Path, database_url: str) ->
         st = k.state
 
         async def run() -> dict[str, object]:
-            runs = await Runner(st.store, st.prompts, LocalGateway(st)).run(_suite(tmp_path))
+            runs = await Runner(st.store, st.prompts, LocalGateway(st.flow)).run(_suite(tmp_path))
             await q.add_event(st.store, "regression", "suite", runs[0]["id"],
                               orjson.dumps({"reasons": ["pass rate fell"]}).decode())
             return runs[0]

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from keel.config import EvalsConfig, ScheduledSuite, parse_config
 from keel.evals.gate import run_gate
 from keel.evals.runner import Runner
-from keel.evals.schedule import EvalScheduler, due_slot
+from keel.evals.schedule import due_slot
 from keel.evals.suite import SuiteError, parse_suite
 from keel.gateway.internal import LocalGateway
 from keel.prompts import PromptSpec
@@ -97,7 +97,7 @@ async def _gate(state: AppState, path: Path, candidate_system: str) -> Any:
     await state.prompts.set_label(f"lookup@{cand.version}", "candidate")
     from keel.evals.suite import load_suite
 
-    runner = Runner(state.store, state.prompts, LocalGateway(state), use_cache=False)
+    runner = Runner(state.store, state.prompts, LocalGateway(state.flow), use_cache=False)
     return await run_gate(runner, load_suite(path))
 
 
@@ -148,7 +148,7 @@ async def test_gate_breaks_on_an_absolute_threshold_and_refuses_bad_baselines(
         two = parse_suite({"dataset": "cases.jsonl", "targets": ["lookup@1", "lookup@2"],
                            "scorers": [{"type": "contains", "value": "x"}]},
                           tmp_path / "s.yaml")
-        runner = Runner(state.store, state.prompts, LocalGateway(state))
+        runner = Runner(state.store, state.prompts, LocalGateway(state.flow))
         with pytest.raises(SuiteError, match="one candidate"):
             await run_gate(runner, two, "production")
         assert not [r for r in await q.list_runs(state.store) if r["status"] == "running"]
@@ -234,8 +234,8 @@ async def test_scheduled_suite_runs_once_per_day_across_replicas_and_records_reg
             ScheduledSuite(suite=str(path), at="02:00"),
             ScheduledSuite(suite="a/suite.yaml", at="02:00"),  # relative to the base dir
             ScheduledSuite(suite="missing.yaml", at="02:00")])
-        sched_a = EvalScheduler(a, cfg, tmp_path)
-        sched_b = EvalScheduler(b, cfg, tmp_path)
+        sched_a = a.eval_scheduler(cfg, tmp_path)
+        sched_b = b.eval_scheduler(cfg, tmp_path)
         day = 1_795_000_000.0 - (1_795_000_000 % 86400)
         assert await sched_a.tick(day + 3600) == []  # not yet due
         ran_a = await sched_a.tick(day + 3 * 3600)

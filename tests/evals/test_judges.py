@@ -77,7 +77,7 @@ class Env:
         suite = parse_suite({"dataset": "cases.jsonl", "targets": [{"model": "assistant"}],
                              "scorers": scorers, "concurrency": 2, "retries": 0},
                             self.tmp / "suite.yaml")
-        runner = Runner(self.state.store, self.state.prompts, LocalGateway(self.state))
+        runner = Runner(self.state.store, self.state.prompts, LocalGateway(self.state.flow))
         run = (await runner.run(suite))[0]
         results = {}
         async for row in q.iter_results(self.state.store, run["id"]):

@@ -142,7 +142,7 @@ async def keel_state(tmp_path: Path, database_url: str,
 
 
 def runner(state: AppState, suite: Suite, **kw: Any) -> Runner:
-    return Runner(state.store, state.prompts, LocalGateway(state, feature=suite.spec.feature),
+    return Runner(state.store, state.prompts, LocalGateway(state.flow, feature=suite.spec.feature),
                   **kw)
 
 

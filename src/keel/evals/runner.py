@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -40,7 +40,7 @@ from keel.evals.datasets import Case, Datasets
 from keel.evals.scorers import LLMError, Score, ScoreInput
 from keel.evals.scorers.support import BaseScorer
 from keel.evals.suite import Suite, SuiteError, TargetSpec
-from keel.gateway.internal import Reply
+from keel.gateway.calls import ModelCalls, Reply
 from keel.prompts.registry import PromptRegistry, PromptVersion
 from keel.store import Store
 from keel.store import evals as q
@@ -57,15 +57,6 @@ MAX_ERROR_CHARS = 500  # of an error, as counted
 MAX_ERRORS_LISTED = 5  # most common errors in a run's summary
 TIMES = "\N{MULTIPLICATION SIGN}"  # "most common error (20 times)", with the sign for "times"
 QUANTILES = (0.5, 0.95, 0.99)
-
-
-class Gateway(Protocol):
-    """What the runner needs from the gateway (``keel.gateway.internal.LocalGateway``)."""
-
-    async def chat(self, body: JSON, *, tags: dict[str, str] | None = None,
-                   prompt: tuple[str, int] | None = None) -> Reply: ...
-
-    async def embed(self, body: JSON, *, tags: dict[str, str] | None = None) -> Reply: ...
 
 
 Progress = Callable[[int, int], None]  # (executions done, executions in total)
@@ -273,7 +264,7 @@ def retry_delay(exc: KeelError, attempt: int) -> float:
 
 
 class Runner:
-    def __init__(self, store: Store, prompts: PromptRegistry, gateway: Gateway, *,
+    def __init__(self, store: Store, prompts: PromptRegistry, gateway: ModelCalls, *,
                  use_cache: bool = True, progress: Progress | None = None) -> None:
         self.store = store
         self.prompts = prompts

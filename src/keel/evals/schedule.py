@@ -25,8 +25,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -35,11 +36,10 @@ from keel.errors import KeelError
 from keel.evals.gate import run_gate, thresholds_code
 from keel.evals.runner import Runner
 from keel.evals.suite import load_suite
-from keel.gateway.internal import LocalGateway
+from keel.gateway.calls import ModelCalls
+from keel.prompts.registry import PromptRegistry
+from keel.store import Store
 from keel.store import evals as q
-
-if TYPE_CHECKING:
-    from keel.server.state import AppState
 
 log = logging.getLogger("keel.evals")
 
@@ -61,8 +61,15 @@ def due_slot(at: str, now: float) -> str | None:
 
 
 class EvalScheduler:
-    def __init__(self, state: AppState, config: EvalsConfig, base_dir: Path) -> None:
-        self.state = state
+    """Runs ``config.schedule``; ``calls_for(feature)`` is the gateway a suite's model calls
+    go through, as that feature; a suite's relative path is read from ``base_dir``."""
+
+    def __init__(self, store: Store, prompts: PromptRegistry,
+                 calls_for: Callable[[str], ModelCalls], config: EvalsConfig,
+                 base_dir: Path) -> None:
+        self.store = store
+        self.prompts = prompts
+        self.calls_for = calls_for
         self.config = config
         self.base_dir = base_dir
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
@@ -93,7 +100,7 @@ class EvalScheduler:
             slot = due_slot(entry.at, now)
             if slot is None:
                 continue
-            if not await q.claim_slot(self.state.store, claim_key(entry), slot, self.instance):
+            if not await q.claim_slot(self.store, claim_key(entry), slot, self.instance):
                 continue
             ran.append(await self.run_entry(entry, slot))
         return ran
@@ -109,8 +116,7 @@ class EvalScheduler:
         try:
             suite = load_suite(path)
             suite_name = suite.name
-            runner = Runner(self.state.store, self.state.prompts,
-                            LocalGateway(self.state, feature=suite.spec.feature))
+            runner = Runner(self.store, self.prompts, self.calls_for(suite.spec.feature))
             baseline = entry.baseline or suite.spec.gate.baseline
             if baseline is not None:
                 outcome = await run_gate(runner, suite, baseline)
@@ -129,7 +135,7 @@ class EvalScheduler:
             detail["reasons"] = ["the server stopped while the suite ran; it runs again at "
                                  "the next scheduled time"]
             with contextlib.suppress(Exception):
-                await q.add_event(self.state.store, "error", suite_name, run_id,
+                await q.add_event(self.store, "error", suite_name, run_id,
                                   orjson.dumps(detail).decode())
             raise
         except Exception as exc:
@@ -137,7 +143,7 @@ class EvalScheduler:
             code, detail["reasons"] = 2, [f"{type(exc).__name__}: {exc}"]
         if code:
             kind = "regression" if code == 1 else "error"
-            await q.add_event(self.state.store, kind, suite_name, run_id,
+            await q.add_event(self.store, kind, suite_name, run_id,
                               orjson.dumps(detail).decode())
             log.warning("scheduled suite %s: %s: %s", suite_name, kind,
                         "; ".join(detail.get("reasons") or []))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from keel.cache import CachePolicy, ResponseCache, completion_to_chunks, parse_cache_directive
@@ -27,17 +28,28 @@ from keel.types import JSON, Principal, Trace, Usage, new_trace_id
 
 if TYPE_CHECKING:
     from keel.gateway.service import Gateway, ModelEntry
-    from keel.review import Review
-    from keel.server.state import AppState
+    from keel.limits import Limits
+    from keel.review import Review, ReviewService
 
 log = logging.getLogger("keel.gateway")
 
 
-class Inbound(Protocol):
-    """What the flow reads from an exchange: an HTTP one (``openai_api.Exchange``) or a call
-    from inside keel (``internal``)."""
+@dataclass(slots=True)
+class FlowParts:
+    """What the chat and embeddings flows use besides the request itself. The composition
+    root (the server's ``AppState``) builds one at start and hands the same object to every
+    request; ``limits`` and ``cache`` are set once they are started (None until then)."""
 
-    state: AppState
+    gateway: Gateway
+    reviews: ReviewService  # answers held for a human decision
+    limits: Limits | None = None
+    cache: ResponseCache | None = None
+
+
+class Inbound(Protocol):
+    """What the flow reads from an exchange: an HTTP one (the server's ``Exchange``) or a
+    call from inside keel (``internal``)."""
+
     trace: Trace
     principal: Principal | None
     headers_in: dict[str, str]
@@ -46,10 +58,10 @@ class Inbound(Protocol):
 class ChatFlow:
     """One chat request through limits, cache and the plan's execution."""
 
-    def __init__(self, ex: Inbound, body: JSON) -> None:
+    def __init__(self, parts: FlowParts, ex: Inbound, body: JSON) -> None:
         self.ex = ex
-        self.st: AppState = ex.state
-        self.gw: Gateway = ex.state.gateway
+        self.parts = parts
+        self.gw: Gateway = parts.gateway
         self.trace: Trace = ex.trace
         self.body = body
         self.admission: Admission | None = None
@@ -165,7 +177,7 @@ class ChatFlow:
             return self._deliver(final)
         if review.mode == "async":
             raise HeldForReview(review.id, review.expires_at)
-        reviews = self.st.reviews
+        reviews = self.parts.reviews
         await reviews.wait(review.id, review.expires_at - time.time())
         return self._deliver(await reviews.release(review.id))
 
@@ -173,7 +185,7 @@ class ChatFlow:
         guard, t = self.guard, self.trace
         assert guard is not None
         rule = guard.policy.review or DEFAULT_REVIEW
-        return await self.st.reviews.hold(
+        return await self.parts.reviews.hold(
             trace_id=t.id, key_id=t.key_id, team=t.team, feature=t.feature,
             policy=guard.policy.name, policy_version=guard.policy.version, reasons=reasons,
             mode=rule.mode, timeout_s=rule.timeout_s, request=self.body, completion=final)
@@ -188,7 +200,7 @@ class ChatFlow:
     # --- limits ------------------------------------------------------------------------------
 
     async def _admit(self, plan: Plan) -> None:
-        limits = self.st.limits
+        limits = self.parts.limits
         if limits is None or not limits.active:
             return
         worst = worst_case(self.gw, plan, self.body)
@@ -198,22 +210,22 @@ class ChatFlow:
             model=plan.requested, worst_case_usd=worst))
 
     def _release(self) -> None:
-        if self.admission is not None and self.st.limits is not None:
-            self.st.limits.release_soon(self.admission)
+        if self.admission is not None and self.parts.limits is not None:
+            self.parts.limits.release_soon(self.admission)
             self.admission = None
 
     def _settle(self, cost: float, usage: Usage) -> None:
-        if self.admission is not None and self.st.limits is not None:
+        if self.admission is not None and self.parts.limits is not None:
             tokens = usage.input_tokens + usage.output_tokens
-            self.st.limits.settle_soon(self.admission, cost, tokens)
+            self.parts.limits.settle_soon(self.admission, cost, tokens)
             self.admission = None
 
     # --- cache -------------------------------------------------------------------------------
 
     @property
     def cache(self) -> ResponseCache:
-        assert self.st.cache is not None, "the cache is built when the app starts"
-        return self.st.cache
+        assert self.parts.cache is not None, "the cache is built when the app starts"
+        return self.parts.cache
 
     async def _cache_read(self, plan: Plan) -> JSON | None:
         policy = self.policy
@@ -320,15 +332,14 @@ async def _chunks(completion: JSON) -> AsyncIterator[JSON]:
         yield chunk
 
 
-async def run_embeddings(ex: Inbound, body: JSON) -> JSON:
+async def run_embeddings(parts: FlowParts, ex: Inbound, body: JSON) -> JSON:
     """Embeddings: rate limits and budgets apply as for chat (the worst case is the input
     estimate at the input price); no cache."""
-    st: AppState = ex.state
-    gw: Gateway = st.gateway
+    gw = parts.gateway
     t = ex.trace
     assert ex.principal is not None
     plan = gw.resolve(ex.principal, body["model"], "embedding", t)
-    limits = st.limits
+    limits = parts.limits
     admission = None
     if limits is not None and limits.active:
         entry = gw.models[plan.chain[0]]

@@ -6,46 +6,30 @@ attribution, routing, rate limits and budgets, retries and fallbacks, the trace 
 traffic is traced and costed like any other, under its own team and feature. The gateway's
 response cache is bypassed (``no-store``): an eval measures the model, and repeats must be
 independent samples; the eval runner keeps its own result cache.
+
+``LocalGateway`` is given the flow's collaborators (``FlowParts``) by the composition root,
+and answers the ``keel.gateway.calls.ModelCalls`` protocol the evals depend on.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from keel.errors import KeelError
-from keel.gateway.flow import ChatFlow, run_embeddings
+from keel.gateway.calls import Reply
+from keel.gateway.flow import ChatFlow, FlowParts, run_embeddings
 from keel.gateway.validate import check_chat, check_embeddings
 from keel.types import JSON, Principal, Trace, new_trace_id
 
-if TYPE_CHECKING:
-    from keel.server.state import AppState
-
 _HEADERS = {"x-keel-cache": "no-store"}
-
-
-@dataclass(slots=True)
-class Reply:
-    """What a call produced: the body (None on error), and what it took."""
-
-    body: JSON | None
-    trace_id: str
-    latency_ms: float
-    cost_usd: float
-    input_tokens: int
-    output_tokens: int
-    model: str | None
-    error: KeelError | None = None
 
 
 class _Exchange:
     """The parts of an inbound exchange the chat flow reads."""
 
-    __slots__ = ("headers_in", "principal", "state", "trace")
+    __slots__ = ("headers_in", "principal", "trace")
 
-    def __init__(self, state: AppState, principal: Principal, trace: Trace) -> None:
-        self.state = state
+    def __init__(self, principal: Principal, trace: Trace) -> None:
         self.principal: Principal | None = principal
         self.trace = trace
         self.headers_in = _HEADERS
@@ -54,8 +38,8 @@ class _Exchange:
 class LocalGateway:
     """The gateway of this process, called directly, as team ``team`` / feature ``feature``."""
 
-    def __init__(self, state: AppState, *, team: str = "eval", feature: str = "eval") -> None:
-        self.state = state
+    def __init__(self, parts: FlowParts, *, team: str = "eval", feature: str = "eval") -> None:
+        self.parts = parts
         self.principal = Principal(key_id=None, team=team, feature=feature, models=None,
                                    feature_override=True)
 
@@ -69,7 +53,7 @@ class LocalGateway:
         return trace
 
     def _open(self, trace: Trace, body: JSON, tags: dict[str, str] | None) -> None:
-        self.state.gateway.attribute(trace, self.principal, _HEADERS, body)
+        self.parts.gateway.attribute(trace, self.principal, _HEADERS, body)
         if tags:
             trace.tags = {**trace.tags, **tags}
         trace.request_body = body
@@ -82,7 +66,7 @@ class LocalGateway:
         try:
             self._open(trace, body, tags)  # first: a refused request is attributed too
             check_chat(body)
-            out = await ChatFlow(_Exchange(self.state, self.principal, trace), body).run()
+            out = await ChatFlow(self.parts, _Exchange(self.principal, trace), body).run()
             assert isinstance(out, dict)
         except KeelError as exc:
             return self._failed(trace, exc)
@@ -93,14 +77,14 @@ class LocalGateway:
         try:
             self._open(trace, body, tags)
             check_embeddings(body)
-            out = await run_embeddings(_Exchange(self.state, self.principal, trace), body)
+            out = await run_embeddings(self.parts, _Exchange(self.principal, trace), body)
         except KeelError as exc:
             return self._failed(trace, exc)
         return _reply(trace, out)
 
     def _failed(self, trace: Trace, exc: KeelError) -> Reply:
         if not trace.end_time:  # a held answer's trace is finished before the decision
-            self.state.gateway.complete(trace, exc.status, error=exc)
+            self.parts.gateway.complete(trace, exc.status, error=exc)
         reply = _reply(trace, None)
         reply.error = exc
         return reply

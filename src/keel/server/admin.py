@@ -10,10 +10,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError, NotFound, excerpt
-from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.keys.service import create_key, public_record, revoke_key
 from keel.server.auth import actor_of, api_route, principal_of
+from keel.server.http import json_response, openai_error, read_body, state_of
 from keel.server.params import (
     cursor_param,
     is_ascii_int,

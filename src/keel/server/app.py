@@ -18,17 +18,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from keel.config import KeelConfig, Settings
 from keel.errors import AuthenticationFailed, InvalidRequest, KeelError, NotFound
-from keel.gateway import anthropic_api, openai_api
-from keel.gateway.openai_api import (
-    REQUEST_ID_HEADER,
-    api_key,
-    id_headers,
-    json_response,
-    openai_error,
-    request_id,
-)
 from keel.server import (
     admin,
+    anthropic_api,
     audit_api,
     budgets_api,
     costs_api,
@@ -36,12 +28,15 @@ from keel.server import (
     features_api,
     feedback_api,
     metrics_api,
+    openai_api,
     otlp_api,
     policies_api,
     prompts_api,
     reviews_api,
 )
 from keel.server.auth import authorize
+from keel.server.exchange import REQUEST_ID_HEADER, id_headers, request_id
+from keel.server.http import api_key, json_response, openai_error
 from keel.server.state import AppState
 from keel.types import new_trace_id
 

@@ -13,9 +13,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import KeelError
-from keel.gateway.openai_api import json_response, openai_error, state_of
 from keel.server.admin import MAX_PAGE
 from keel.server.auth import api_route
+from keel.server.http import json_response, openai_error, state_of
 from keel.server.params import int_param, limit_param, text_param, time_param
 
 

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import AuthenticationFailed, KeelError, PermissionDenied
-from keel.gateway.openai_api import api_key, openai_error, state_of
+from keel.server.http import api_key, openai_error, state_of
 from keel.types import ROLES, Principal
 
 __all__ = ["ANY_KEY", "GRANTS", "NARROW_ROLES", "PUBLIC", "ROLES", "actor_of", "api_route",

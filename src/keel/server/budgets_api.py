@@ -7,8 +7,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import KeelError
-from keel.gateway.openai_api import json_response, openai_error, state_of
 from keel.server.auth import api_route
+from keel.server.http import json_response, openai_error, state_of
 
 
 async def list_budgets_ep(request: Request) -> Response:

@@ -18,9 +18,9 @@ from starlette.routing import Route
 from keel.costs.reprice import event_json, reprice
 from keel.costs.spend import parse_group_by, spend
 from keel.errors import InvalidRequest, KeelError
-from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.server.auth import api_route, claimed_actor, principal_of
+from keel.server.http import json_response, openai_error, read_body, state_of
 from keel.server.params import (
     choice_param,
     limit_param,

@@ -11,8 +11,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError, NotFound
-from keel.gateway.openai_api import json_response, openai_error, state_of
 from keel.server.auth import api_route
+from keel.server.http import json_response, openai_error, state_of
 from keel.server.params import (
     choice_param,
     is_ascii_int,

@@ -14,9 +14,9 @@ from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError
 from keel.features import FeatureSwitches
-from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.server.auth import actor_of, api_route, principal_of
+from keel.server.http import json_response, openai_error, read_body, state_of
 from keel.server.params import path_param
 from keel.server.state import AppState
 

@@ -20,10 +20,10 @@ from starlette.routing import Route
 from keel import feedback as fb
 from keel.errors import InvalidRequest, KeelError, PermissionDenied
 from keel.feedback.service import check_feedback_source, may_see, outcome_attribution
-from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.keys.service import FEEDBACK_SCOPE
 from keel.server.auth import ANY_KEY, api_route, principal_of, public_route
+from keel.server.http import json_response, openai_error, read_body, state_of
 from keel.server.params import MAX_ID_CHARS, limit_param, text_param, time_param
 from keel.server.state import AppState
 from keel.server.trace_lookup import (

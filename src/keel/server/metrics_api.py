@@ -9,9 +9,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import KeelError
-from keel.gateway.openai_api import json_response, openai_error, state_of
 from keel.monitor.summary import Filters, summary
 from keel.server.auth import api_route
+from keel.server.http import json_response, openai_error, state_of
 from keel.server.params import text_param, time_param
 
 DEFAULT_WINDOW_S = 86400.0

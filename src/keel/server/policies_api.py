@@ -12,9 +12,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import KeelError, NotFound
-from keel.gateway.openai_api import json_response, openai_error, state_of
 from keel.guard.policy import Policy
 from keel.server.auth import api_route
+from keel.server.http import json_response, openai_error, state_of
 from keel.server.params import path_param
 from keel.store import policies as queries
 from keel.types import JSON

@@ -10,10 +10,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError
-from keel.gateway.openai_api import json_response, openai_error, read_body, state_of
 from keel.gateway.validate import parse_body
 from keel.prompts import PromptSpec, PromptSpecError
 from keel.server.auth import api_route, claimed_actor, principal_of
+from keel.server.http import json_response, openai_error, read_body, state_of
 from keel.server.params import path_param, str_field, text_param
 
 LIMIT = 1024 * 1024

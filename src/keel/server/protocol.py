@@ -14,7 +14,7 @@ server facing untrusted clients needs, per connection:
   just closed). A head that arrives in one read, the usual case, arms no timer.
 - **Idle keep-alive** is uvicorn's own timer (``timeout_keep_alive``), set by ``keel serve``.
 - **Bodies** are read by the application under ``KEEL_BODY_TIMEOUT_S``
-  (``keel.gateway.openai_api.read_body``). When an answer is sent before its request body has
+  (``keel.server.http.read_body``). When an answer is sent before its request body has
   all arrived (413, 408, an early error), the connection is closed after the answer instead
   of being kept alive: the rest of the body is never waited for.
 
@@ -40,7 +40,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from keel.config import Settings
 from keel.errors import InvalidRequest, KeelError, RequestTimeout
-from keel.gateway.anthropic_api import error_status_and_body
+from keel.server.anthropic_api import error_status_and_body
 from keel.types import new_trace_id
 
 __all__ = ["LINGER_S", "HttpLimits", "KeelHttpProtocol", "protocol_class"]

@@ -29,18 +29,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError, NotFound
-from keel.gateway.openai_api import (
-    TRACE_HEADER,
-    api_key,
-    json_response,
-    openai_error,
-    read_body,
-    state_of,
-)
 from keel.gateway.validate import parse_body
 from keel.review import REVIEW_HEADER, Review, ReviewService
 from keel.review.model import STATUSES
 from keel.server.auth import actor_of, api_route, principal_of
+from keel.server.exchange import TRACE_HEADER
+from keel.server.http import api_key, json_response, openai_error, read_body, state_of
 from keel.server.params import choice_param, cursor_param, limit_param, path_param, text_param
 from keel.server.state import AppState
 

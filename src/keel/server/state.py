@@ -13,8 +13,12 @@ from typing import Any
 from keel.audit import AuditLog, local_user
 from keel.audit.digest import TraceDigest
 from keel.cache import ResponseCache
-from keel.config import KeelConfig, Settings
+from keel.config import EvalsConfig, KeelConfig, Settings
+from keel.evals.schedule import EvalScheduler
 from keel.features import FeatureSwitches
+from keel.gateway.calls import ModelCalls
+from keel.gateway.flow import FlowParts
+from keel.gateway.internal import LocalGateway
 from keel.gateway.service import Gateway
 from keel.keys.service import KeyRing
 from keel.limits import Limits
@@ -45,12 +49,17 @@ class AppState:
     redis: Any = None
     cache: ResponseCache | None = None
     limits: Limits | None = None
-    scheduler: Any = None  # keel.evals.schedule.EvalScheduler, when suites are scheduled
+    scheduler: EvalScheduler | None = None  # when suites are scheduled
     retention_task: asyncio.Task[None] | None = None
     otlp: OtlpExporter | None = None  # with KEEL_OTLP_ENDPOINT: stored traces leave as spans
     audit_task: asyncio.Task[None] | None = None
     features: FeatureSwitches | None = None  # kill switches; the gateway checks them
     shutdown_problems: list[str] = field(default_factory=list)  # filled by aclose()
+    # what every request's flow uses (the gateway, reviews; limits and cache once started)
+    flow: FlowParts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.flow = FlowParts(self.gateway, self.reviews, self.limits, self.cache)
 
     @classmethod
     def build(cls, settings: Settings, config: KeelConfig) -> AppState:
@@ -118,6 +127,7 @@ class AppState:
         self.limits = Limits(self.config, self.store, self.redis,
                              prefix=self.settings.redis_prefix)
         await self.limits.start()
+        self.flow.limits, self.flow.cache = self.limits, self.cache
         from keel.store.retention import retention_loop, rules_from
 
         rules = rules_from(self.config.features)
@@ -129,11 +139,22 @@ class AppState:
         if schedule:  # keel serve: expire overdue reviews, record late reviewer feedback
             self.reviews.start(self.settings.refresh_interval_s)
         if schedule and self.config.evals.schedule:
-            from keel.evals.schedule import EvalScheduler
-
-            self.scheduler = EvalScheduler(self, self.config.evals,
-                                           Path(self.settings.config).parent)
+            self.scheduler = self.eval_scheduler(self.config.evals,
+                                                 Path(self.settings.config).parent)
             self.scheduler.start()
+
+    def local_gateway(self, feature: str = "eval") -> LocalGateway:
+        """This process's gateway for calls from inside keel, as team ``eval``."""
+        return LocalGateway(self.flow, feature=feature)
+
+    def eval_scheduler(self, config: EvalsConfig, base_dir: Path) -> EvalScheduler:
+        """A scheduler of ``config``'s suites (files relative to ``base_dir``), calling
+        models through this process's gateway."""
+
+        def calls_for(feature: str) -> ModelCalls:
+            return self.local_gateway(feature)
+
+        return EvalScheduler(self.store, self.prompts, calls_for, config, base_dir)
 
     async def _audit_loop(self, interval_s: float = 60.0) -> None:
         """Record the digests of stored trace batches each ``interval_s``; write a

@@ -31,22 +31,11 @@ from keel.gateway.anthropic_inbound_format import (
     openai_body_from_anthropic,
 )
 from keel.gateway.flow import ChatFlow
-from keel.gateway.openai_api import (
-    REQUEST_ID_HEADER,
-    SSE_HEADERS,
-    Exchange,
-    api_key,
-    header_map,
-    id_headers,
-    json_response,
-    openai_error,
-    read_body,
-    request_id,
-    state_of,
-)
 from keel.gateway.tokens import estimate_messages, estimate_text
 from keel.gateway.validate import check_chat, parse_body
 from keel.prompts import apply_prompt
+from keel.server.exchange import REQUEST_ID_HEADER, SSE_HEADERS, Exchange, id_headers, request_id
+from keel.server.http import api_key, header_map, json_response, openai_error, read_body, state_of
 from keel.types import JSON, Trace, Usage, new_trace_id
 
 OVERLOADED_STATUS = 529
@@ -120,7 +109,7 @@ async def messages(request: Request) -> Response:
     ex = Exchange(request, "messages", anthropic=True)
     try:
         body = await ex.open(lambda b: _translate_in_place(ex, b))
-        out = await ChatFlow(ex, body).run()
+        out = await ChatFlow(ex.state.flow, ex, body).run()
     except Exception as exc:
         return ex.fail(exc, anthropic_error)
     if not isinstance(out, dict):
