@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 from keel.errors import (
     KeelError,
@@ -34,11 +34,9 @@ from keel.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from keel.routing import Deployment, Plan
+from keel.gateway.models import ModelEntry
+from keel.routing import BreakerBoard, Deployment, Plan
 from keel.types import JSON, Trace
-
-if TYPE_CHECKING:
-    from keel.gateway.service import Gateway, ModelEntry
 
 T = TypeVar("T")
 BREAKER_CLASSES = frozenset({"rate_limit", "server_error", "timeout", "connection"})
@@ -87,7 +85,8 @@ class AttemptFailed(Exception):
 
 
 async def execute(
-    gw: Gateway,
+    models: Mapping[str, ModelEntry],
+    breakers: BreakerBoard,
     plan: Plan,
     trace: Trace,
     call: Callable[[ModelEntry, Deployment], Awaitable[T]],
@@ -101,7 +100,7 @@ async def execute(
     last_error: KeelError | None = None
     kept: tuple[T, ModelEntry, Deployment] | None = None  # a filtered answer, if all else fails
     for position, model_name in enumerate(plan.chain):
-        entry = gw.models[model_name]
+        entry = models[model_name]
         has_next = position < len(plan.chain) - 1
         tried: set[str] = set()
         retry_no = 0
@@ -137,7 +136,7 @@ async def execute(
                 cls = classify(exc)
                 _log(log, dep, exc.status, exc.error_type, started)
                 if cls in BREAKER_CLASSES:
-                    gw.breakers.record(dep.breaker, ok=False)
+                    breakers.record(dep.breaker, ok=False)
                 if cls is None:
                     raise exc from None
                 last_error = exc
@@ -166,7 +165,7 @@ async def execute(
             else:
                 dep.in_flight -= 1
                 latency = (time.perf_counter() - started) * 1000.0
-                gw.breakers.record(dep.breaker, ok=True)
+                breakers.record(dep.breaker, ok=True)
                 dep.observe_latency(latency)
                 if filtered is not None and filtered(result) and \
                         "content_filter" in plan.fallback_on and has_next:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from keel.config import KeelConfig, ModelConfig, Settings
@@ -25,6 +24,7 @@ from keel.errors import (
 )
 from keel.gateway.anthropic_format import STOP_SEQUENCE
 from keel.gateway.executor import execute, is_filtered
+from keel.gateway.models import ModelEntry as ModelEntry  # re-exported: callers name it here
 from keel.gateway.providers.base import Provider, build_provider
 from keel.guard.redact import redact_json
 from keel.routing import Balancer, BreakerBoard, Deployment, Plan, Router
@@ -44,25 +44,6 @@ StreamEnd = Callable[["Trace", "ModelEntry", JSON, "KeelError | None"], None]
 
 # Body fields keel consumes for attribution and does not forward upstream.
 KEEL_FIELDS = ("metadata",)
-
-
-@dataclass(slots=True)
-class ModelEntry:
-    config: ModelConfig
-    price: Price
-    balancer: Balancer
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def deployments(self) -> list[Deployment]:
-        return self.balancer.deployments
-
-    def worst_case_usd(self, input_tokens: int, max_tokens: int | None, n: int) -> float:
-        out = (max_tokens or self.config.max_output_tokens) * max(n, 1)
-        return self.price.cost(Usage(input_tokens=input_tokens, output_tokens=out))
 
 
 def attributed_feature(principal: Principal, requested: str | None, *,
@@ -210,7 +191,7 @@ class Gateway:
         async def call(entry: ModelEntry, dep: Deployment) -> ChatResult:
             return await dep.provider.chat(self.upstream_body(dep, body))
 
-        result, entry, _ = await execute(self, plan, trace, call,
+        result, entry, _ = await execute(self.models, self.breakers, plan, trace, call,
                                          filtered=lambda r: is_filtered(r.body))
         trace.model_served = result.served_model
         trace.usage = result.usage
@@ -236,7 +217,7 @@ class Gateway:
                                     "without sending anything", code="upstream_bad_response")
             return first, rest
 
-        (first, rest), entry, _ = await execute(self, plan, trace, call)
+        (first, rest), entry, _ = await execute(self.models, self.breakers, plan, trace, call)
         return self.traced_stream(trace, entry, first, rest, on_end), entry
 
     async def embed(self, plan: Plan, body: JSON, trace: Trace
@@ -244,7 +225,7 @@ class Gateway:
         async def call(entry: ModelEntry, dep: Deployment) -> EmbeddingResult:
             return await dep.provider.embed(self.upstream_body(dep, body))
 
-        result, entry, _ = await execute(self, plan, trace, call)
+        result, entry, _ = await execute(self.models, self.breakers, plan, trace, call)
         trace.model_served = result.served_model
         trace.usage = result.usage
         return result, entry
