@@ -17,8 +17,8 @@ from starlette.routing import Route
 from keel.config import KeelConfig
 from keel.errors import KeelError
 from keel.gateway.service import attributed_feature
+from keel.ingest.otlp import MAX_EXPANSION, Outcome, decode_request, ingest, response_for
 from keel.server.http import api_key, openai_error, read_body, state_of
-from keel.telemetry.otlp_ingest import MAX_EXPANSION, Outcome, decode_request, ingest, response_for
 from keel.types import Principal
 
 
