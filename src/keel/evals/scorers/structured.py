@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 
 from keel.evals.scorers.base import Score, ScoreInput, ScorerConfigError, register_scorer
-from keel.evals.scorers.schema import json_equal, schema_option, validate
 from keel.evals.scorers.support import BaseScorer, Options, Template, clip
+from keel.json_schema import json_equal, schema_option, validate
 
 
 def parse_answer(text: str) -> tuple[Any, str | None]:
@@ -40,7 +40,7 @@ class IsJson(BaseScorer):
 class JsonSchema(BaseScorer):
     """The answer parses as JSON and validates against ``schema`` (an inline mapping).
 
-    See :mod:`keel.evals.scorers.schema` for the supported keywords; any other keyword is a
+    See :mod:`keel.json_schema` for the supported keywords; any other keyword is a
     config error naming it.
     """
 

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from keel.evals.scorers.schema import schema_option, validate
 from keel.guard.scanners.base import (
     Finding,
     ScanContext,
@@ -22,6 +21,7 @@ from keel.guard.scanners.base import (
     register_scanner,
 )
 from keel.guard.scanners.support import BaseScanner, Options
+from keel.json_schema import schema_option, validate
 
 # --- urls -------------------------------------------------------------------------------------
 

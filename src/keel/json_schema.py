@@ -1,4 +1,5 @@
-"""A small JSON Schema validator for the subset the ``json-schema`` scorer supports.
+"""Leaf module: a small JSON Schema validator for the subset that the ``json-schema`` eval
+scorer and the ``json_schema`` guard scanner support.
 
 Supported keywords: ``type`` (a name or a list of names: object, array, string, number,
 integer, boolean, null), ``properties``, ``required``, ``additionalProperties`` (true or
