@@ -216,9 +216,7 @@ def run_cmd(suite_file: Path, config_path: str | None, repeats: int | None,
     suite = load(suite_file, repeats=repeats, concurrency=concurrency)
 
     async def go(state: Any) -> list[dict[str, Any]]:
-        from keel.gateway.internal import LocalGateway
-
-        gateway = LocalGateway(state, feature=suite.spec.feature)
+        gateway = state.local_gateway(suite.spec.feature)
         return await run_with_progress((state.store, state.prompts, gateway, not no_cache),
                                        suite, quiet=quiet, on_error=on_error)
 
@@ -423,9 +421,7 @@ def gate_cmd(suite_file: Path, baseline: str | None, config_path: str | None,
     suite = load(suite_file, repeats=repeats, concurrency=concurrency)
 
     async def go(state: Any) -> Any:
-        from keel.gateway.internal import LocalGateway
-
-        gateway = LocalGateway(state, feature=suite.spec.feature)
+        gateway = state.local_gateway(suite.spec.feature)
         runner = Runner(state.store, state.prompts, gateway, use_cache=not no_cache)
         if quiet:
             outcome = await run_gate(runner, suite, baseline, on_error=on_error)
