@@ -13,7 +13,7 @@ import os
 import re
 import types
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -30,9 +30,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from keel.errors import ConfigError
 from keel.locations import locate
 from keel.types import Price, PriceTier
-
-if TYPE_CHECKING:
-    from keel.guard.policy import PolicySet
 
 DEFAULT_CONFIG_FILE = "keel.yaml"
 
@@ -458,20 +455,10 @@ class KeelConfig(_Strict):
     # where relative paths in the config (a policy's schema file) are found: the config
     # file's directory, else the working directory
     _base_dir: Path | None = PrivateAttr(default=None)
-    _policy_set: Any = PrivateAttr(default=None)  # keel.guard.policy.PolicySet, once built
 
     @property
     def base_dir(self) -> Path:
         return self._base_dir or Path.cwd()
-
-    def guard_policies(self) -> PolicySet:
-        """The guardrail policies compiled (scanners built, schema files read), once."""
-        if self._policy_set is None:
-            from keel.guard.policy import compile_policies
-
-            self._policy_set = compile_policies(self.policies, self.base_dir)
-        policies: PolicySet = self._policy_set
-        return policies
 
     def feature(self, name: str) -> FeatureConfig | None:
         return next((f for f in self.features if f.name == name), None)
@@ -670,11 +657,6 @@ def parse_config(data: Any, path: str) -> KeelConfig:
     if lines:
         raise ConfigError("\n".join(lines))
     config._base_dir = Path(path).parent
-    if config.policies:  # scanners, conditions and schema files are checked now, not later
-        try:
-            config.guard_policies()
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc.message}") from None
     return config
 
 

@@ -487,11 +487,12 @@ async def test_config_is_recorded_when_it_changes_with_budget_changes_apart(
     one = parse_config({**base, "budgets": [{"scope": "team", "name": "cx", "usd": 10}]}, "t")
     two = parse_config({**base, "budgets": [{"scope": "team", "name": "cx", "usd": 20}]}, "t")
     path.write_text("budgets: ...\n")
-    first = await audit.record_config(one, str(path), actor="ops")
+    first = await audit.record_config(one, str(path), policies={}, actor="ops")
     assert [e["action"] for e in first] == ["config.change", "budgets.change"]
     assert first[0]["before_hash"] is None
-    assert await audit.record_config(one, str(path), actor="ops") == []  # unchanged: no entry
-    second = await audit.record_config(two, str(path), actor="ops")
+    assert await audit.record_config(one, str(path), policies={},
+                                     actor="ops") == []  # unchanged: no entry
+    second = await audit.record_config(two, str(path), policies={}, actor="ops")
     change, budgets = second
     assert change["before_hash"] == first[0]["after_hash"] != change["after_hash"]
     detail = orjson.loads(change["detail"])

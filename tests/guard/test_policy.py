@@ -30,6 +30,7 @@ from keel.guard.policy import (
     PolicySet,
     compile_policies,
     compile_policy,
+    config_policies,
 )
 from keel.guard.scanners import (
     EMPTY_CONTEXT,
@@ -76,7 +77,7 @@ def config_error(tmp_path: Path, policies: list[dict[str, Any]]) -> str:
     the file name (which is checked to lead it)."""
     path = str(tmp_path / "keel.yaml")
     with pytest.raises(ConfigError) as info:
-        parse_config(keel_config(policies), path)
+        config_policies(parse_config(keel_config(policies), path), path)
     message = info.value.message
     assert message.startswith(f"{path}: "), message
     return message[len(path) + 2:]

@@ -445,15 +445,15 @@ class AuditLog:
     # --- config ------------------------------------------------------------------------------
 
     async def record_config(self, config: KeelConfig, path: str | None, *,
+                            policies: Mapping[str, str],
                             actor: str | None = None) -> list[dict[str, Any]]:
         """Record the loaded config if it differs from the last recorded one: a
         ``config.change`` entry (before/after: hashes of the whole config; detail: a hash
         per section and which changed), ``budgets.change`` when the budgets did, and a
         ``policy.change`` per guardrail policy added, changed or removed (before/after: its
-        versions)."""
+        versions; ``policies``: each compiled policy's name and version)."""
         sections = {k: content_hash(v) for k, v in config.model_dump(mode="json").items()}
         after = content_hash(sections)
-        policies = {p.name: p.version for p in config.guard_policies().policies}
         file_hash = _file_sha256(path)
         last: dict[str, Any] = {}
 

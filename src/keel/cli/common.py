@@ -13,6 +13,7 @@ import orjson
 
 from keel.config import KeelConfig, Settings, config_warnings, default_config, load_config
 from keel.errors import ConfigError, KeelError
+from keel.guard.policy import config_policies
 from keel.locations import Locations, locate
 from keel.store import Store
 
@@ -66,6 +67,7 @@ def cli_config(config_path: str | None = None, *, warn: bool = True,
     named = config_path is not None or found.config_from == "KEEL_CONFIG"
     try:
         config = load_config(found.config, required=named) if found.config else default_config()
+        config_policies(config, str(found.config) if found.config else None)  # scanners, schemas
     except ConfigError as exc:
         for line in exc.message.splitlines():
             click.echo(f"config error: {line}", err=True)

@@ -25,6 +25,7 @@ from keel.errors import (
 from keel.gateway.anthropic_format import STOP_SEQUENCE
 from keel.gateway.executor import execute, is_filtered
 from keel.gateway.models import ModelEntry as ModelEntry  # re-exported: callers name it here
+from keel.gateway.models import ProviderDeployment
 from keel.gateway.providers.base import Provider, build_provider
 from keel.guard.redact import redact_json
 from keel.routing import Balancer, BreakerBoard, Deployment, Plan, Router
@@ -36,6 +37,7 @@ from keel.types import JSON, ChatResult, EmbeddingResult, Price, Principal, Trac
 
 if TYPE_CHECKING:
     from keel.features import FeatureSwitches
+    from keel.guard.policy import PolicySet
 
 log = logging.getLogger("keel.gateway")
 
@@ -63,7 +65,8 @@ def attributed_feature(principal: Principal, requested: str | None, *,
 
 class Gateway:
     def __init__(
-        self, settings: Settings, config: KeelConfig, writer: TraceWriter, metrics: Metrics
+        self, settings: Settings, config: KeelConfig, writer: TraceWriter, metrics: Metrics,
+        policies: PolicySet,
     ) -> None:
         self.settings = settings
         self.writer = writer
@@ -83,7 +86,7 @@ class Gateway:
         # feature kill switches (keel.features), checked in memory by resolve; set by AppState
         self.switches: FeatureSwitches | None = None
         # guardrail policies (keel.guard.policy), found per request by feature and route
-        self.policies = config.guard_policies()
+        self.policies = policies
 
     def _entry(self, m: ModelConfig, in_fallback_chain: bool) -> ModelEntry:
         spec = m.breaker
@@ -182,13 +185,13 @@ class Gateway:
     # --- calls -------------------------------------------------------------------------------
 
     @staticmethod
-    def upstream_body(dep: Deployment, body: JSON) -> JSON:
+    def upstream_body(dep: ProviderDeployment, body: JSON) -> JSON:
         out = {k: v for k, v in body.items() if k not in KEEL_FIELDS}
         out["model"] = dep.upstream
         return out
 
     async def chat(self, plan: Plan, body: JSON, trace: Trace) -> tuple[ChatResult, ModelEntry]:
-        async def call(entry: ModelEntry, dep: Deployment) -> ChatResult:
+        async def call(entry: ModelEntry, dep: ProviderDeployment) -> ChatResult:
             return await dep.provider.chat(self.upstream_body(dep, body))
 
         result, entry, _ = await execute(self.models, self.breakers, plan, trace, call,
@@ -204,7 +207,8 @@ class Gateway:
         so failures up to that point are ordinary errors and may fall back. Returns the
         traced chunk stream and the model that serves it."""
 
-        async def call(entry: ModelEntry, dep: Deployment) -> tuple[JSON, AsyncIterator[JSON]]:
+        async def call(entry: ModelEntry,
+                       dep: ProviderDeployment) -> tuple[JSON, AsyncIterator[JSON]]:
             rest = dep.provider.chat_stream(self.upstream_body(dep, body))
             try:
                 first = await anext(rest, None)
@@ -222,7 +226,7 @@ class Gateway:
 
     async def embed(self, plan: Plan, body: JSON, trace: Trace
                     ) -> tuple[EmbeddingResult, ModelEntry]:
-        async def call(entry: ModelEntry, dep: Deployment) -> EmbeddingResult:
+        async def call(entry: ModelEntry, dep: ProviderDeployment) -> EmbeddingResult:
             return await dep.provider.embed(self.upstream_body(dep, body))
 
         result, entry, _ = await execute(self.models, self.breakers, plan, trace, call)

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
+from keel.errors import ConfigError
 from keel.guard.scanners import Scanner, ScannerConfigError, build_scanner
 from keel.guard.when import Condition, ConditionError
 from keel.plugins import LocatedConfigError
 
 if TYPE_CHECKING:
-    from keel.config import PolicyConfig
+    from keel.config import KeelConfig, PolicyConfig
 
 Action = Literal["allow", "flag", "redact", "block", "review"]
 ACTIONS: tuple[Action, ...] = ("allow", "flag", "redact", "block", "review")
@@ -246,7 +247,26 @@ class PolicySet:
     def get(self, name: str) -> Policy | None:
         return next((p for p in self.policies if p.name == name), None)
 
+    def versions(self) -> dict[str, str]:
+        """Each policy's name and version (its content hash), as the audit log records them."""
+        return {p.name: p.version for p in self.policies}
+
+    def stored_forms(self) -> list[tuple[str, str, str]]:
+        """Each policy as ``store.policies.save_versions`` keeps it: name, version and its
+        spec as canonical JSON (what the version hashes)."""
+        return [(p.name, p.version, canonical(p.spec).decode()) for p in self.policies]
+
 
 def compile_policies(configs: Iterable[PolicyConfig], base_dir: Path) -> PolicySet:
     return PolicySet(compile_policy(c, f"policies[{i}]", base_dir)
                      for i, c in enumerate(configs))
+
+
+def config_policies(config: KeelConfig, path: str | None) -> PolicySet:
+    """The policies of a loaded config compiled (scanners built, conditions parsed, schema
+    files read): done once, by whoever composes keel from the config. A ConfigError names
+    the config file ``path``, as the loader's own errors do."""
+    try:
+        return compile_policies(config.policies, config.base_dir)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.message}" if path else exc.message) from None

@@ -20,11 +20,13 @@ from keel.gateway.calls import ModelCalls
 from keel.gateway.flow import FlowParts
 from keel.gateway.internal import LocalGateway
 from keel.gateway.service import Gateway
+from keel.guard.policy import config_policies
 from keel.keys.service import KeyRing
 from keel.limits import Limits
 from keel.prompts import PromptRegistry
 from keel.review import ReviewService
 from keel.store import Store
+from keel.store.policies import save_versions
 from keel.telemetry.metrics import Metrics, TraceWriterCollector
 from keel.telemetry.otel_export import OtlpExporter
 from keel.telemetry.writer import TraceWriter
@@ -79,7 +81,9 @@ class AppState:
         audit = AuditLog.from_settings(store, settings)
         digest = TraceDigest()
         writer.on_stored_rows = digest.observe
-        gateway = Gateway(settings, config, writer, metrics)
+        # Policies compiled once, here: the gateway applies them, the audit log records them.
+        gateway = Gateway(settings, config, writer, metrics,
+                          config_policies(config, settings.config))
         gateway.switches = features = FeatureSwitches(store, audit=audit)
         return cls(
             settings=settings, config=config, store=store,
@@ -96,13 +100,12 @@ class AppState:
             await self.store.upgrade()
         try:  # recorded when it differs from the last config recorded
             await self.audit.record_config(self.config, self.settings.config,
+                                           policies=self.gateway.policies.versions(),
                                            actor=local_user())
         except Exception:
             log.exception("could not record the config in the audit log")
         if self.gateway.policies:  # every version a trace may name can be read back
-            from keel.store.policies import save_versions
-
-            await save_versions(self.store, self.gateway.policies.policies)
+            await save_versions(self.store, self.gateway.policies.stored_forms())
         await self.keys.start(self.settings.refresh_interval_s)
         await self.prompts.start(self.settings.refresh_interval_s)
         if self.features is not None:

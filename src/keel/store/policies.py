@@ -10,30 +10,29 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from keel.guard.policy import Policy, canonical
 from keel.store.db import Store, row_dict
 from keel.store.schema import policy_versions
 
 
-async def save_versions(store: Store, policies: Iterable[Policy]) -> int:
-    """Store the versions not stored yet; returns how many were new. Replicas starting
-    together may race: a version another one stored first is simply skipped."""
-    policies = list(policies)
-    if not policies:
+async def save_versions(store: Store, versions: Iterable[tuple[str, str, str]]) -> int:
+    """Store the ``(name, version, spec as canonical JSON)`` not stored yet; returns how many
+    were new. Replicas starting together may race: a version another one stored first is
+    simply skipped."""
+    versions = list(versions)
+    if not versions:
         return 0
     c = policy_versions.c
     new = 0
     async with store.begin() as conn:
         have = {(r[0], r[1]) for r in await conn.execute(
-            sa.select(c.name, c.version).where(c.name.in_([p.name for p in policies])))}
-    for p in policies:
-        if (p.name, p.version) in have:
+            sa.select(c.name, c.version).where(c.name.in_([name for name, _, _ in versions])))}
+    for name, version, spec in versions:
+        if (name, version) in have:
             continue
         try:
             async with store.begin() as conn:
                 await conn.execute(policy_versions.insert().values(
-                    name=p.name, version=p.version, spec=canonical(p.spec).decode(),
-                    first_seen=time.time()))
+                    name=name, version=version, spec=spec, first_seen=time.time()))
             new += 1
         except sa.exc.IntegrityError:
             pass
