@@ -34,8 +34,8 @@ from keel.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from keel.gateway.models import ModelEntry
-from keel.routing import BreakerBoard, Deployment, Plan
+from keel.gateway.models import ModelEntry, ProviderDeployment
+from keel.routing import BreakerBoard, Plan
 from keel.types import JSON, Trace
 
 T = TypeVar("T")
@@ -89,16 +89,17 @@ async def execute(
     breakers: BreakerBoard,
     plan: Plan,
     trace: Trace,
-    call: Callable[[ModelEntry, Deployment], Awaitable[T]],
+    call: Callable[[ModelEntry, ProviderDeployment], Awaitable[T]],
     *,
     filtered: Callable[[T], bool] | None = None,
-) -> tuple[T, ModelEntry, Deployment]:
+) -> tuple[T, ModelEntry, ProviderDeployment]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + plan.timeout_s if plan.timeout_s else None
     log: list[JSON] = trace.attempt_log if trace.attempt_log is not None else []
     trace.attempt_log = log
     last_error: KeelError | None = None
-    kept: tuple[T, ModelEntry, Deployment] | None = None  # a filtered answer, if all else fails
+    # a filtered answer, if all else fails
+    kept: tuple[T, ModelEntry, ProviderDeployment] | None = None
     for position, model_name in enumerate(plan.chain):
         entry = models[model_name]
         has_next = position < len(plan.chain) - 1
@@ -181,7 +182,7 @@ async def execute(
     raise _final(last_error, trace)
 
 
-def _log(log: list[JSON], dep: Deployment, status: int, error_type: str | None,
+def _log(log: list[JSON], dep: ProviderDeployment, status: int, error_type: str | None,
          started: float) -> None:
     log.append({"model": dep.model, "deployment": dep.name, "status": status,
                 "error_type": error_type,

@@ -7,22 +7,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from keel.config import ModelConfig
+from keel.gateway.providers.base import Provider
 from keel.routing import Balancer, Deployment
 from keel.types import Price, Usage
+
+ProviderDeployment = Deployment[Provider]
 
 
 @dataclass(slots=True)
 class ModelEntry:
     config: ModelConfig
     price: Price
-    balancer: Balancer
+    balancer: Balancer[Provider]
 
     @property
     def name(self) -> str:
         return self.config.name
 
     @property
-    def deployments(self) -> list[Deployment]:
+    def deployments(self) -> list[ProviderDeployment]:
         return self.balancer.deployments
 
     def worst_case_usd(self, input_tokens: int, max_tokens: int | None, n: int) -> float:

@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
 from keel.routing.breaker import Breaker
 
-if TYPE_CHECKING:
-    from keel.gateway.providers.base import Provider
-
 EWMA_ALPHA = 0.2
 
+# What a deployment calls: the gateway's Provider. Routing only carries it, so it is a type
+# parameter here rather than an import of the gateway.
+P = TypeVar("P")
 
-class Deployment:
+
+class Deployment(Generic[P]):
     __slots__ = ("breaker", "ewma_ms", "in_flight", "model", "name", "provider", "upstream",
                  "weight")
 
-    def __init__(self, name: str, model: str, provider: Provider, upstream: str, weight: float,
+    def __init__(self, name: str, model: str, provider: P, upstream: str, weight: float,
                  breaker: Breaker) -> None:
         self.name = name
         self.model = model
@@ -39,14 +40,14 @@ class Deployment:
             EWMA_ALPHA * ms + (1 - EWMA_ALPHA) * self.ewma_ms)
 
 
-class Balancer:
-    def __init__(self, deployments: list[Deployment], strategy: str,
+class Balancer(Generic[P]):
+    def __init__(self, deployments: list[Deployment[P]], strategy: str,
                  rng: random.Random | None = None) -> None:
         self.deployments = deployments
         self.strategy = strategy
         self.rng = rng or random.Random()
 
-    def pick(self, exclude: set[str] | frozenset[str] = frozenset()) -> Deployment | None:
+    def pick(self, exclude: set[str] | frozenset[str] = frozenset()) -> Deployment[P] | None:
         """A deployment not in ``exclude`` whose circuit admits a request, or None."""
         now = time.monotonic()
         if len(self.deployments) == 1 and not exclude:
@@ -65,7 +66,7 @@ class Balancer:
         now = time.monotonic()
         return any(d.name not in exclude and d.breaker.available(now) for d in self.deployments)
 
-    def _choose(self, candidates: list[Deployment]) -> Deployment:
+    def _choose(self, candidates: list[Deployment[P]]) -> Deployment[P]:
         if len(candidates) == 1:
             return candidates[0]
         if self.strategy == "least-busy":
