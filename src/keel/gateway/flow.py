@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Protocol
 
 from keel.cache import CachePolicy, ResponseCache, completion_to_chunks, parse_cache_directive
 from keel.errors import KeelError
-from keel.gateway.tokens import estimate_messages, estimate_text
 from keel.guard.engine import GuardRun, HeldForReview, PolicyBlocked
 from keel.guard.policy import DEFAULT_REVIEW, Policy
 from keel.limits import Admission, LimitRequest
 from keel.routing import Plan
+from keel.text import estimate_messages, estimate_text
 from keel.types import JSON, Principal, Trace, Usage, new_trace_id
 
 if TYPE_CHECKING:
-    from keel.gateway.service import Gateway, ModelEntry
+    from keel.gateway.models import ModelEntry
+    from keel.gateway.service import Gateway
     from keel.limits import Limits
     from keel.review import Review, ReviewService
 

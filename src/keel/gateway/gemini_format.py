@@ -38,7 +38,7 @@ from urllib.parse import unquote_to_bytes
 import orjson
 
 from keel.errors import InvalidRequest, UnsupportedOperation, UpstreamError
-from keel.gateway.tokens import content_text, estimate_text
+from keel.text import content_text, estimate_text
 from keel.types import JSON, Usage
 
 FILTER_REASONS = frozenset({

@@ -24,8 +24,7 @@ from keel.errors import (
 )
 from keel.gateway.anthropic_format import STOP_SEQUENCE
 from keel.gateway.executor import execute, is_filtered
-from keel.gateway.models import ModelEntry as ModelEntry  # re-exported: callers name it here
-from keel.gateway.models import ProviderDeployment
+from keel.gateway.models import ModelEntry, ProviderDeployment
 from keel.gateway.providers.base import Provider, build_provider
 from keel.guard.redact import redact_json
 from keel.routing import Balancer, BreakerBoard, Deployment, Plan, Router

@@ -10,7 +10,7 @@ Errors use Anthropic's shape, ``{"type": "error", "error": {"type", "message"}}`
 ``POST /v1/messages/count_tokens`` answers ``{"input_tokens": N}`` for a Messages body
 without ``max_tokens``: the upstream's own count when the model (or the route's first model)
 is served by a provider that can count (Anthropic's ``count_tokens``), else keel's estimate
-(``gateway.tokens``: about four characters per token, what budgets reserve with). It is
+(``keel.text``: about four characters per token, what budgets reserve with). It is
 authenticated and checked like a message (the key must be allowed the model), costs
 nothing, and is not traced.
 """
@@ -31,11 +31,11 @@ from keel.gateway.anthropic_inbound_format import (
     openai_body_from_anthropic,
 )
 from keel.gateway.flow import ChatFlow
-from keel.gateway.tokens import estimate_messages, estimate_text
 from keel.gateway.validate import check_chat, parse_body
 from keel.prompts import apply_prompt
 from keel.server.exchange import REQUEST_ID_HEADER, SSE_HEADERS, Exchange, id_headers, request_id
 from keel.server.http import api_key, header_map, json_response, openai_error, read_body, state_of
+from keel.text import estimate_messages, estimate_text
 from keel.types import JSON, Trace, Usage, new_trace_id
 
 OVERLOADED_STATUS = 529

@@ -1,4 +1,4 @@
-"""``POST /v1/traces``: an OTLP/HTTP trace receiver (see ``keel.telemetry.otlp_ingest``).
+"""``POST /v1/traces``: an OTLP/HTTP trace receiver (see ``keel.ingest.otlp``).
 
 Ingested spans become traces with spend, so the endpoint admits the callers the gateway
 admits and attributes their spans as the gateway attributes requests: a key with a role is

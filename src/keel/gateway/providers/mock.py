@@ -51,7 +51,7 @@ from keel.errors import (
 from keel.gateway.providers import mock_judge, mock_tokens
 from keel.gateway.providers.base import Provider, register_provider
 from keel.gateway.providers.mock_schema import MAX_VALUES, SchemaProblem, example
-from keel.gateway.tokens import content_text, estimate_messages, estimate_text
+from keel.text import content_text, estimate_messages, estimate_text
 from keel.types import JSON, ChatResult, EmbeddingResult, Usage
 
 _OPENERS = (
