@@ -9,9 +9,10 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
-from keel.cache import chunks_to_completion, completion_to_chunks
+from keel.cache import completion_to_chunks
 from keel.config import ProviderConfig
 from keel.gateway.providers.mock import MockProvider
+from keel.streams import chunks_to_completion
 from keel.types import JSON
 
 TOOLS = [{"type": "function", "function": {

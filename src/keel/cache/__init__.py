@@ -8,7 +8,7 @@ answers; ``parse_cache_directive`` turns the route's ``cache:`` config and the r
 
 from keel.cache.keys import is_cacheable
 from keel.cache.policy import CACHE_OFF, CachePolicy, parse_cache_directive
-from keel.cache.replay import chunks_to_completion, completion_to_chunks
+from keel.cache.replay import completion_to_chunks
 from keel.cache.store import CacheStats, ResponseCache
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "CachePolicy",
     "CacheStats",
     "ResponseCache",
-    "chunks_to_completion",
     "completion_to_chunks",
     "is_cacheable",
     "parse_cache_directive",

@@ -3,7 +3,8 @@
 ``completion_to_chunks`` yields the chunk shapes the provider adapters stream: per choice
 a role chunk, the text in a few pieces, each tool call as a header chunk (index, id, type,
 name) followed by its arguments in pieces, a ``finish_reason`` chunk; then one usage chunk
-(``choices: []``). ``chunks_to_completion`` folds such a stream back into a completion.
+(``choices: []``). ``keel.streams.chunks_to_completion`` folds such a stream back into a
+completion (the gateway's ``StreamAccumulator`` fold).
 """
 
 from __future__ import annotations
@@ -81,62 +82,4 @@ def completion_to_chunks(completion: JSON) -> list[JSON]:
         out.append(last)
     if completion.get("usage") is not None:
         out.append({**base, "choices": [], "usage": completion["usage"]})
-    return out
-
-
-def _merge_logprobs(into: JSON, part: Any) -> None:
-    if not isinstance(part, dict):
-        return
-    for name, items in part.items():
-        if isinstance(items, list):
-            into.setdefault(name, []).extend(items)
-
-
-def chunks_to_completion(chunks: list[JSON]) -> JSON:
-    """Fold a stream of ``chat.completion.chunk`` dicts into one ``chat.completion``."""
-    first = chunks[0] if chunks else {}
-    choices: dict[int, JSON] = {}
-    usage: Any = None
-    for c in chunks:
-        if c.get("usage") is not None:
-            usage = c["usage"]
-        for ch in c.get("choices") or ():
-            state = choices.setdefault(ch.get("index", 0), {
-                "index": ch.get("index", 0), "message": {"role": "assistant", "content": None},
-                "logprobs": None, "finish_reason": None})
-            msg = state["message"]
-            delta = ch.get("delta") or {}
-            if delta.get("role"):
-                msg["role"] = delta["role"]
-            for field in _TEXT_FIELDS:
-                if isinstance(delta.get(field), str):
-                    msg[field] = (msg.get(field) or "") + delta[field]
-            for tc in delta.get("tool_calls") or ():
-                calls = msg.setdefault("tool_calls", [])
-                while len(calls) <= tc.get("index", 0):
-                    calls.append({"id": None, "type": "function",
-                                  "function": {"name": None, "arguments": ""}})
-                call = calls[tc.get("index", 0)]
-                for name in ("id", "type"):
-                    if tc.get(name) is not None:
-                        call[name] = tc[name]
-                fn = tc.get("function") or {}
-                if fn.get("name"):
-                    call["function"]["name"] = fn["name"]
-                call["function"]["arguments"] += fn.get("arguments") or ""
-            if ch.get("logprobs") is not None:
-                state["logprobs"] = state["logprobs"] or {}
-                _merge_logprobs(state["logprobs"], ch["logprobs"])
-            if ch.get("finish_reason") is not None:
-                state["finish_reason"] = ch["finish_reason"]
-            if ch.get("stop_sequence") is not None:  # keel-internal, as completion_to_chunks
-                state["stop_sequence"] = ch["stop_sequence"]
-    out: JSON = {"id": first.get("id"), "object": "chat.completion",
-                 "created": first.get("created"), "model": first.get("model")}
-    for name in _BASE_FIELDS:
-        if first.get(name) is not None:
-            out[name] = first[name]
-    out["choices"] = [choices[i] for i in sorted(choices)]
-    if usage is not None:
-        out["usage"] = usage
     return out

@@ -22,17 +22,16 @@ from keel.errors import (
     UnsupportedOperation,
     UpstreamError,
 )
-from keel.gateway.anthropic_format import STOP_SEQUENCE
 from keel.gateway.executor import execute, is_filtered
 from keel.gateway.models import ModelEntry, ProviderDeployment
 from keel.gateway.providers.base import Provider, build_provider
 from keel.guard.redact import redact_json
 from keel.routing import Balancer, BreakerBoard, Deployment, Plan, Router
 from keel.secrets import SecretRedactor
+from keel.streams import StreamAccumulator
 from keel.telemetry.metrics import Metrics
 from keel.telemetry.writer import TraceWriter
-from keel.text import estimate_messages, estimate_text
-from keel.types import JSON, ChatResult, EmbeddingResult, Price, Principal, Trace, Usage
+from keel.types import JSON, ChatResult, EmbeddingResult, Price, Principal, Trace
 
 if TYPE_CHECKING:
     from keel.features import FeatureSwitches
@@ -357,72 +356,3 @@ class Gateway:
     async def drain(self) -> None:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
-
-
-class StreamAccumulator:
-    """Collects a streamed answer (text, tool calls, finish reasons, usage) for the trace."""
-
-    def __init__(self) -> None:
-        self.usage = Usage()
-        self.model: str | None = None
-        self.id: str | None = None
-        self.created = 0
-        self._choices: dict[int, dict[str, Any]] = {}
-
-    def add(self, chunk: JSON) -> None:
-        usage = chunk.get("usage")
-        if usage:
-            self.usage = Usage.from_openai(usage)
-        if self.model is None and chunk.get("model"):
-            self.model = str(chunk["model"])
-        if self.id is None and chunk.get("id"):
-            self.id = str(chunk["id"])
-            self.created = int(chunk.get("created") or 0)
-        for choice in chunk.get("choices") or ():
-            slot = self._choices.setdefault(int(choice.get("index") or 0),
-                                            {"content": [], "tool_calls": {}, "finish": None,
-                                             "stop_sequence": None})
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                slot["content"].append(delta["content"])
-            for call in delta.get("tool_calls") or ():
-                entry = slot["tool_calls"].setdefault(int(call.get("index") or 0),
-                                                      {"id": None, "name": "", "arguments": ""})
-                entry["id"] = call.get("id") or entry["id"]
-                fn = call.get("function") or {}
-                entry["name"] += fn.get("name") or ""
-                entry["arguments"] += fn.get("arguments") or ""
-            if choice.get("finish_reason"):
-                slot["finish"] = choice["finish_reason"]
-            if isinstance(choice.get(STOP_SEQUENCE), str):
-                slot["stop_sequence"] = choice[STOP_SEQUENCE]
-
-    @property
-    def produced(self) -> bool:
-        return any(s["content"] or s["tool_calls"] for s in self._choices.values())
-
-    def estimate(self, request: JSON | None) -> Usage:
-        text = "".join("".join(s["content"]) + "".join(c["arguments"] for c in
-                                                       s["tool_calls"].values())
-                       for s in self._choices.values())
-        return Usage(input_tokens=estimate_messages((request or {}).get("messages") or []),
-                     output_tokens=estimate_text(text))
-
-    def body(self) -> JSON:
-        choices = []
-        for idx in sorted(self._choices):
-            slot = self._choices[idx]
-            msg: JSON = {"role": "assistant", "content": "".join(slot["content"]) or None}
-            if slot["tool_calls"]:
-                msg["tool_calls"] = [
-                    {"id": c["id"], "type": "function",
-                     "function": {"name": c["name"], "arguments": c["arguments"]}}
-                    for _, c in sorted(slot["tool_calls"].items())]
-            choice: JSON = {"index": idx, "message": msg, "finish_reason": slot["finish"]}
-            if slot["stop_sequence"] is not None:
-                choice[STOP_SEQUENCE] = slot["stop_sequence"]
-            choices.append(choice)
-        # A complete chat.completion: stored on the trace, and valid to serve from the cache.
-        return {"id": self.id or "chatcmpl-keel", "object": "chat.completion",
-                "created": self.created, "model": self.model, "choices": choices,
-                "usage": self.usage.to_openai()}
