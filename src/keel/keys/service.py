@@ -21,7 +21,7 @@ import hmac
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from keel.audit import AuditLog, content_hash
@@ -58,11 +58,18 @@ class KeyRecord:
     scope: str | None = None  # None: a gateway key; "feedback": may only write feedback
     origins: frozenset[str] = frozenset()  # browser origins a feedback key may be used from
     role: str | None = None  # None: a gateway key; else its role on the admin API
+    # who calls with this key: built once with the record, handed to every request
+    principal: Principal = field(init=False)
 
-    def principal(self) -> Principal:
-        return Principal(key_id=self.id, team=self.team, feature=self.feature,
-                         models=self.models, feature_override=self.feature_override,
-                         scope=self.scope, role=self.role)
+    def __post_init__(self) -> None:
+        self.principal = Principal(key_id=self.id, team=self.team, feature=self.feature,
+                                   models=self.models, feature_override=self.feature_override,
+                                   scope=self.scope, role=self.role)
+
+
+# The caller behind the master key (shared, like a record's principal: nobody changes it)
+ADMIN = Principal(key_id=None, team="admin", feature=None, models=None, feature_override=True,
+                  is_admin=True)
 
 
 def _record(row: dict[str, Any]) -> KeyRecord:
@@ -321,10 +328,9 @@ class KeyRing:
                         "(e.g. from a web page); use a gateway key for this endpoint",
                         code=f"{record.scope}_only_key")
                 self._last_used[record.id] = time.time()
-                return record.principal()
+                return record.principal
         if self.is_master(key):
-            return Principal(key_id=None, team="admin", feature=None, models=None,
-                             feature_override=True, is_admin=True)
+            return ADMIN
         raise AuthenticationFailed(
             "invalid API key: it is unknown or revoked; check the key, or create one with "
             "`keel keys create --team TEAM`"
