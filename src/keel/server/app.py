@@ -88,15 +88,13 @@ async def metrics(request: Request) -> Response:
     if not st.settings.metrics_public:
         try:
             authorize(request, "metrics")
-        except AuthenticationFailed:
+        except AuthenticationFailed:  # said in the scraper's terms, not the /api's
             said = "invalid API key" if api_key(request.headers) else "no API key"
-            return openai_error(AuthenticationFailed(
+            raise AuthenticationFailed(
                 f"{said}: GET /metrics needs the master key or a key with role 'metrics' "
                 "(`keel keys create --team ops --role metrics`, sent by the scraper as a "
                 "bearer token); on a private network KEEL_METRICS_PUBLIC=true serves it "
-                "without a key"))
-        except KeelError as exc:
-            return openai_error(exc)
+                "without a key") from None
     st.metrics.trace_queue.set(st.writer.pending)
     body = await asyncio.to_thread(st.metrics.render)
     return Response(body, media_type="text/plain; version=0.0.4")
@@ -132,6 +130,17 @@ def _error_response(request: Request, err: KeelError) -> Response:
     if anthropic_path(path):
         return anthropic_api.anthropic_error(err, ids)
     return openai_error(err, ids)
+
+
+async def _keel_error(request: Request, exc: Exception) -> Response:
+    """The one handler of every ``KeelError`` a route raises: its status, its headers
+    (``Retry-After``...) and its body in OpenAI's shape. The request id headers are added by
+    ``KeelApp``'s send wrapper, as on every answer outside the hot routes; under
+    ``/v1/messages`` the error is Anthropic's, whose body names the request id too."""
+    assert isinstance(exc, KeelError)
+    if anthropic_path(request.url.path):
+        return _error_response(request, exc)
+    return openai_error(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -267,7 +276,8 @@ def create_app(
     app = Starlette(
         routes=routes(),
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _unhandled},
+        exception_handlers={KeelError: _keel_error, HTTPException: _http_error,
+                            Exception: _unhandled},
     )
     app.state.keel = st
     return KeelApp(app)

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import AuthenticationFailed, KeelError, PermissionDenied
-from keel.server.http import api_key, openai_error, state_of
+from keel.server.http import api_key, state_of
 from keel.types import ROLES, Principal
 
 __all__ = ["ANY_KEY", "GRANTS", "NARROW_ROLES", "PUBLIC", "ROLES", "actor_of", "api_route",
@@ -105,16 +105,13 @@ def claimed_actor(principal: Principal, claimed: str | None) -> str:
     return claimed if claimed and principal.is_admin else actor_of(principal)
 
 
-def _refuse(_request: Request, exc: KeelError) -> Response:
-    return openai_error(exc)
-
-
 def api_route(path: str, handler: Handler, methods: list[str], role: str, *,
               scope: str | None = None,
-              refuse: Callable[[Request, KeelError], Response] = _refuse) -> Route:
+              refuse: Callable[[Request, KeelError], Response] | None = None) -> Route:
     """A ``/api`` route that needs ``role``: authorised before ``handler`` runs, which then
     finds the caller in ``request.state.principal``. ``scope`` lets a scoped key in (the
-    feedback key on ``POST /api/feedback``); ``refuse`` renders a refusal (e.g. with CORS
+    feedback key on ``POST /api/feedback``). A refusal is answered by the app's
+    ``KeelError`` handler, like any error, unless ``refuse`` renders it (e.g. with CORS
     headers, so a web page can read it)."""
     if role != ANY_KEY and role not in ROLES:
         raise ValueError(f"unknown role {role!r} for {path}")
@@ -123,6 +120,8 @@ def api_route(path: str, handler: Handler, methods: list[str], role: str, *,
         try:
             request.state.principal = authorize(request, role, scope=scope)
         except KeelError as exc:
+            if refuse is None:
+                raise
             return refuse(request, exc)
         return await handler(request)
 
