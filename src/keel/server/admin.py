@@ -9,11 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keel.errors import InvalidRequest, KeelError, NotFound, excerpt
+from keel.errors import InvalidRequest, NotFound, excerpt
 from keel.gateway.validate import parse_body
 from keel.keys.service import create_key, public_record, revoke_key
 from keel.server.auth import actor_of, api_route, principal_of
-from keel.server.http import json_response, openai_error, read_body, state_of
+from keel.server.http import json_response, read_body, state_of
 from keel.server.params import (
     cursor_param,
     is_ascii_int,
@@ -33,31 +33,28 @@ STATUSES = ("ok", "error")
 
 
 async def create_key_ep(request: Request) -> Response:
-    try:
-        st = state_of(request)
-        body = parse_body(await read_body(request, 64 * 1024), 64 * 1024)
-        team = str_field(body, "team", 128)
-        if not team:
-            raise InvalidRequest("'team' is required: the team this key's spend belongs to",
-                                 param="team")
-        models = str_list_field(body, "models")
-        unknown = [m for m in models or () if m not in st.gateway.models]
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (f" (and {len(unknown) - 5} more)"
-                                              if len(unknown) > 5 else "")
-            raise InvalidRequest(f"unknown model(s) {shown}; configured: "
-                                 f"{', '.join(st.gateway.models)}", param="models")
-        override = body.get("feature_override", False)
-        if not isinstance(override, bool):
-            raise InvalidRequest("'feature_override' must be a boolean", param="feature_override")
-        key, record = await create_key(
-            st.store, team=team, feature=str_field(body, "feature", 128), models=models,
-            name=str_field(body, "name", 128), feature_override=override,
-            scope=str_field(body, "scope", 64), origins=str_list_field(body, "origins"),
-            role=str_field(body, "role", 64), actor=actor_of(principal_of(request)),
-            audit=st.audit, ring=st.keys)  # valid on this replica at once
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    body = parse_body(await read_body(request, 64 * 1024), 64 * 1024)
+    team = str_field(body, "team", 128)
+    if not team:
+        raise InvalidRequest("'team' is required: the team this key's spend belongs to",
+                             param="team")
+    models = str_list_field(body, "models")
+    unknown = [m for m in models or () if m not in st.gateway.models]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" (and {len(unknown) - 5} more)"
+                                          if len(unknown) > 5 else "")
+        raise InvalidRequest(f"unknown model(s) {shown}; configured: "
+                             f"{', '.join(st.gateway.models)}", param="models")
+    override = body.get("feature_override", False)
+    if not isinstance(override, bool):
+        raise InvalidRequest("'feature_override' must be a boolean", param="feature_override")
+    key, record = await create_key(
+        st.store, team=team, feature=str_field(body, "feature", 128), models=models,
+        name=str_field(body, "name", 128), feature_override=override,
+        scope=str_field(body, "scope", 64), origins=str_list_field(body, "origins"),
+        role=str_field(body, "role", 64), actor=actor_of(principal_of(request)),
+        audit=st.audit, ring=st.keys)  # valid on this replica at once
     return json_response({**record, "key": key}, 201)
 
 
@@ -67,14 +64,11 @@ async def list_keys_ep(request: Request) -> Response:
 
 
 async def revoke_key_ep(request: Request) -> Response:
-    try:
-        st = state_of(request)
-        key_id = path_param(request, "key_id")
-        if not await revoke_key(st.store, key_id, actor=actor_of(principal_of(request)),
-                                audit=st.audit, ring=st.keys):  # refused here at once
-            raise NotFound(f"no active key with id '{key_id}'")
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    key_id = path_param(request, "key_id")
+    if not await revoke_key(st.store, key_id, actor=actor_of(principal_of(request)),
+                            audit=st.audit, ring=st.keys):  # refused here at once
+        raise NotFound(f"no active key with id '{key_id}'")
     return json_response({"id": key_id, "revoked": True})
 
 
@@ -96,26 +90,20 @@ def trace_filter(q: Mapping[str, str]) -> TraceFilter:
 
 
 async def list_traces_ep(request: Request) -> Response:
-    try:
-        st = state_of(request)
-        q = request.query_params
-        rows, cursor = await list_traces(st.store, trace_filter(q),
-                                         limit=limit_param(q, 50, MAX_PAGE),
-                                         cursor=cursor_param(q))
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    q = request.query_params
+    rows, cursor = await list_traces(st.store, trace_filter(q),
+                                     limit=limit_param(q, 50, MAX_PAGE),
+                                     cursor=cursor_param(q))
     return json_response({"object": "list", "data": rows, "next_cursor": cursor})
 
 
 async def get_trace_ep(request: Request) -> Response:
-    try:
-        st = state_of(request)
-        trace_id = path_param(request, "trace_id")
-        row = await lookup_trace(st, trace_id)  # answered a moment ago: from memory
-        if row is None:
-            raise NotFound(f"no trace with id '{trace_id}'")
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    trace_id = path_param(request, "trace_id")
+    row = await lookup_trace(st, trace_id)  # answered a moment ago: from memory
+    if row is None:
+        raise NotFound(f"no trace with id '{trace_id}'")
     return json_response(row)
 
 

@@ -17,10 +17,10 @@ from starlette.routing import Route
 
 from keel.costs.reprice import event_json, reprice
 from keel.costs.spend import parse_group_by, spend
-from keel.errors import InvalidRequest, KeelError
+from keel.errors import InvalidRequest
 from keel.gateway.validate import parse_body
 from keel.server.auth import api_route, claimed_actor, principal_of
-from keel.server.http import json_response, openai_error, read_body, state_of
+from keel.server.http import json_response, read_body, state_of
 from keel.server.params import (
     choice_param,
     limit_param,
@@ -34,18 +34,15 @@ DEFAULT_WINDOW_S = 7 * 86400
 
 
 async def spend_ep(request: Request) -> Response:
-    try:
-        st = state_of(request)
-        q = request.query_params
-        now = time.time()
-        fmt = choice_param(q, "format", ("json", "csv")) or "json"
-        until = time_param(q, "to", now, now=now)
-        assert until is not None
-        since = time_param(q, "from", until - DEFAULT_WINDOW_S, now=now)
-        assert since is not None
-        report = await spend(st.store, since, until, parse_group_by(text_param(q, "group_by")))
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    q = request.query_params
+    now = time.time()
+    fmt = choice_param(q, "format", ("json", "csv")) or "json"
+    until = time_param(q, "to", now, now=now)
+    assert until is not None
+    since = time_param(q, "from", until - DEFAULT_WINDOW_S, now=now)
+    assert since is not None
+    report = await spend(st.store, since, until, parse_group_by(text_param(q, "group_by")))
     if fmt == "csv":
         return Response(report.to_csv(), media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": 'attachment; filename="spend.csv"'})
@@ -53,41 +50,35 @@ async def spend_ep(request: Request) -> Response:
 
 
 async def reprice_ep(request: Request) -> Response:
-    try:
-        st = state_of(request)
-        body = parse_body(await read_body(request, 64 * 1024), 64 * 1024)
-        now = time.time()
-        model = str_field(body, "model")
-        if not model:
-            raise InvalidRequest("'model' is required: the model whose traces to reprice",
-                                 param="model")
-        since = time_field(body, "since", now=now)
-        if since is None:
-            raise InvalidRequest("'since' is required: reprice traces from this time on",
-                                 param="since")
-        until = time_field(body, "until", now=now)
-        dry_run = body.get("dry_run", False)
-        if not isinstance(dry_run, bool):
-            raise InvalidRequest("'dry_run' must be a boolean", param="dry_run")
-        actor = str_field(body, "actor", 128)
-        result = await reprice(st.store, st.config, model, since, until, dry_run=dry_run,
-                               actor=claimed_actor(principal_of(request), actor),
-                               audit=st.audit)
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    body = parse_body(await read_body(request, 64 * 1024), 64 * 1024)
+    now = time.time()
+    model = str_field(body, "model")
+    if not model:
+        raise InvalidRequest("'model' is required: the model whose traces to reprice",
+                             param="model")
+    since = time_field(body, "since", now=now)
+    if since is None:
+        raise InvalidRequest("'since' is required: reprice traces from this time on",
+                             param="since")
+    until = time_field(body, "until", now=now)
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise InvalidRequest("'dry_run' must be a boolean", param="dry_run")
+    actor = str_field(body, "actor", 128)
+    result = await reprice(st.store, st.config, model, since, until, dry_run=dry_run,
+                           actor=claimed_actor(principal_of(request), actor),
+                           audit=st.audit)
     return json_response(result.to_json())
 
 
 async def events_ep(request: Request) -> Response:
     from keel.store.costs import list_events
 
-    try:
-        st = state_of(request)
-        q = request.query_params
-        rows = await list_events(st.store, model=text_param(q, "model"),
-                                 limit=limit_param(q, 100, 1000))
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    q = request.query_params
+    rows = await list_events(st.store, model=text_param(q, "model"),
+                             limit=limit_param(q, 100, 1000))
     return json_response({"object": "list", "data": [event_json(r) for r in rows]})
 
 

@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from keel.errors import InvalidRequest, KeelError, NotFound
+from keel.errors import InvalidRequest, NotFound
 from keel.server.auth import api_route
-from keel.server.http import json_response, openai_error, state_of
+from keel.server.http import json_response, state_of
 from keel.server.params import (
     choice_param,
     is_ascii_int,
@@ -44,46 +44,37 @@ async def _run(store: Store, run_id: str) -> dict[str, Any]:
 
 
 async def list_runs_ep(request: Request) -> Response:
-    try:
-        st = state_of(request)
-        qp = request.query_params
-        rows = await q.list_runs(st.store, suite=text_param(qp, "suite"),
-                                 group_id=text_param(qp, "group", 32),
-                                 limit=limit_param(qp, 50, MAX_PAGE))
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    qp = request.query_params
+    rows = await q.list_runs(st.store, suite=text_param(qp, "suite"),
+                             group_id=text_param(qp, "group", 32),
+                             limit=limit_param(qp, 50, MAX_PAGE))
     return json_response({"object": "list", "data": [public_run(r) for r in rows]})
 
 
 async def get_run_ep(request: Request) -> Response:
-    try:
-        st = state_of(request)
-        run = await _run(st.store, path_param(request, "run_id"))
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    run = await _run(st.store, path_param(request, "run_id"))
     return json_response(public_run(run))
 
 
 async def results_ep(request: Request) -> Response:
     """Per-case results, paged: ``?status=failed&limit=100&after=CASE_IDX:REPEAT``."""
-    try:
-        st = state_of(request)
-        run = await _run(st.store, path_param(request, "run_id"))
-        qp = request.query_params
-        status = choice_param(qp, "status", STATUSES)
-        after = (-1, -1)
-        if qp.get("after"):
-            idx, sep, rep = qp["after"].partition(":")
-            if not (sep and is_ascii_int(idx) and is_ascii_int(rep)
-                    and max(len(idx), len(rep)) <= 9):
-                raise InvalidRequest("'after' must be CASE_IDX:REPEAT, as in next_after",
-                                     param="after")
-            after = (int(idx), int(rep))
-        limit = limit_param(qp, 100, MAX_PAGE)
-        rows = await q.page_results(st.store, run["id"], status=status, after=after,
-                                    limit=limit)
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    run = await _run(st.store, path_param(request, "run_id"))
+    qp = request.query_params
+    status = choice_param(qp, "status", STATUSES)
+    after = (-1, -1)
+    if qp.get("after"):
+        idx, sep, rep = qp["after"].partition(":")
+        if not (sep and is_ascii_int(idx) and is_ascii_int(rep)
+                and max(len(idx), len(rep)) <= 9):
+            raise InvalidRequest("'after' must be CASE_IDX:REPEAT, as in next_after",
+                                 param="after")
+        after = (int(idx), int(rep))
+    limit = limit_param(qp, 100, MAX_PAGE)
+    rows = await q.page_results(st.store, run["id"], status=status, after=after,
+                                limit=limit)
     for row in rows:
         row["scores"] = orjson.loads(row["scores"])
     nxt = f"{rows[-1]['case_idx']}:{rows[-1]['repeat']}" if len(rows) == limit else None
@@ -94,23 +85,17 @@ async def report_ep(request: Request) -> Response:
     """The run's self-contained HTML report."""
     from keel.evals.report import run_html
 
-    try:
-        st = state_of(request)
-        page = await run_html(st.store, path_param(request, "run_id"))
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    page = await run_html(st.store, path_param(request, "run_id"))
     return HTMLResponse(page)
 
 
 async def events_ep(request: Request) -> Response:
-    try:
-        st = state_of(request)
-        qp = request.query_params
-        rows = await q.list_events(st.store, since=time_param(qp, "since"),
-                                   until=time_param(qp, "until"),
-                                   limit=limit_param(qp, 100, MAX_PAGE))
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    qp = request.query_params
+    rows = await q.list_events(st.store, since=time_param(qp, "since"),
+                               until=time_param(qp, "until"),
+                               limit=limit_param(qp, 100, MAX_PAGE))
     for row in rows:
         row["detail"] = orjson.loads(row["detail"]) if row.get("detail") else None
     return json_response({"object": "list", "data": rows})

@@ -16,7 +16,7 @@ from keel.errors import InvalidRequest, KeelError
 from keel.features import FeatureSwitches
 from keel.gateway.validate import parse_body
 from keel.server.auth import actor_of, api_route, principal_of
-from keel.server.http import json_response, openai_error, read_body, state_of
+from keel.server.http import json_response, read_body, state_of
 from keel.server.params import path_param
 from keel.server.state import AppState
 
@@ -28,30 +28,24 @@ def _switches(st: AppState) -> FeatureSwitches:
 
 
 async def list_ep(request: Request) -> Response:
-    try:
-        st = state_of(request)
-        rows = await _switches(st).rows()
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    rows = await _switches(st).rows()
     return json_response({"object": "list", "data": rows})
 
 
 async def switch_ep(request: Request) -> Response:
-    try:
-        st = state_of(request)
-        name, verb = path_param(request, "name"), path_param(request, "verb")
-        actor = actor_of(principal_of(request))
-        if verb == "stop":
-            raw = await read_body(request, 16 * 1024)
-            body = parse_body(raw, 16 * 1024) if raw.strip() else {}
-            row = await _switches(st).stop_feature(name, reason=body.get("reason"),
-                                                   actor=actor)
-        elif verb == "start":
-            row = await _switches(st).start_feature(name, actor=actor)
-        else:
-            raise InvalidRequest(f"unknown action '{verb}'; use stop or start", param="action")
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    name, verb = path_param(request, "name"), path_param(request, "verb")
+    actor = actor_of(principal_of(request))
+    if verb == "stop":
+        raw = await read_body(request, 16 * 1024)
+        body = parse_body(raw, 16 * 1024) if raw.strip() else {}
+        row = await _switches(st).stop_feature(name, reason=body.get("reason"),
+                                               actor=actor)
+    elif verb == "start":
+        row = await _switches(st).start_feature(name, actor=actor)
+    else:
+        raise InvalidRequest(f"unknown action '{verb}'; use stop or start", param="action")
     return json_response(row)
 
 

@@ -146,15 +146,12 @@ async def post_feedback(request: Request) -> Response:
 
 async def get_feedback(request: Request) -> Response:
     st = state_of(request)
-    try:
-        principal = principal_of(request)
-        trace_id = text_param(request.query_params, "trace_id", MAX_ID_CHARS)
-        if not trace_id:
-            raise InvalidRequest("pass ?trace_id=<the trace's id>", param="trace_id")
-        trace = await find_trace(st, trace_id)
-        data = await fb.feedback_for_trace(st.store, principal, trace)
-    except KeelError as exc:
-        return openai_error(exc)
+    principal = principal_of(request)
+    trace_id = text_param(request.query_params, "trace_id", MAX_ID_CHARS)
+    if not trace_id:
+        raise InvalidRequest("pass ?trace_id=<the trace's id>", param="trace_id")
+    trace = await find_trace(st, trace_id)
+    data = await fb.feedback_for_trace(st.store, principal, trace)
     return json_response({"object": "list", "data": data})
 
 
@@ -163,37 +160,31 @@ async def get_feedback(request: Request) -> Response:
 
 async def post_outcome(request: Request) -> Response:
     st = state_of(request)
-    try:
-        principal = principal_of(request)
-        now = time.time()
-        item = fb.parse_outcome(parse_body(await read_body(request, LIMIT), LIMIT), now)
-        outcome_attribution(principal, item)  # refused at once, before any wait
-        ids: list[str] = item["trace_ids"] or []
-        wait_s = feedback_wait_s(st)
-        visible = _visible_to(principal)
-        teams = await await_trace_teams(st, ids, visible=visible, wait_s=wait_s)
-        if len(teams) < len(ids):
-            unstored = still_unstored(st, [t for t in ids if t not in teams], visible)
-            if unstored:
-                raise not_stored_yet(unstored, wait_s)
-        out, created = await fb.record_outcome(st.store, principal, item, teams, now,
-                                               waited_s=wait_s)
-    except KeelError as exc:
-        return openai_error(exc)
+    principal = principal_of(request)
+    now = time.time()
+    item = fb.parse_outcome(parse_body(await read_body(request, LIMIT), LIMIT), now)
+    outcome_attribution(principal, item)  # refused at once, before any wait
+    ids: list[str] = item["trace_ids"] or []
+    wait_s = feedback_wait_s(st)
+    visible = _visible_to(principal)
+    teams = await await_trace_teams(st, ids, visible=visible, wait_s=wait_s)
+    if len(teams) < len(ids):
+        unstored = still_unstored(st, [t for t in ids if t not in teams], visible)
+        if unstored:
+            raise not_stored_yet(unstored, wait_s)
+    out, created = await fb.record_outcome(st.store, principal, item, teams, now,
+                                           waited_s=wait_s)
     return json_response(out, 201 if created else 200)
 
 
 async def get_outcomes(request: Request) -> Response:
     st = state_of(request)
-    try:
-        principal = principal_of(request)
-        q = request.query_params
-        data = await fb.list_outcomes(
-            st.store, principal, feature=text_param(q, "feature"), name=text_param(q, "name"),
-            since=time_param(q, "since"), until=time_param(q, "until"),
-            limit=limit_param(q, 100, MAX_PAGE))
-    except KeelError as exc:
-        return openai_error(exc)
+    principal = principal_of(request)
+    q = request.query_params
+    data = await fb.list_outcomes(
+        st.store, principal, feature=text_param(q, "feature"), name=text_param(q, "name"),
+        since=time_param(q, "since"), until=time_param(q, "until"),
+        limit=limit_param(q, 100, MAX_PAGE))
     return json_response({"object": "list", "data": data})
 
 

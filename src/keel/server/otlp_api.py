@@ -15,10 +15,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.config import KeelConfig
-from keel.errors import KeelError
 from keel.gateway.service import attributed_feature
 from keel.ingest.otlp import MAX_EXPANSION, Outcome, decode_request, ingest, response_for
-from keel.server.http import api_key, openai_error, read_body, state_of
+from keel.server.http import api_key, read_body, state_of
 from keel.types import Principal
 
 
@@ -39,18 +38,15 @@ def _process(raw: bytes, content_type: str | None, content_encoding: str | None,
 
 async def otlp_traces(request: Request) -> Response:
     st = state_of(request)
-    try:
-        principal = st.keys.authenticate_gateway(api_key(request.headers))
-        limit = st.settings.max_body_bytes
-        raw = await read_body(request, limit)
-        # A batch may decompress to tens of MB: decode it off the event loop, so the
-        # gateway's requests are not held up meanwhile.
-        out, body, media_type = await asyncio.to_thread(
-            _process, raw, request.headers.get("content-type"),
-            request.headers.get("content-encoding"), limit, principal, st.config,
-            st.settings.capture_content)
-    except KeelError as exc:
-        return openai_error(exc)
+    principal = st.keys.authenticate_gateway(api_key(request.headers))
+    limit = st.settings.max_body_bytes
+    raw = await read_body(request, limit)
+    # A batch may decompress to tens of MB: decode it off the event loop, so the
+    # gateway's requests are not held up meanwhile.
+    out, body, media_type = await asyncio.to_thread(
+        _process, raw, request.headers.get("content-type"),
+        request.headers.get("content-encoding"), limit, principal, st.config,
+        st.settings.capture_content)
     for trace in out.traces:
         st.gateway.seal(trace)  # the feature's capture policy, no configured secret
         st.writer.submit(trace)  # non-blocking; stored, rolled up and priced like any trace

@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keel.errors import KeelError, NotFound
+from keel.errors import NotFound
 from keel.guard.policy import Policy
 from keel.server.auth import api_route
-from keel.server.http import json_response, openai_error, state_of
+from keel.server.http import json_response, state_of
 from keel.server.params import path_param
 from keel.store import policies as queries
 from keel.types import JSON
@@ -35,13 +35,10 @@ async def list_policies(request: Request) -> Response:
 
 async def policy_versions(request: Request) -> Response:
     st = state_of(request)
-    try:
-        name = path_param(request, "name")
-        rows = await queries.list_versions(st.store, name)
-        if not rows:
-            raise NotFound(f"no policy named '{name}' has been in force; see GET /api/policies")
-    except KeelError as exc:
-        return openai_error(exc)
+    name = path_param(request, "name")
+    rows = await queries.list_versions(st.store, name)
+    if not rows:
+        raise NotFound(f"no policy named '{name}' has been in force; see GET /api/policies")
     current = st.gateway.policies.get(name)
     for row in rows:
         row["current"] = current is not None and current.version == row["version"]
@@ -50,14 +47,11 @@ async def policy_versions(request: Request) -> Response:
 
 async def policy_version(request: Request) -> Response:
     st = state_of(request)
-    try:
-        name, version = path_param(request, "name"), path_param(request, "version")
-        row = await queries.get_version(st.store, name, version)
-        if row is None:
-            raise NotFound(f"policy '{name}' has no version '{version}'; list them with "
-                           f"GET /api/policies/{name}/versions")
-    except KeelError as exc:
-        return openai_error(exc)
+    name, version = path_param(request, "name"), path_param(request, "version")
+    row = await queries.get_version(st.store, name, version)
+    if row is None:
+        raise NotFound(f"policy '{name}' has no version '{version}'; list them with "
+                       f"GET /api/policies/{name}/versions")
     return json_response(row)
 
 

@@ -28,13 +28,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keel.errors import InvalidRequest, KeelError, NotFound
+from keel.errors import InvalidRequest, NotFound
 from keel.gateway.validate import parse_body
 from keel.review import REVIEW_HEADER, Review, ReviewService
 from keel.review.model import STATUSES
 from keel.server.auth import actor_of, api_route, principal_of
 from keel.server.exchange import TRACE_HEADER
-from keel.server.http import api_key, json_response, openai_error, read_body, state_of
+from keel.server.http import api_key, json_response, read_body, state_of
 from keel.server.params import choice_param, cursor_param, limit_param, path_param, text_param
 from keel.server.state import AppState
 
@@ -49,13 +49,10 @@ def _reviews(st: AppState) -> ReviewService:
 
 
 async def list_ep(request: Request) -> Response:
-    try:
-        q = request.query_params
-        rows, next_cursor = await _reviews(state_of(request)).list_reviews(
-            status=choice_param(q, "status", STATUSES), feature=text_param(q, "feature"),
-            limit=limit_param(q, 50, MAX_PAGE), cursor=cursor_param(q))
-    except KeelError as exc:
-        return openai_error(exc)
+    q = request.query_params
+    rows, next_cursor = await _reviews(state_of(request)).list_reviews(
+        status=choice_param(q, "status", STATUSES), feature=text_param(q, "feature"),
+        limit=limit_param(q, 50, MAX_PAGE), cursor=cursor_param(q))
     return json_response({"object": "list", "data": [r.to_json() for r in rows],
                           "next_cursor": next_cursor})
 
@@ -69,53 +66,44 @@ async def _find(reviews: ReviewService, review_id: str) -> Review:
 
 
 async def get_ep(request: Request) -> Response:
-    try:
-        review = await _find(_reviews(state_of(request)), path_param(request, "review_id"))
-    except KeelError as exc:
-        return openai_error(exc)
+    review = await _find(_reviews(state_of(request)), path_param(request, "review_id"))
     return json_response(review.to_json(detail=True))
 
 
 async def decision_ep(request: Request) -> Response:
-    try:
-        reviews = _reviews(state_of(request))
-        body = parse_body(await read_body(request, BODY_LIMIT), BODY_LIMIT)
-        unknown = sorted(k for k in body if k not in DECISION_FIELDS)
-        if unknown:
-            raise InvalidRequest(f"unknown field(s) {', '.join(repr(k) for k in unknown)}; "
-                                 f"allowed: {', '.join(DECISION_FIELDS)}", param=unknown[0])
-        decision: Any = body.get("decision")  # checked (and named in errors) by decide
-        review = await reviews.decide(
-            path_param(request, "review_id"), decision=decision,
-            reviewer=actor_of(principal_of(request)), reason=body.get("reason"),
-            content=body.get("content"))
-    except KeelError as exc:
-        return openai_error(exc)
+    reviews = _reviews(state_of(request))
+    body = parse_body(await read_body(request, BODY_LIMIT), BODY_LIMIT)
+    unknown = sorted(k for k in body if k not in DECISION_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {', '.join(repr(k) for k in unknown)}; "
+                             f"allowed: {', '.join(DECISION_FIELDS)}", param=unknown[0])
+    decision: Any = body.get("decision")  # checked (and named in errors) by decide
+    review = await reviews.decide(
+        path_param(request, "review_id"), decision=decision,
+        reviewer=actor_of(principal_of(request)), reason=body.get("reason"),
+        content=body.get("content"))
     return json_response(review.to_json(detail=True))
 
 
 async def poll_ep(request: Request) -> Response:
     """The client's poll: the released answer once approved."""
-    try:
-        st = state_of(request)
-        principal = st.keys.authenticate(api_key(request.headers))
-        review_id = path_param(request, "review_id")
-        reviews = _reviews(st)
-        review = await reviews.get(review_id)
-        if review is None or not (principal.is_admin or principal.key_id == review.key_id):
-            # another key's review is as unknown as a missing one: ids do not leak
-            raise NotFound(f"no review with id '{review_id}' for this key", param="review_id")
-        headers = {REVIEW_HEADER: review.id, TRACE_HEADER: review.trace_id}
-        if review.status == "pending":
-            left = max(review.expires_at - time.time(), 0.0)
-            retry = max(1, min(RETRY_AFTER_S, math.ceil(left)))
-            return json_response({
-                "id": review.id, "object": "keel.review", "status": "pending",
-                "expires_at": review.expires_at, "poll": f"/v1/reviews/{review.id}",
-            }, 202, {**headers, "retry-after": str(retry)})
-        body = await reviews.release(review_id)
-    except KeelError as exc:
-        return openai_error(exc)
+    st = state_of(request)
+    principal = st.keys.authenticate(api_key(request.headers))
+    review_id = path_param(request, "review_id")
+    reviews = _reviews(st)
+    review = await reviews.get(review_id)
+    if review is None or not (principal.is_admin or principal.key_id == review.key_id):
+        # another key's review is as unknown as a missing one: ids do not leak
+        raise NotFound(f"no review with id '{review_id}' for this key", param="review_id")
+    headers = {REVIEW_HEADER: review.id, TRACE_HEADER: review.trace_id}
+    if review.status == "pending":
+        left = max(review.expires_at - time.time(), 0.0)
+        retry = max(1, min(RETRY_AFTER_S, math.ceil(left)))
+        return json_response({
+            "id": review.id, "object": "keel.review", "status": "pending",
+            "expires_at": review.expires_at, "poll": f"/v1/reviews/{review.id}",
+        }, 202, {**headers, "retry-after": str(retry)})
+    body = await reviews.release(review_id)
     return json_response(body, 200, headers)
 
 
