@@ -82,11 +82,20 @@ def _ttl(raw: str | None) -> float | None:
     return ttl
 
 
-def parse_cache_directive(headers: Mapping[str, str], spec: CacheSpec | None) -> CachePolicy:
+_CACHE_LOWER, _TTL_LOWER = CACHE_HEADER.lower(), TTL_HEADER.lower()
+
+
+def parse_cache_directive(headers: Mapping[str, str], spec: CacheSpec | None, *,
+                          lower_names: bool = False) -> CachePolicy:
     """The cache policy for one request. Invalid header values raise ``InvalidRequest``
-    (400) naming the allowed values, whether or not the route caches."""
-    directives = _directives(_header(headers, CACHE_HEADER))
-    ttl = _ttl(_header(headers, TTL_HEADER))
+    (400) naming the allowed values, whether or not the route caches. ``lower_names``: every
+    name in ``headers`` is lower-case (an ASGI request's), so only that form is looked up."""
+    if lower_names:
+        directives = _directives(headers.get(_CACHE_LOWER))
+        ttl = _ttl(headers.get(_TTL_LOWER))
+    else:
+        directives = _directives(_header(headers, CACHE_HEADER))
+        ttl = _ttl(_header(headers, TTL_HEADER))
     if spec is None and ttl is None:
         return CACHE_OFF
     write = "no-store" not in directives

@@ -53,7 +53,7 @@ class Inbound(Protocol):
 
     trace: Trace
     principal: Principal | None
-    headers_in: dict[str, str]
+    headers_in: dict[str, str]  # request headers, every name lower-case (as ASGI gives them)
 
 
 class ChatFlow:
@@ -81,13 +81,17 @@ class ChatFlow:
             if policy is not None and await self._guard_input(policy):
                 return self._deliver(self._safe_reply())
         held = self.guard is not None and self.guard.policy.holds_output
-        self.namespace = cache_namespace(plan, self.trace)
-        self.policy = parse_cache_directive(self.ex.headers_in, plan.cache)
-        await self._admit(plan)
+        self.policy = caching = parse_cache_directive(self.ex.headers_in, plan.cache,
+                                                      lower_names=True)
+        limits = self.parts.limits
+        if limits is not None and limits.active:  # no limits: no coroutine to await
+            await self._admit(plan, limits)
         try:
-            hit = await self._cache_read(plan)
-            if hit is not None:
-                return await self._guarded_hit(hit) if held else self._serve_hit(hit)
+            if caching.read or caching.write:  # no cache: no coroutine to await
+                self.namespace = cache_namespace(plan, self.trace)
+                hit = await self._cache_read(plan, caching)
+                if hit is not None:
+                    return await self._guarded_hit(hit) if held else self._serve_hit(hit)
             if self.body.get("stream") and not held:
                 chunks, _ = await self.gw.open_stream(plan, self.body, self.trace,
                                                       on_end=self._stream_ended)
@@ -200,10 +204,7 @@ class ChatFlow:
 
     # --- limits ------------------------------------------------------------------------------
 
-    async def _admit(self, plan: Plan) -> None:
-        limits = self.parts.limits
-        if limits is None or not limits.active:
-            return
+    async def _admit(self, plan: Plan, limits: Limits) -> None:
         worst = worst_case(self.gw, plan, self.body)
         t = self.trace
         self.admission = await limits.admit(LimitRequest(
@@ -228,10 +229,8 @@ class ChatFlow:
         assert self.parts.cache is not None, "the cache is built when the app starts"
         return self.parts.cache
 
-    async def _cache_read(self, plan: Plan) -> JSON | None:
-        policy = self.policy
-        if policy is None or not (policy.read or policy.write):
-            return None
+    async def _cache_read(self, plan: Plan, policy: CachePolicy) -> JSON | None:
+        """A cached answer for the request (``policy`` reads or writes the cache)."""
         if policy.mode == "semantic":
             return await self._semantic_read(plan, policy)
         self.cache_key = ResponseCache.exact_key(self.namespace, self.body)
