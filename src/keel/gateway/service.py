@@ -77,7 +77,7 @@ class Gateway:
                          for m in [*(t.model for t in r.targets), *r.fallbacks]}
         self.models: dict[str, ModelEntry] = {
             m.name: self._entry(m, m.name in with_fallback) for m in config.models}
-        self.router = Router(config.routes)
+        self.router = Router(config.routes, models=self.models)  # every plan built here
         self._background: set[asyncio.Task[Any]] = set()
         # features whose stored content is not "full": feature -> "none" | "redacted"
         self.capture = {f.name: f.capture for f in config.features if f.capture != "full"}
