@@ -127,8 +127,9 @@ async def execute(
             try:
                 if timeout is None:
                     result = await call(entry, dep)
-                else:
-                    result = await asyncio.wait_for(call(entry, dep), timeout)
+                else:  # in this task: wait_for would make a task per attempt
+                    async with asyncio.timeout(timeout):
+                        result = await call(entry, dep)
             except (TimeoutError, KeelError) as raw:
                 exc = raw if isinstance(raw, KeelError) else UpstreamTimeout(
                     f"model '{model_name}' ({dep.name}) did not answer within {timeout:g}s "
