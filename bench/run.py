@@ -14,7 +14,9 @@ Targets, all against one fast mock upstream (bench/upstream.py):
 
 All targets are started once; then `--rounds` rounds each measure every target back to back
 (c=1, then c=32), rotating the order, so that ratios compare runs made seconds apart.
-Results are medians across rounds (bench/report.py). See bench/README.md.
+Results are medians across rounds (bench/report.py). Then the streaming bench runs
+(bench/streams.py, its own section of RESULTS.md; --no-streams to skip it, --streams-only to
+run only it). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -585,6 +587,25 @@ def ensure_wrk() -> None:
 
 
 
+def run_streams(args: argparse.Namespace) -> int:
+    """The streaming bench (bench/streams.py) as a child process, with this run's options
+    that it shares (--quick, --trial, --no-litellm, --no-pin, --output, the stream targets
+    of --only); its exit code."""
+    argv = [PY, str(BENCH / "streams.py"), "--output", args.output]
+    argv += [flag for flag, on in (("--quick", args.quick), ("--trial", args.trial),
+                                   ("--no-litellm", args.no_litellm),
+                                   ("--no-pin", args.no_pin)) if on]
+    if args.only:
+        from report import STREAM_TARGETS
+        chosen = [t for t in args.only.split(",") if t in STREAM_TARGETS]
+        if not chosen:
+            log("streaming bench skipped: --only names none of " + ", ".join(STREAM_TARGETS))
+            return 0
+        argv += ["--only", ",".join(chosen)]
+    log("streaming bench: " + " ".join(argv[1:]))
+    return subprocess.run(argv, check=False).returncode
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true",
@@ -611,7 +632,13 @@ def main() -> None:
     ap.add_argument("--reinstall-litellm", action="store_true")
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes with taskset")
     ap.add_argument("--output", default=str(BENCH / "RESULTS.md"))
+    ap.add_argument("--no-streams", action="store_true",
+                    help="skip the streaming bench (bench/streams.py) after the gateway bench")
+    ap.add_argument("--streams-only", action="store_true",
+                    help="run only the streaming bench (its own options: bench/streams.py -h)")
     args = ap.parse_args()
+    if args.streams_only:
+        sys.exit(run_streams(args))
     args.rounds = args.rounds or (3 if args.quick else 5)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup or 1.0
@@ -780,6 +807,10 @@ def main() -> None:
     for name, measured, v in checks:
         print(f"{v:>12}  {name}: {measured}")
     print(f"\nwrote {out} (logs and wrk output in {tmp})")
+    if not args.no_streams:
+        code = run_streams(args)
+        if code:
+            sys.exit(f"the streaming bench failed (exit code {code})")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # One-command benchmark: bash bench/run.sh [--quick] [other bench/run.py options]
+#   (the gateway bench, then the streaming bench; --no-streams skips the streaming bench)
+#   bash bench/run.sh --streams-only [bench/streams.py options]  only the streaming bench
 #   bash bench/run.sh --evals-only [bench/evals.py options]   only the eval runner bench
 #   bash bench/run.sh --evals [bench/run.py options]          the gateway bench, then the
 #                                                             eval runner bench (same --output)
@@ -9,6 +11,10 @@ PY="$ROOT/.venv/bin/python"
 if [[ "${1:-}" == "--evals-only" ]]; then
     shift
     exec "$PY" "$ROOT/bench/evals.py" "$@"
+fi
+if [[ "${1:-}" == "--streams-only" ]]; then
+    shift
+    exec "$PY" "$ROOT/bench/streams.py" "$@"
 fi
 evals=0
 args=()
