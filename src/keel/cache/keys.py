@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from keel.text import content_text
 from keel.types import JSON
 
 # Fields that do not change what the model answers. ``model`` is replaced by the namespace.
@@ -89,15 +90,6 @@ def _text_only(content: Any) -> bool:
     return False
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p["text"] for p in content
-                        if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
 def semantic_eligible(body: JSON, spec: _MultiTurn) -> bool:
     """May this request read from / write to the semantic cache?
 
@@ -134,7 +126,7 @@ def semantic_text(body: JSON) -> str:
     """The text to embed: the user message; for a multi-turn conversation, each user and
     assistant turn on its own line, prefixed with its role. System and developer
     messages are not embedded; they are part of ``semantic_params_key``."""
-    turns = [(m.get("role"), _text(m.get("content"))) for m in body.get("messages") or ()
+    turns = [(m.get("role"), content_text(m.get("content"))) for m in body.get("messages") or ()
              if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
     if len(turns) == 1:
         return turns[0][1]

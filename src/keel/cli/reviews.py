@@ -16,6 +16,7 @@ from rich.text import Text
 from keel.cli.common import listed, with_store
 from keel.cli.tables import Column, print_table, wide_option
 from keel.store import Store
+from keel.text import answer_text
 
 console = Console(soft_wrap=True)
 STATUS_COLOUR = {"pending": "yellow", "approved": "green", "rejected": "red",
@@ -117,8 +118,6 @@ def show_cmd(review_id: str, as_json: bool) -> None:
         console.print(f"  decision: {d['decision']} by {d['by']} at {_when(d['at'])} UTC"
                       + (f": {d['reason']}" if d["reason"] else ""), markup=False)
         if d["decision"] == "edit":
-            from keel.feedback import answer_text
-
             console.print("  released instead:")
             console.print(_indent(answer_text(r["approved"])), markup=False, highlight=False)
         if r["approved_hash"]:

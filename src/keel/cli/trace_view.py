@@ -15,6 +15,7 @@ from keel.feedback.service import public_feedback, public_outcome
 from keel.store import Store
 from keel.store import feedback as fq
 from keel.store.traces import get_trace
+from keel.text import content_text
 
 OUTCOMES_SCANNED = 1000  # outcomes of the trace's feature since it, searched for its id
 
@@ -49,10 +50,9 @@ def _text(content: Any) -> str:
     """A message's content as text: a string as it is; parts and tool calls as JSON."""
     if isinstance(content, str):
         return content
-    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
-        texts = [p.get("text") for p in content]
-        if all(isinstance(t, str) for t in texts):
-            return "\n".join(t for t in texts if isinstance(t, str))
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type", "text") == "text"
+                                         and isinstance(p.get("text"), str) for p in content):
+        return content_text(content, "\n")
     return orjson.dumps(content).decode()
 
 

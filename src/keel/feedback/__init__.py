@@ -1,7 +1,6 @@
 """Feedback on traces and business outcomes (value units), rolled up as they land."""
 
 from keel.feedback.service import (
-    answer_text,
     feedback_for_trace,
     list_outcomes,
     measure_rework,
@@ -13,7 +12,6 @@ from keel.feedback.service import (
 )
 
 __all__ = [
-    "answer_text",
     "feedback_for_trace",
     "list_outcomes",
     "measure_rework",

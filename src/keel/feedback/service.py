@@ -31,6 +31,7 @@ from keel.errors import InvalidRequest, NotFound, PermissionDenied, excerpt
 from keel.store import Store
 from keel.store import feedback as q
 from keel.store.rollups import prompt_label
+from keel.text import answer_text
 from keel.types import JSON, Principal, new_trace_id
 
 SOURCES = ("user", "reviewer", "eval", "judge", "system")
@@ -187,25 +188,6 @@ def parse_feedback(body: JSON) -> JSON:
         "score_name": score_name, "score": score, "critical_error": bool(critical),
         "critical_category": category, "comment": comment,
     }
-
-
-def answer_text(response: Any) -> str | None:
-    """The answer a trace gave (``choices[0].message.content``), or None when it has no
-    text (not captured, an error, a tool call, an embedding)."""
-    if not isinstance(response, dict):
-        return None
-    choices = response.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return None
-    message = choices[0].get("message")
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p.get("text") for p in content if isinstance(p, dict)]
-        texts = [p for p in parts if isinstance(p, str)]
-        return "".join(texts) if texts else None
-    return None
 
 
 def _distance(answer: str, corrected: str) -> int:

@@ -28,6 +28,7 @@ import orjson
 from keel.errors import InvalidRequest, excerpt
 from keel.gateway.anthropic_format import STOP_REASONS, STOP_SEQUENCE, usage_to_anthropic
 from keel.gateway.validate import key_excerpt
+from keel.text import content_text
 from keel.types import JSON, Usage
 
 
@@ -44,18 +45,16 @@ def _num(v: Any) -> bool:
 
 
 def _text_of(content: Any, field: str) -> str:
-    """A string or a list of text blocks -> one string."""
+    """A string or a list of text blocks -> one string (system blocks are paragraphs)."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
         raise _bad(field, "must be a string or a list of text blocks")
-    parts = []
     for i, block in enumerate(content):
         if not isinstance(block, dict) or block.get("type") != "text" \
                 or not isinstance(block.get("text"), str):
             raise _bad(f"{field}.{i}", "must be a text block {type: text, text: ...}")
-        parts.append(block["text"])
-    return "\n\n".join(parts) if field == "system" else "".join(parts)
+    return content_text(content, "\n\n" if field == "system" else "")
 
 
 def _image_part(block: JSON, field: str) -> JSON:

@@ -161,10 +161,7 @@ def _media_part(url: str, where: str) -> JSON:
 
 def _assistant_parts(m: JSON, i: int, call_names: dict[str, str]) -> list[JSON]:
     parts: list[JSON] = []
-    text = m.get("content")
-    if isinstance(text, list):
-        text = "".join(str(p.get("text") or p.get("refusal") or "")
-                       for p in text if isinstance(p, dict))
+    text = content_text(m.get("content"), "")
     if text:
         parts.append({"text": text})
     calls = list(m.get("tool_calls") or ())

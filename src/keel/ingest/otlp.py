@@ -49,6 +49,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from keel.config import KeelConfig
 from keel.costs.prices import lookup
 from keel.errors import BodyTooLarge, InvalidRequest
+from keel.text import content_text
 from keel.types import JSON, Principal, Trace, Usage
 
 PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
@@ -454,7 +455,7 @@ def _content(t: Trace, a: Attrs, op: str) -> None:
     messages = [m for m in (_openai_message(x) for x in inputs or ()) if m]
     system = _json_list(a.span.get("gen_ai.system_instructions"))
     if system:
-        messages.insert(0, {"role": "system", "content": _parts_text(system)})
+        messages.insert(0, {"role": "system", "content": content_text(system, "", key="content")})
     choices: list[JSON] = []
     for i, x in enumerate(outputs or ()):
         msg = _openai_message(x)
@@ -490,11 +491,6 @@ def _json_list(v: Any) -> list[Any] | None:
     return v if isinstance(v, list) else None
 
 
-def _parts_text(parts: list[Any]) -> str:
-    return "".join(str(p.get("content") or "") for p in parts
-                   if isinstance(p, dict) and p.get("type") == "text")
-
-
 def _openai_message(m: Any) -> JSON | None:
     if not isinstance(m, dict):
         return None
@@ -515,7 +511,7 @@ def _openai_message(m: Any) -> JSON | None:
             calls.append({"id": p.get("id"), "type": "function", "function": {
                 "name": p.get("name"),
                 "arguments": args if isinstance(args, str) else orjson.dumps(args).decode()}})
-    out: JSON = {"role": role, "content": _parts_text(parts) or None}
+    out: JSON = {"role": role, "content": content_text(parts, "", key="content") or None}
     if calls:
         out["tool_calls"] = calls
     return out

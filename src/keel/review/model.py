@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 
 from keel.errors import InvalidRequest, KeelError, PermissionDenied
-from keel.feedback import answer_text
 from keel.feedback.service import MAX_TEXT
+from keel.text import answer_text
 from keel.types import JSON, new_trace_id
 
 DECISIONS = ("approve", "edit", "reject")

@@ -41,6 +41,7 @@ from keel.review.model import (
 from keel.store import Store
 from keel.store import reviews as q
 from keel.store.traces import get_trace
+from keel.text import answer_text
 from keel.types import JSON, Principal
 
 log = logging.getLogger("keel.review")
@@ -274,7 +275,7 @@ class ReviewService:
             if review.decision == "approve":
                 body.update(thumbs="up", outcome="accepted")
             elif review.decision == "edit":
-                body.update(outcome="edited", corrected_text=fb.answer_text(review.approved))
+                body.update(outcome="edited", corrected_text=answer_text(review.approved))
             else:
                 body.update(thumbs="down", outcome="rejected")
             item = fb.parse_feedback(body)

@@ -71,6 +71,7 @@ from keel.evals.scorers.base import (
     register_scorer,
 )
 from keel.evals.scorers.support import MissingVariable, Options, Template
+from keel.text import content_text
 
 MAX_QUOTED = 500  # characters of a judge's reply quoted in an error
 DEFAULT_MAX_TOKENS = 512
@@ -252,20 +253,6 @@ def read_claims(raw: str) -> tuple[int, int, list[str], str]:
 
 # --- what the judge is shown ------------------------------------------------------------------
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-            elif isinstance(part, dict):
-                parts.append(f"[{part.get('type', 'part')}]")
-        return "".join(parts)
-    return ""
-
-
 def _tool_calls(message: dict[str, Any]) -> list[str]:
     calls = []
     for call in message.get("tool_calls") or []:
@@ -277,7 +264,8 @@ def _tool_calls(message: dict[str, Any]) -> list[str]:
 def conversation(messages: list[dict[str, Any]]) -> str:
     lines = []
     for m in messages:
-        text = "\n".join(filter(None, [_content_text(m.get("content")), *_tool_calls(m)]))
+        shown = content_text(m.get("content"), placeholders=True)
+        text = "\n".join(filter(None, [shown, *_tool_calls(m)]))
         lines.append(f"[{m.get('role', '?')}] {text}")
     return "\n".join(lines)
 
@@ -285,7 +273,7 @@ def conversation(messages: list[dict[str, Any]]) -> str:
 def last_user_message(messages: list[dict[str, Any]]) -> str | None:
     for m in reversed(messages):
         if m.get("role") == "user":
-            text = _content_text(m.get("content")).strip()
+            text = content_text(m.get("content"), placeholders=True).strip()
             if text:
                 return text
     return None
@@ -313,7 +301,7 @@ def reply_text(body: dict[str, Any]) -> tuple[str, str | None]:
     """(the text of a chat completion, its finish_reason)."""
     choices = body.get("choices") or [{}]
     first = choices[0] if isinstance(choices[0], dict) else {}
-    text = _content_text((first.get("message") or {}).get("content"))
+    text = content_text((first.get("message") or {}).get("content"), "", placeholders=True)
     return text, first.get("finish_reason")
 
 
