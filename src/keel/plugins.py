@@ -1,22 +1,41 @@
-"""What keel's plugin registries share: a registry of named factories, the config error it
-reports, and a strict reader for one entry's options.
+"""What keel's plugin registries share: a registry of named things that keel's built-ins and
+installed distributions both fill, the config errors it reports, and a strict reader for one
+entry's options.
 
-Eval scorers (:mod:`keel.evals.scorers`) and guard scanners (:mod:`keel.guard.scanners`) are
-both built from config entries like ``{type: <name>, ...}``: a :class:`Registry` maps each type
-name to a factory taking that mapping, and :meth:`Registry.build` turns a bad entry into a
-:class:`LocatedConfigError` (each package has its own subclass) naming the entry, the key and
-the fix. :class:`StrictOptions` is the base of each package's ``Options``.
+Provider kinds (:mod:`keel.gateway.providers`), eval scorer types (:mod:`keel.evals.scorers`),
+guard scanner types (:mod:`keel.guard.scanners`) and injection classifier backends are each a
+:class:`Registry`. Built-ins register themselves with the registry's decorator when their
+package is imported; another distribution adds names through an entry point group::
+
+    [project.entry-points."keel.scanners"]
+    shout = "keel_acme.scanners:ShoutScanner"
+
+The entry point's name is the name it adds (a scanner type, a provider kind); its object is
+what the registry holds (a scanner factory, a provider class). A registry reads its group
+(:func:`importlib.metadata.entry_points`) once, the first time it is consulted and after its
+built-ins are registered; that reads names only. A plugin's object is imported the first time
+a config names it, once. A plugin that cannot be imported or is not what its group takes, and
+a name that a built-in or another distribution already has, is a :class:`PluginError` naming
+the distribution and the entry point: a plugin never replaces a built-in.
+
+A :class:`FactoryRegistry` holds factories (callables taking an entry's config mapping) and
+turns a bad entry into a :class:`LocatedConfigError` (each package has its own subclass)
+naming the entry, the key and the fix. :class:`StrictOptions` is the base of each package's
+``Options``.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Generic, TypeVar
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from keel.errors import ConfigError
 
 T = TypeVar("T")
-F = TypeVar("F", bound=Callable[[dict[str, Any]], Any])
+V = TypeVar("V")
 
 
 class LocatedConfigError(ConfigError):
@@ -36,57 +55,212 @@ class LocatedConfigError(ConfigError):
         super().__init__(f"{location}: {detail}" if location else detail, param=key)
 
 
-class Registry(Generic[T]):
-    """Factories (callables taking an entry's config mapping) registered by type name.
+class PluginError(ConfigError):
+    """An installed plugin that cannot be used: its import failed, its object is not what its
+    group takes, or its name is taken. The message names the distribution and the entry point
+    (one problem a line) and the fix."""
 
-    ``noun`` names what is built in messages (``"scorer"``); ``error`` is the error raised for a
-    bad entry (and the one a factory raises to report a bad option); ``load`` imports the
-    built-ins, which register themselves; ``example`` is an entry shown when one is not a
-    mapping; ``type_example``, when set, is a type shown when ``type:`` is missing.
+
+@dataclass(frozen=True, slots=True)
+class PluginSource:
+    """Where a plugin's name comes from: one entry point of one installed distribution."""
+
+    name: str
+    value: str  # "module:attribute"
+    group: str
+    dist_name: str  # "" when the entry point's distribution is not known
+    dist_version: str = ""
+
+    @classmethod
+    def of(cls, ep: EntryPoint) -> PluginSource:
+        dist = getattr(ep, "dist", None)
+        if dist is None:
+            return cls(ep.name, ep.value, ep.group, "")
+        return cls(ep.name, ep.value, ep.group, str(dist.name), str(dist.version))
+
+    @property
+    def distribution(self) -> str:
+        """The distribution, for messages: ``keel-acme 0.1.0``."""
+        if not self.dist_name:
+            return "an unknown distribution"
+        return f"{self.dist_name} {self.dist_version}".strip()
+
+    def describe(self) -> str:
+        return (f"entry point '{self.name} = {self.value}' (group {self.group}) of "
+                f"distribution {self.distribution}")
+
+
+class Registry(Generic[T]):
+    """Things registered by name: keel's built-ins, and plugins found in the entry point
+    group ``group``.
+
+    ``noun`` names what is registered and ``what`` its name in messages (``"scanner"``,
+    ``"type"``: "unknown scanner type 'x'"); ``load`` imports the built-ins, which register
+    themselves; ``accept(name, item)`` turns what a name is registered with into what the
+    registry holds, raising ``TypeError`` (saying what it must be) when it does not fit.
     """
 
-    def __init__(self, noun: str, error: type[LocatedConfigError], load: Callable[[], None],
-                 example: str, type_example: str | None = None) -> None:
+    def __init__(self, noun: str, group: str, load: Callable[[], None],
+                 accept: Callable[[str, object], T], *, what: str = "type") -> None:
         self.noun = noun
-        self.error = error
+        self.what = what
+        self.group = group
         self.load = load
-        self.example = example
-        self.type_example = type_example
-        self.factories: dict[str, Callable[[dict[str, Any]], T]] = {}
+        self._accept = accept
+        # what each name resolves to: built-ins, names registered in code, plugins imported
+        self.entries: dict[str, T] = {}
+        self._plugins: dict[str, EntryPoint] | None = None  # None: the group not read yet
+        self._sources: dict[str, PluginSource] = {}
+        self._broken: dict[str, PluginError] = {}  # plugins that failed to load, by name
+        self._discovery_error: PluginError | None = None
 
-    def register(self, type_name: str) -> Callable[[F], F]:
-        """A decorator registering a factory under ``type_name``.
+    def register(self, name: str) -> Callable[[V], V]:
+        """A decorator registering a built-in (or a name defined in code) under ``name``.
 
-        Registering the same name again replaces the earlier factory (a plugin may override a
-        built-in on purpose).
+        Registering a name again in code replaces the earlier entry; a plugin installed as a
+        distribution never replaces one (see :meth:`discover`).
         """
 
-        def deco(factory: F) -> F:
-            self.factories[type_name] = factory
-            return factory
+        def deco(item: V) -> V:
+            self.entries[name] = self._accept(name, item)
+            return item
 
         return deco
 
-    def types(self) -> list[str]:
-        """Every registered type, sorted."""
+    def discover(self) -> None:
+        """Register the built-ins and read the entry point group, once (names only; nothing is
+        imported). Raises a PluginError listing every name that clashes."""
+        if self._discovery_error is not None:
+            raise self._discovery_error
+        if self._plugins is not None:
+            return
         self.load()
-        return sorted(self.factories)
+        found: dict[str, EntryPoint] = {}
+        problems: list[str] = []
+        for ep in entry_points(group=self.group):
+            source = PluginSource.of(ep)
+            if ep.name in self.entries:
+                problems.append(
+                    f"the {self.noun} plugin '{ep.name}' has the name of keel's built-in "
+                    f"{self.noun} {self.what} '{ep.name}': {source.describe()}; a plugin "
+                    f"cannot replace a built-in, so rename the entry point or uninstall "
+                    f"{source.dist_name}")
+            elif ep.name in found:
+                first = self._sources[ep.name]
+                problems.append(
+                    f"the {self.noun} plugin '{ep.name}' is declared twice: "
+                    f"{first.describe()}, and {source.describe()}; uninstall one of "
+                    f"{first.dist_name} and {source.dist_name}")
+            else:
+                found[ep.name] = ep
+                self._sources[ep.name] = source
+        if problems:
+            self._discovery_error = PluginError("\n".join(problems))
+            raise self._discovery_error
+        self._plugins = found
+
+    def names(self) -> list[str]:
+        """Every name, built-in or plugin, sorted."""
+        self.discover()
+        return sorted({*self.entries, *(self._plugins or {})})
+
+    def plugins(self) -> list[PluginSource]:
+        """Where each plugin name comes from (installed, whether imported yet or not), by name."""
+        self.discover()
+        return [self._sources[name] for name in sorted(self._sources)]
+
+    def source(self, name: str) -> PluginSource | None:
+        """Where a plugin's name comes from; None for a built-in (or an unknown name)."""
+        self.discover()
+        return self._sources.get(name)
+
+    def get(self, name: str) -> T | None:
+        """What ``name`` resolves to (a plugin is imported the first time), or None when
+        nothing has that name. Raises a PluginError for a plugin that cannot be used."""
+        self.discover()
+        item = self.entries.get(name)
+        if item is not None:
+            return item
+        ep = (self._plugins or {}).get(name)
+        if ep is None:
+            return None
+        if name in self._broken:
+            raise self._broken[name]
+        source = self._sources[name]
+        try:
+            loaded = ep.load()
+        except Exception as exc:  # whatever the plugin's import raises, it is reported
+            problem = (f"could not be imported: {source.describe()} raised "
+                       f"{type(exc).__name__}: {exc}; fix or reinstall {source.dist_name}, "
+                       "or uninstall it")
+        else:
+            try:
+                item = self._accept(name, loaded)
+            except TypeError as exc:
+                problem = (f"is not usable: {source.describe()} gives {exc}; fix "
+                           f"{source.dist_name}, or uninstall it")
+            else:
+                self.entries[name] = item
+                return item
+        self._broken[name] = PluginError(f"the {self.noun} plugin '{name}' {problem}")
+        raise self._broken[name]
+
+    def unknown(self, name: object) -> str:
+        """The message for a name nothing has: the closest known name, and every known one."""
+        known = self.names()
+        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        more = "" if close else f" (a plugin adds one through the entry point group {self.group})"
+        return (f"unknown {self.noun} {self.what} '{name}'; {hint}known {self.what}s: "
+                f"{', '.join(known) or 'none'}{more}")
+
+
+class FactoryRegistry(Registry[Callable[[dict[str, Any]], T]]):
+    """Factories (callables taking an entry's config mapping) registered by type name, built
+    from config entries like ``{type: <name>, ...}``.
+
+    ``error`` is the error raised for a bad entry (and the one a factory raises to report a
+    bad option); ``example`` is an entry shown when one is not a mapping; ``type_example``,
+    when set, is a type shown when ``type:`` is missing.
+    """
+
+    def __init__(self, noun: str, group: str, error: type[LocatedConfigError],
+                 load: Callable[[], None], example: str,
+                 type_example: str | None = None) -> None:
+        super().__init__(noun, group, load, self._callable)
+        self.error = error
+        self.example = example
+        self.type_example = type_example
+
+    def _callable(self, name: str, item: object) -> Callable[[dict[str, Any]], T]:
+        if not callable(item):
+            raise TypeError(f"{item!r}, not a {self.noun} factory (a callable taking the "
+                            "entry's config mapping, such as a class)")
+        return cast(Callable[[dict[str, Any]], T], item)
+
+    def factory(self, type_name: str, key: str = "type",
+                where: str | None = None) -> Callable[[dict[str, Any]], T]:
+        """The factory of ``type_name``; an unknown type (or a plugin that cannot be used) is
+        ``error`` at ``where.key``."""
+        try:
+            factory = self.get(type_name)
+        except PluginError as exc:
+            raise self.error(exc.message, key=key, where=where) from None
+        if factory is None:
+            raise self.error(self.unknown(type_name), key=key, where=where)
+        return factory
 
     def build(self, config: dict[str, Any], where: str) -> T:
         """Build one from its config mapping (``{type: ..., ...}``); ``where`` names the entry."""
-        self.load()
         error = self.error
         if not isinstance(config, dict):
             raise error(f"must be a mapping with a type:, e.g. {self.example}", where=where)
-        known = ", ".join(sorted(self.factories))
         type_name = config.get("type")
         if not isinstance(type_name, str) or not type_name:
             hint = f"; e.g. type: {self.type_example}" if self.type_example else ""
-            raise error(f"required: one of {known}{hint}", key="type", where=where)
-        factory = self.factories.get(type_name)
-        if factory is None:
-            raise error(f"unknown {self.noun} type '{type_name}'; known types: {known}",
-                        key="type", where=where)
+            raise error(f"required: one of {', '.join(self.names())}{hint}", key="type",
+                        where=where)
+        factory = self.factory(type_name, where=where)
         try:
             return factory(dict(config))
         except error as exc:

@@ -6,15 +6,19 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import orjson
+import yaml
 
 from keel.config import KeelConfig, Settings, config_warnings, default_config, load_config
 from keel.errors import ConfigError, KeelError
+from keel.gateway.providers.base import config_providers, provider_problems
 from keel.guard.policy import config_policies
 from keel.locations import Locations, locate
+from keel.plugins import PluginError
 from keel.store import Store
 
 T = TypeVar("T")
@@ -65,11 +69,21 @@ def cli_config(config_path: str | None = None, *, warn: bool = True,
     config_path = config_path or _context_config()
     found = locations(config_path)
     named = config_path is not None or found.config_from == "KEEL_CONFIG"
+    path = str(found.config) if found.config else None
+    problems: list[str] = []
     try:
         config = load_config(found.config, required=named) if found.config else default_config()
-        config_policies(config, str(found.config) if found.config else None)  # scanners, schemas
     except ConfigError as exc:
-        for line in exc.message.splitlines():
+        problems = exc.message.splitlines()
+        if path is not None:
+            problems += _written_provider_problems(path)
+    else:
+        try:
+            compile_config(config, path)
+        except ConfigError as exc:
+            problems = exc.message.splitlines()
+    if problems:
+        for line in problems:
             click.echo(f"config error: {line}", err=True)
         if refused:
             click.echo(refused, err=True)
@@ -78,6 +92,39 @@ def cli_config(config_path: str | None = None, *, warn: bool = True,
         for warning in config_warnings(config):
             click.echo(f"warning: {found.config}: {warning}", err=True)
     return config
+
+
+def compile_config(config: KeelConfig, path: str | None) -> None:
+    """What the composition root checks of a loaded config, as ``keel serve`` will compose it:
+    every provider's kind (a built-in or an installed plugin) and options, and the guard
+    policies (scanners built, schema files read). One ConfigError with every problem of
+    both, each line naming the file ``path``."""
+    problems: list[str] = []
+    for check in (config_providers, config_policies):
+        try:
+            check(config, path)
+        except ConfigError as exc:
+            problems.append(exc.message)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _written_provider_problems(path: str) -> list[str]:
+    """The provider kinds and options of a file the loader refused (so nothing could be
+    compiled), read as written, so that one run reports them with the loader's problems;
+    [] when the file is not even a mapping of YAML."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    entries = data.get("providers") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        return []
+    try:
+        problems = provider_problems([e if isinstance(e, dict) else {} for e in entries])
+    except PluginError as exc:
+        return exc.message.splitlines()
+    return [f"{path}: {p}" for p in problems]
 
 
 def _announce_new_store(settings: Settings) -> None:

@@ -3,10 +3,17 @@ is valid, without serving."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from keel.cli.common import cli_config, cli_settings, config_option, locations, store_source
 from keel.config import KeelConfig, config_warnings
+from keel.evals.scorers.base import SCORERS
+from keel.gateway.providers.base import PROVIDERS
+from keel.guard.scanners.base import SCANNERS
+from keel.guard.scanners.injection import CLASSIFIERS
+from keel.plugins import PluginError, Registry
 
 
 @click.group("config")
@@ -14,11 +21,35 @@ def config_group() -> None:
     """The YAML config file: which one keel uses, and whether it is valid."""
 
 
+def _provider(name: str, kind: str) -> str:
+    source = PROVIDERS.source(kind)
+    return f"{name} ({kind} from {source.distribution})" if source else name
+
+
+REGISTRIES: tuple[Registry[Any], ...] = (PROVIDERS, SCANNERS, SCORERS, CLASSIFIERS)
+
+
+def _plugins() -> tuple[list[str], list[str]]:
+    """The plugins installed for each registry (names only; none is imported), and the
+    problems of registries this config does not use (a clash of names): those fail later,
+    when something uses them (an eval suite's scorers, say)."""
+    found: list[str] = []
+    problems: list[str] = []
+    for registry in REGISTRIES:
+        try:
+            found += [f"{registry.noun} {s.name} from {s.distribution}"
+                      for s in registry.plugins()]
+        except PluginError as exc:
+            problems += exc.message.splitlines()
+    return found, problems
+
+
 def _counts(config: KeelConfig) -> list[tuple[str, int, str]]:
     chat = [m.name for m in config.models if m.kind == "chat"]
     embedding = [m.name for m in config.models if m.kind == "embedding"]
     return [
-        ("providers", len(config.providers), ", ".join(p.name for p in config.providers)),
+        ("providers", len(config.providers),
+         ", ".join(_provider(p.name, p.kind) for p in config.providers)),
         ("models", len(config.models),
          ", ".join(chat + [f"{n} (embedding)" for n in embedding])),
         ("routes", len(config.routes), ", ".join(r.name for r in config.routes)),
@@ -43,8 +74,9 @@ def check_cmd(config_path: str | None) -> None:
     click.echo(f"config: {found.describe_config()}")
     click.echo(f"store: {settings.describe_store()} ({store_source(settings, found)})")
     config = cli_config(config_path, warn=False)
-    for name, n, names in _counts(config):
+    plugins, plugin_problems = _plugins()
+    for name, n, names in [*_counts(config), ("plugins", len(plugins), ", ".join(plugins))]:
         click.echo(f"{name}: {n}" + (f" ({names})" if names else ""))
-    for warning in config_warnings(config):
+    for warning in [*config_warnings(config), *plugin_problems]:
         click.echo(f"warning: {warning}", err=True)
     click.echo("config is valid")

@@ -3,7 +3,7 @@ models with their deployments, prices and circuit breakers."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -29,7 +29,11 @@ class ErrorRates(_Strict):
 
 class ProviderConfig(_Strict):
     name: str
-    kind: Literal["openai", "anthropic", "gemini", "mock"]
+    kind: str = Field(
+        description="The provider's wire protocol: a built-in (openai, anthropic, gemini, "
+                    "mock) or a plugin's kind (the keel.providers entry point group). Checked "
+                    "when keel is composed from the config (keel serve, keel config check), "
+                    "where the installed plugins are known.")
     base_url: str | None = None
     api_key: str | None = None
     api_version: str | None = Field(
@@ -50,6 +54,10 @@ class ProviderConfig(_Strict):
     errors: ErrorRates = Field(default_factory=ErrorRates)
     output_tokens: int = Field(48, gt=0, description="Mock: typical answer length in tokens.")
     seed: int = 0
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="A plugin provider's own settings, handed to it as config.options; the "
+                    "provider names the keys it takes. Built-in kinds take none.")
 
     @field_validator("name")
     @classmethod

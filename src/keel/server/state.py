@@ -19,6 +19,7 @@ from keel.features import FeatureSwitches
 from keel.gateway.calls import ModelCalls
 from keel.gateway.flow import FlowParts
 from keel.gateway.internal import LocalGateway
+from keel.gateway.providers.base import config_providers
 from keel.gateway.service import Gateway
 from keel.guard.policy import config_policies
 from keel.keys.service import KeyRing
@@ -65,6 +66,8 @@ class AppState:
 
     @classmethod
     def build(cls, settings: Settings, config: KeelConfig) -> AppState:
+        # every provider's kind (built-in or plugin) and options, before anything is opened
+        config_providers(config, settings.config)
         store = Store(settings.resolved_database_url())
         writer = TraceWriter(
             store, spill_dir=Path(settings.data_dir) / "spill",

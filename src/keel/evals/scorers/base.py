@@ -1,9 +1,11 @@
 """Scorer types and the scorer registry.
 
 A scorer turns one case's answer into a :class:`Score`. Scorer *types* (``contains``,
-``json-schema``, ...) are registered by name with :func:`register_scorer`; the built-ins
-register through it exactly as plugins do. :func:`build_scorer` turns one entry of an eval
-file's ``scorers:`` list into a ready scorer, and reports a bad entry as a
+``json-schema``, ...) are names in the :data:`SCORERS` registry (:mod:`keel.plugins`): the
+built-ins register with :func:`register_scorer`, an installed distribution adds a type through
+the ``keel.scorers`` entry point group (name: the type; object: the factory, a callable taking
+the entry's config mapping and returning a :class:`Scorer`). :func:`build_scorer` turns one
+entry of an eval file's ``scorers:`` list into a ready scorer, and reports a bad entry as a
 :class:`ScorerConfigError` naming the entry, the key and the fix.
 """
 
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from keel.plugins import LocatedConfigError, Registry
+from keel.plugins import FactoryRegistry, LocatedConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,26 +82,26 @@ def _load_builtins() -> None:
     from keel.evals import scorers  # noqa: F401  (imports the built-ins, which register)
 
 
-_SCORERS: Registry[Scorer] = Registry(
-    "scorer", ScorerConfigError, _load_builtins,
+SCORERS: FactoryRegistry[Scorer] = FactoryRegistry(
+    "scorer", "keel.scorers", ScorerConfigError, _load_builtins,
     example="{type: contains, value: \"{{expected}}\"}")
-_REGISTRY: dict[str, Factory] = _SCORERS.factories
+_REGISTRY: dict[str, Factory] = SCORERS.entries
 
 
 def register_scorer(type_name: str) -> Callable[[F], F]:
     """Register a scorer factory (a callable taking the config mapping) under ``type_name``.
 
-    Registering the same name again replaces the earlier factory (a plugin may override a
-    built-in on purpose).
+    Registering the same name again in code replaces the earlier factory; a plugin installed
+    as a distribution never replaces one (its name clashing is an error).
     """
-    return _SCORERS.register(type_name)
+    return SCORERS.register(type_name)
 
 
 def scorer_types() -> list[str]:
-    """Every registered scorer type, sorted."""
-    return _SCORERS.types()
+    """Every scorer type, built-in or plugin, sorted."""
+    return SCORERS.names()
 
 
 def build_scorer(config: dict[str, Any], where: str = "scorers[0]") -> Scorer:
     """Build one scorer from its config mapping (``{type: contains, value: ..., ...}``)."""
-    return _SCORERS.build(config, where)
+    return SCORERS.build(config, where)

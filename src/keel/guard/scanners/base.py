@@ -6,10 +6,13 @@ text itself) and a short explanation that never echoes what it found. Scanners a
 synchronous, do no I/O and compile everything they need when they are built, so the policy
 engine can run them in the request path.
 
-Scanner *types* (``pii``, ``secrets``, ...) are registered by name with
-:func:`register_scanner`; the built-ins register through it exactly as plugins do.
-:func:`build_scanner` turns one config entry (``{type: pii, ...}``) into a ready scanner and
-reports a bad entry as a :class:`ScannerConfigError` naming the entry, the key and the fix.
+Scanner *types* (``pii``, ``secrets``, ...) are names in the :data:`SCANNERS` registry
+(:mod:`keel.plugins`): the built-ins register with :func:`register_scanner`, an installed
+distribution adds a type through the ``keel.scanners`` entry point group (name: the type;
+object: the factory, a callable taking the entry's config mapping and returning a
+:class:`Scanner`). :func:`build_scanner` turns one config entry (``{type: pii, ...}``) into
+a ready scanner and reports a bad entry as a :class:`ScannerConfigError` naming the entry,
+the key and the fix.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
-from keel.plugins import LocatedConfigError, Registry
+from keel.plugins import FactoryRegistry, LocatedConfigError
 
 Stage = Literal["input", "output", "both"]
 Cost = Literal["cheap", "moderate"]
@@ -135,26 +138,26 @@ def _load_builtins() -> None:
     from keel.guard import scanners  # noqa: F401  (imports the built-ins, which register)
 
 
-_SCANNERS: Registry[Scanner] = Registry(
-    "scanner", ScannerConfigError, _load_builtins,
+SCANNERS: FactoryRegistry[Scanner] = FactoryRegistry(
+    "scanner", "keel.scanners", ScannerConfigError, _load_builtins,
     example="{type: pii} or {type: injection, threshold: 0.7}", type_example="pii")
-_REGISTRY: dict[str, Factory] = _SCANNERS.factories
+_REGISTRY: dict[str, Factory] = SCANNERS.entries
 
 
 def register_scanner(type_name: str) -> Callable[[F], F]:
     """Register a scanner factory (a callable taking the config mapping) under ``type_name``.
 
-    Registering the same name again replaces the earlier factory (a plugin may override a
-    built-in on purpose).
+    Registering the same name again in code replaces the earlier factory; a plugin installed
+    as a distribution never replaces one (its name clashing is an error).
     """
-    return _SCANNERS.register(type_name)
+    return SCANNERS.register(type_name)
 
 
 def scanner_types() -> list[str]:
-    """Every registered scanner type, sorted."""
-    return _SCANNERS.types()
+    """Every scanner type, built-in or plugin, sorted."""
+    return SCANNERS.names()
 
 
 def build_scanner(config: dict[str, Any], where: str = "scanners[0]") -> Scanner:
     """Build one scanner from its config mapping (``{type: pii, kinds: [email, card]}``)."""
-    return _SCANNERS.build(config, where)
+    return SCANNERS.build(config, where)

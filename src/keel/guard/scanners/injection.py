@@ -77,7 +77,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 from keel.guard.scanners.base import (
     Finding,
@@ -88,6 +88,7 @@ from keel.guard.scanners.base import (
 )
 from keel.guard.scanners.support import BaseScanner, Options
 from keel.guard.scanners.unicode import LATIN_OF, TAG_RUN, ZW_CHARS, ZW_RUN, hidden_tag_text
+from keel.plugins import PluginError, Registry
 
 CATEGORIES = ("override", "roleplay", "exfiltration", "encoded", "delimiter")
 
@@ -104,22 +105,33 @@ class InjectionClassifier(Protocol):
 
 ClassifierFactory = Callable[[dict[str, Any]], InjectionClassifier]
 C = TypeVar("C", bound=ClassifierFactory)
-_CLASSIFIERS: dict[str, ClassifierFactory] = {}
+
+
+def _no_builtins() -> None:
+    """keel ships no classifier backend; plugins and code add them."""
+
+
+def _classifier_factory(name: str, item: object) -> ClassifierFactory:
+    if not callable(item):
+        raise TypeError(f"{item!r}, not a classifier factory (a callable taking the options "
+                        "mapping, such as a class)")
+    return cast(ClassifierFactory, item)
+
+
+CLASSIFIERS: Registry[ClassifierFactory] = Registry(
+    "injection classifier", "keel.injection_classifiers", _no_builtins, _classifier_factory)
+_CLASSIFIERS: dict[str, ClassifierFactory] = CLASSIFIERS.entries
 
 
 def register_injection_classifier(name: str) -> Callable[[C], C]:
     """Register a classifier factory (taking its options mapping) under ``name``; select it
-    with ``classifier: {type: NAME, ...options}`` on an ``injection`` scanner."""
-
-    def deco(factory: C) -> C:
-        _CLASSIFIERS[name] = factory
-        return factory
-
-    return deco
+    with ``classifier: {type: NAME, ...options}`` on an ``injection`` scanner. An installed
+    distribution adds one through the ``keel.injection_classifiers`` entry point group."""
+    return CLASSIFIERS.register(name)
 
 
 def injection_classifier_types() -> list[str]:
-    return sorted(_CLASSIFIERS)
+    return CLASSIFIERS.names()
 
 
 # --- normalisation ----------------------------------------------------------------------------
@@ -730,15 +742,18 @@ class InjectionScanner(BaseScanner):
         spec = opts.mapping("classifier", "{type: my-local-model}", required=False)
         if spec is not None:
             kind = spec.get("type")
-            if not isinstance(kind, str) or kind not in _CLASSIFIERS:
+            try:
+                factory = CLASSIFIERS.get(kind) if isinstance(kind, str) and kind else None
+            except PluginError as exc:
+                raise ScannerConfigError(exc.message, key="classifier.type") from None
+            if factory is None:
                 known = ", ".join(injection_classifier_types()) or "none registered"
                 raise ScannerConfigError(
-                    f"type must name a registered classifier (register_injection_classifier);"
-                    f" known: {known}; e.g. classifier: {{type: my-local-model}}",
-                    key="classifier")
+                    f"type must name a registered classifier (register_injection_classifier,"
+                    f" or the keel.injection_classifiers entry point group); known: {known}; "
+                    "e.g. classifier: {type: my-local-model}", key="classifier")
             try:
-                self.classifier = _CLASSIFIERS[kind]({k: v for k, v in spec.items()
-                                                      if k != "type"})
+                self.classifier = factory({k: v for k, v in spec.items() if k != "type"})
             except ScannerConfigError as exc:
                 raise ScannerConfigError(exc.detail, key=f"classifier.{exc.key or 'type'}") \
                     from None
