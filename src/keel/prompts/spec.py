@@ -2,7 +2,8 @@
 
 The content hash covers everything that changes behaviour (messages, model, params,
 tools, response format), in a canonical form, so pushing the same prompt twice is
-recognised and does not create a new version.
+recognised and does not create a new version. The messages' placeholders
+(``keel.placeholders``) are compiled once, when the spec is made, and filled per request.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 import orjson
 
 from keel.errors import InvalidRequest
+from keel.placeholders import MissingVariable, Template
 
-VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ROLES = ("system", "developer", "user", "assistant")
 KEYS = ("name", "model", "params", "messages", "tools", "response_format", "description")
@@ -35,6 +36,12 @@ class PromptSpec:
     tools: tuple[dict[str, Any], ...] | None = None
     response_format: dict[str, Any] | None = None
     description: str | None = None
+    # each message's content, compiled (not part of the spec's value)
+    _templates: tuple[Template, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_templates",
+                           tuple(Template(m["content"]) for m in self.messages))
 
     @classmethod
     def parse(cls, data: Any, where: str = "prompt") -> PromptSpec:
@@ -98,23 +105,17 @@ class PromptSpec:
 
     @property
     def variables(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for m in self.messages:
-            for v in VAR.findall(m["content"]):
-                seen[v] = None
-        return list(seen)
+        return list(dict.fromkeys(n for t in self._templates for n in t.names))
 
     def render(self, variables: dict[str, Any], ref: str) -> list[dict[str, Any]]:
         """The messages with variables filled in; missing ones are a 400 naming them."""
-        missing = [v for v in self.variables if v not in variables]
-        if missing:
+        try:
+            # fresh dicts: the gateway may rewrite a message in place (redaction, canaries)
+            return [{**m, "content": t.render(variables)}
+                    for m, t in zip(self.messages, self._templates, strict=True)]
+        except MissingVariable:
+            missing = dict.fromkeys(n for t in self._templates for n in t.missing(variables))
             raise InvalidRequest(
                 f"prompt '{ref}' needs variable(s) {', '.join(missing)}; pass them in "
                 f"'variables' (it uses: {', '.join(self.variables)})",
-                param="variables", code="missing_variable")
-
-        def fill(match: re.Match[str]) -> str:
-            value = variables[match.group(1)]
-            return value if isinstance(value, str) else orjson.dumps(value).decode()
-
-        return [{**m, "content": VAR.sub(fill, m["content"])} for m in self.messages]
+                param="variables", code="missing_variable") from None

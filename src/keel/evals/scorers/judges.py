@@ -70,7 +70,7 @@ from keel.evals.scorers.base import (
     ScorerConfigError,
     register_scorer,
 )
-from keel.evals.scorers.support import MissingVariable, Options, Template
+from keel.evals.scorers.support import MissingVariable, Options, Template, fill
 from keel.text import content_text
 
 MAX_QUOTED = 500  # characters of a judge's reply quoted in an error
@@ -431,7 +431,7 @@ class Judge(ChatJudge):
         self.include = {"input" if v == "messages" else v for v in include}
 
     def prompt(self, inp: ScoreInput) -> str:
-        parts = ["Grade the answer against the rubric.", tag("rubric", self.rubric.render(inp))]
+        parts = ["Grade the answer against the rubric.", tag("rubric", fill(self.rubric, inp))]
         if "input" in self.include and inp.messages:
             parts.append(tag("conversation", conversation(inp.messages)))
         if "context" in self.include and inp.context:
@@ -554,7 +554,7 @@ class Pairwise(ChatJudge):
 
     def prompt(self, inp: ScoreInput, first: str, second: str) -> str:
         parts = ["Compare two answers to the same conversation on this criterion.",
-                 tag("criterion", self.criterion.render(inp))]
+                 tag("criterion", fill(self.criterion, inp))]
         if inp.messages:
             parts.append(tag("conversation", conversation(inp.messages)))
         parts += [tag("answer_a", first), tag("answer_b", second),

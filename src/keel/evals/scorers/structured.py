@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from keel.evals.scorers.base import Score, ScoreInput, ScorerConfigError, register_scorer
-from keel.evals.scorers.support import BaseScorer, Options, Template, clip
+from keel.evals.scorers.support import BaseScorer, Options, Template, clip, fill
 from keel.json_schema import json_equal, schema_option, validate
 
 
@@ -94,9 +94,20 @@ def _subset(want: Any, got: Any, path: str) -> str | None:
     return None
 
 
-def _render(value: Any, inp: ScoreInput) -> Any:
+def _compile(value: Any) -> Any:
+    """``value`` with every string in it compiled to a Template (once, when configured)."""
     if isinstance(value, str):
-        return Template(value).render(inp)
+        return Template(value)
+    if isinstance(value, dict):
+        return {k: _compile(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compile(v) for v in value]
+    return value
+
+
+def _render(value: Any, inp: ScoreInput) -> Any:
+    if isinstance(value, Template):
+        return fill(value, inp)
     if isinstance(value, dict):
         return {k: _render(v, inp) for k, v in value.items()}
     if isinstance(value, list):
@@ -133,7 +144,8 @@ class ToolCall(BaseScorer):
             raise ScorerConfigError(f"must be a string, got {self.tool!r}; e.g. name: "
                                     "get_weather", key="name")
         self.tool_name = Template(self.tool) if self.tool else None
-        self.arguments = opts.mapping("arguments", "{city: \"{{city}}\"}", required=False)
+        arguments = opts.mapping("arguments", "{city: \"{{city}}\"}", required=False)
+        self.arguments = _compile(arguments) if arguments is not None else None
 
     def evaluate(self, inp: ScoreInput) -> Score:
         if inp.output is None:
@@ -147,7 +159,7 @@ class ToolCall(BaseScorer):
                  if isinstance(c, dict)]
         if isinstance(message.get("function_call"), dict):
             calls.append(message["function_call"])
-        want_name = self.tool_name.render(inp) if self.tool_name else None
+        want_name = fill(self.tool_name, inp) if self.tool_name else None
         want_args = _render(self.arguments, inp) if self.arguments is not None else None
         if not calls:
             return self.check(False, "", "answer calls no tool"

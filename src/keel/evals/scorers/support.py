@@ -1,4 +1,5 @@
-"""Helpers the scorers share: reading options strictly, ``{{var}}`` templates, a base class.
+"""Helpers the scorers share: reading options strictly, filling ``{{var}}`` templates
+(``keel.placeholders``) from a case, a base class.
 
 Options are read strictly: an unknown key is a config error (a typo never turns into a
 silently ignored setting), and every message names the key and shows a valid example.
@@ -10,11 +11,11 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-import orjson
-
 from keel.evals.scorers.base import Score, ScoreInput, ScorerConfigError
+from keel.placeholders import MissingVariable, Template
 from keel.plugins import StrictOptions
-from keel.prompts.spec import VAR
+
+__all__ = ["COMMON", "BaseScorer", "MissingVariable", "Options", "Template", "clip", "fill"]
 
 COMMON = ("type", "name")
 
@@ -59,58 +60,20 @@ class Options(StrictOptions):
         return value
 
 
-class MissingVariable(Exception):
-    def __init__(self, name: str, available: list[str]) -> None:
-        super().__init__(name)
-        self.name = name
-        self.available = available
-
-
-def _lookup(values: dict[str, Any], name: str) -> Any:
-    if name in values:
-        return values[name]
-    node: Any = values
-    for part in name.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(name)
-        node = node[part]
-    return node
-
-
-class Template:
-    """A string option with ``{{name}}`` placeholders, filled per case.
+def fill(template: Template, inp: ScoreInput, escape: bool = False) -> str:
+    """A scorer option's template filled for one case (``escape``: each inserted text
+    escaped for a regular expression).
 
     Names come from the case's ``variables`` plus ``expected`` (the case's expected output,
-    which wins over a variable of that name when set). Dotted names reach into mappings
-    (``{{user.name}}``). Non-string values are inserted as JSON.
+    which wins over a variable of that name when set); a name the case lacks raises
+    :class:`MissingVariable`, which :class:`BaseScorer` turns into an error score.
     """
-
-    __slots__ = ("names", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.names = VAR.findall(text)
-
-    @property
-    def static(self) -> bool:
-        return not self.names
-
-    def render(self, inp: ScoreInput, escape: bool = False) -> str:
-        if not self.names:
-            return self.text
-        values = dict(inp.variables)
-        if inp.expected is not None:
-            values["expected"] = inp.expected
-
-        def fill(match: re.Match[str]) -> str:
-            try:
-                value = _lookup(values, match.group(1))
-            except KeyError:
-                raise MissingVariable(match.group(1), sorted(values)) from None
-            text = value if isinstance(value, str) else orjson.dumps(value).decode()
-            return re.escape(text) if escape else text
-
-        return VAR.sub(fill, self.text)
+    if template.static:
+        return template.text
+    values = dict(inp.variables)
+    if inp.expected is not None:
+        values["expected"] = inp.expected
+    return template.render(values, re.escape if escape else None)
 
 
 def clip(text: str, limit: int = 60) -> str:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 
 from keel.evals.scorers.base import Score, ScoreInput, ScorerConfigError, register_scorer
-from keel.evals.scorers.support import BaseScorer, Options, Template, clip
-from keel.prompts.spec import VAR
+from keel.evals.scorers.support import BaseScorer, Options, Template, clip, fill
 
 
 def _fold(text: str, case_sensitive: bool) -> str:
@@ -29,7 +28,7 @@ class Equals(BaseScorer):
         self.strip = opts.flag("strip", True)
 
     def evaluate(self, inp: ScoreInput) -> Score:
-        want, got = self.value.render(inp), inp.output_text
+        want, got = fill(self.value, inp), inp.output_text
         if self.strip:
             want, got = want.strip(), got.strip()
         ok = _fold(want, self.case_sensitive) == _fold(got, self.case_sensitive)
@@ -48,7 +47,7 @@ class Contains(BaseScorer):
         self.case_sensitive = opts.flag("case_sensitive", False)
 
     def evaluate(self, inp: ScoreInput) -> Score:
-        want = self.value.render(inp)
+        want = fill(self.value, inp)
         ok = _fold(want, self.case_sensitive) in _fold(inp.output_text, self.case_sensitive)
         return self.check(ok, f"answer contains {clip(want)}",
                           f"answer does not contain {clip(want)}")
@@ -66,7 +65,7 @@ class _ContainsMany(BaseScorer):
         hit: list[str] = []
         miss: list[str] = []
         for template in self.values:
-            want = template.render(inp)
+            want = fill(template, inp)
             (hit if _fold(want, self.case_sensitive) in text else miss).append(want)
         return hit, miss
 
@@ -120,7 +119,8 @@ class Regex(BaseScorer):
         self.compiled: re.Pattern[str] | None = None
         try:
             # With variables, check the shape now (placeholders as literals); compile per case.
-            probe = re.compile(VAR.sub("x", self.pattern.text), self.flags)
+            probe = re.compile(self.pattern.render(dict.fromkeys(self.pattern.names, "x")),
+                               self.flags)
         except re.error as exc:
             raise ScorerConfigError(f"not a valid regular expression: {exc}",
                                     key="pattern") from None
@@ -130,7 +130,7 @@ class Regex(BaseScorer):
     def evaluate(self, inp: ScoreInput) -> Score:
         compiled = self.compiled
         if compiled is None:
-            rendered = self.pattern.render(inp, escape=True)
+            rendered = fill(self.pattern, inp, escape=True)
             try:
                 compiled = re.compile(rendered, self.flags)
             except re.error as exc:
@@ -155,7 +155,7 @@ class StartsWith(BaseScorer):
         self.case_sensitive = opts.flag("case_sensitive", True)
 
     def evaluate(self, inp: ScoreInput) -> Score:
-        want, got = self.value.render(inp), inp.output_text.lstrip()
+        want, got = fill(self.value, inp), inp.output_text.lstrip()
         ok = _fold(got, self.case_sensitive).startswith(_fold(want, self.case_sensitive))
         return self.check(ok, f"answer starts with {clip(want)}",
                           f"answer starts with {clip(got[:len(want) + 10])}, not {clip(want)}")
