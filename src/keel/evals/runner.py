@@ -44,6 +44,7 @@ from keel.gateway.calls import ModelCalls, Reply
 from keel.prompts.registry import PromptRegistry, PromptVersion
 from keel.store import Store
 from keel.store import evals as q
+from keel.text import answer_text
 from keel.types import JSON
 
 log = logging.getLogger("keel.evals")
@@ -464,7 +465,7 @@ class Runner:
             return row, [], 0.0
         if item.key is not None and not row["cached"] and cacheable(reply.body):
             self._cache_new.append((item.key, reply_to_cache(reply)))
-        text = answer_text(reply.body)
+        text = answer_text(reply.body) or ""
         row["output"] = text[:MAX_OUTPUT_CHARS]
         llm = ScoringLLM(self, suite.spec.retries, t.run_id, item.repeat)
         inp = ScoreInput(output_text=text, output=reply.body, expected=item.case.expected,
@@ -606,16 +607,6 @@ def cacheable(body: JSON, *, judge: bool = False) -> bool:
     a one-off), and for a judge not a reply cut off at max_tokens (it holds no verdict)."""
     reasons = {c.get("finish_reason") for c in body.get("choices") or ()}
     return "content_filter" not in reasons and not (judge and "length" in reasons)
-
-
-def answer_text(body: JSON) -> str:
-    choices = body.get("choices") or [{}]
-    content = (choices[0].get("message") or {}).get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return ""
 
 
 def reply_to_cache(reply: Reply) -> str:
