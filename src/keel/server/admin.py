@@ -9,16 +9,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keel.errors import InvalidRequest, NotFound, excerpt
+from keel.errors import InvalidRequest, NotFound
 from keel.gateway.validate import parse_body
 from keel.keys.service import create_key, public_record, revoke_key
 from keel.server.auth import actor_of, api_route, principal_of
 from keel.server.http import json_response, read_body, state_of
 from keel.server.params import (
     cursor_param,
-    is_ascii_int,
     limit_param,
     path_param,
+    status_param,
     str_field,
     str_list_field,
     text_param,
@@ -72,19 +72,10 @@ async def revoke_key_ep(request: Request) -> Response:
     return json_response({"id": key_id, "revoked": True})
 
 
-def _status(q: Mapping[str, str]) -> str | None:
-    raw = q.get("status")
-    if not raw or raw in STATUSES:
-        return raw or None
-    if is_ascii_int(raw) and 100 <= int(raw) <= 599:
-        return str(int(raw))
-    raise InvalidRequest(f"'status' must be ok, error or an HTTP status code (100 to 599), "
-                         f"got {excerpt(raw)}", param="status")
-
-
 def trace_filter(q: Mapping[str, str]) -> TraceFilter:
     return TraceFilter(feature=text_param(q, "feature"), team=text_param(q, "team"),
-                       model=text_param(q, "model"), status=_status(q),
+                       model=text_param(q, "model"),
+                       status=status_param(q, "status", STATUSES),
                        key_id=text_param(q, "key_id"), since=time_param(q, "since"),
                        until=time_param(q, "until"), request_id=text_param(q, "request_id"))
 

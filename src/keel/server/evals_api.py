@@ -10,13 +10,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from keel.errors import InvalidRequest, NotFound
+from keel.errors import NotFound
 from keel.server.auth import api_route
 from keel.server.http import json_response, state_of
 from keel.server.params import (
     choice_param,
-    is_ascii_int,
     limit_param,
+    pair_param,
     path_param,
     text_param,
     time_param,
@@ -64,14 +64,7 @@ async def results_ep(request: Request) -> Response:
     run = await _run(st.store, path_param(request, "run_id"))
     qp = request.query_params
     status = choice_param(qp, "status", STATUSES)
-    after = (-1, -1)
-    if qp.get("after"):
-        idx, sep, rep = qp["after"].partition(":")
-        if not (sep and is_ascii_int(idx) and is_ascii_int(rep)
-                and max(len(idx), len(rep)) <= 9):
-            raise InvalidRequest("'after' must be CASE_IDX:REPEAT, as in next_after",
-                                 param="after")
-        after = (int(idx), int(rep))
+    after = pair_param(qp, "after", "CASE_IDX:REPEAT") or (-1, -1)
     limit = limit_param(qp, 100, MAX_PAGE)
     rows = await q.page_results(st.store, run["id"], status=status, after=after,
                                 limit=limit)

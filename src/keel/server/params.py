@@ -9,7 +9,8 @@ naming the parameter (``param``) and quoting at most an excerpt of the value:
 - times go through :func:`keel.monitor.timeparse.parse_time` (epoch seconds, ISO dates and
   times, durations back from now) and stay between 1970 and the year 9999;
 - text filters, cursors, path ids and name fields are bounded in length and free of
-  control characters (PostgreSQL refuses NUL in text; no stored name contains one).
+  control characters (PostgreSQL refuses NUL in text; no stored name contains one);
+- a position cursor (``A:B``) is two such integers, a status filter a word or an HTTP code.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from keel.errors import InvalidRequest, excerpt
 from keel.monitor.timeparse import in_range, parse_time
 
 __all__ = ["MAX_ID_CHARS", "MAX_TEXT_CHARS", "choice_param", "cursor_param", "int_param",
-           "is_ascii_int", "limit_param", "path_param", "str_field", "str_list_field",
-           "text_param", "time_field", "time_param"]
+           "is_ascii_int", "limit_param", "pair_param", "path_param", "status_param",
+           "str_field", "str_list_field", "text_param", "time_field", "time_param"]
 
 MAX_TEXT_CHARS = 256  # the widest label column (user, session, model)
 MAX_ID_CHARS = 128
@@ -103,6 +104,18 @@ def text_param(q: Query, name: str, max_len: int = MAX_TEXT_CHARS) -> str | None
     return _check_text(raw, name, max_len, "no stored value is longer")
 
 
+def status_param(q: Query, name: str, words: tuple[str, ...]) -> str | None:
+    """One of ``words`` or an HTTP status code from 100 to 599 (as the code, written without
+    leading zeros); None when absent or empty."""
+    raw = q.get(name)
+    if not raw or raw in words:
+        return raw or None
+    if is_ascii_int(raw) and 100 <= int(raw) <= 599:
+        return str(int(raw))
+    raise InvalidRequest(f"'{name}' must be {', '.join(words)} or an HTTP status code (100 to "
+                         f"599), got {excerpt(raw)}", param=name)
+
+
 def choice_param(q: Query, name: str, choices: tuple[str, ...]) -> str | None:
     """One of ``choices``; None when absent or empty."""
     raw = q.get(name)
@@ -123,6 +136,19 @@ def cursor_param(q: Query, name: str = "cursor") -> str | None:
         raise InvalidRequest(f"'{name}' must be the next_cursor of the previous page, got "
                              f"{excerpt(raw)}", param=name)
     return raw
+
+
+def pair_param(q: Query, name: str, form: str) -> tuple[int, int] | None:
+    """A position of two integers ``A:B`` (each at most 9 ASCII digits) that a previous page
+    returned as ``next_<name>``; None when absent or empty. ``form`` names the parts for the
+    error (``CASE_IDX:REPEAT``)."""
+    raw = q.get(name)
+    if not raw:
+        return None
+    a, sep, b = raw.partition(":")
+    if not (sep and is_ascii_int(a) and is_ascii_int(b) and max(len(a), len(b)) <= 9):
+        raise InvalidRequest(f"'{name}' must be {form}, as in next_{name}", param=name)
+    return int(a), int(b)
 
 
 def path_param(request: Request, name: str, max_len: int = MAX_ID_CHARS) -> str:
