@@ -1,4 +1,4 @@
-"""Summary query benchmark: `keel.monitor.summary.summary` over 1,000,000 stored traces.
+"""Summary query benchmark: `keel.monitor.measures.summary` over 1,000,000 stored traces.
 
     .venv/bin/python bench/summary.py                    # 1M traces, SQLite and PostgreSQL
     .venv/bin/python bench/summary.py --traces 50000 --output /tmp/summary.md   # quick check
@@ -56,7 +56,7 @@ import asyncpg
 from common import loadavg, log, machine, write_section
 from sqlalchemy import event
 
-from keel.monitor.summary import Filters, summary
+from keel.monitor.measures import Filters, summary
 from keel.store import Store
 from keel.store.rollups import Deltas, apply
 from keel.store.schema import outcomes
@@ -600,7 +600,7 @@ def section(results: list[Result], m: dict[str, str], args: argparse.Namespace, 
                  f"p95 {ms(t.p95) if t else '-'} ms; slowest 30-day variant "
                  f"({worst.name}): median {ms(worst.median)} ms, p95 {ms(worst.p95)} ms |")
     L.append("")
-    L.append(f"Warm calls of `keel.monitor.summary.summary()`: one untimed call, then "
+    L.append(f"Warm calls of `keel.monitor.measures.summary()`: one untimed call, then "
              f"{args.repeat} timed ones (the raw scan: {args.raw_repeat}); median and p95 in "
              "ms. *groups* = groups in the answer.\n")
     head = "| call | window | groups |"

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from keel import sketch
-from keel.monitor.summary import Filters, summary
+from keel.monitor.measures import Filters, summary
 from keel.store import Store
 from keel.store import rollups as r
 from keel.store.schema import rollup_errors, rollup_sketches, rollups

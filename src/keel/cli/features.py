@@ -35,7 +35,7 @@ def features() -> None:
 def stop_cmd(feature: str, reason: str) -> None:
     """Stop FEATURE: refuse its requests until `keel features start FEATURE`."""
     from keel.audit import local_user
-    from keel.features import FeatureSwitches
+    from keel.switches import FeatureSwitches
 
     async def go(store: Store) -> dict[str, Any]:
         return await FeatureSwitches(store).stop_feature(feature, reason=reason,
@@ -51,7 +51,7 @@ def stop_cmd(feature: str, reason: str) -> None:
 def start_cmd(feature: str) -> None:
     """Start FEATURE again (serve its requests)."""
     from keel.audit import local_user
-    from keel.features import FeatureSwitches
+    from keel.switches import FeatureSwitches
 
     async def go(store: Store) -> dict[str, Any]:
         return await FeatureSwitches(store).start_feature(feature, actor=local_user())
@@ -65,7 +65,7 @@ def start_cmd(feature: str) -> None:
 @wide_option
 def list_cmd(as_json: bool, wide: bool) -> None:
     """Every feature ever stopped: its state, since when, by whom and why."""
-    from keel.features import FeatureSwitches
+    from keel.switches import FeatureSwitches
 
     async def go(store: Store) -> list[dict[str, Any]]:
         return await FeatureSwitches(store).rows()

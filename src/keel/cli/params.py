@@ -1,7 +1,7 @@
 """Option types the commands share, so every command reads a value the same way.
 
 - ``TIME``: every ``--since``/``--until``; the grammar of
-  :func:`keel.monitor.timeparse.parse_time`, the one the API's ``since``/``until``/
+  :func:`keel.timeparse.parse_time`, the one the API's ``since``/``until``/
   ``from``/``to`` take (UNIX seconds, ISO 8601, durations back from now such as ``7d``).
 - ``STATUS``: a trace status filter: ``ok``, ``error`` or an HTTP status code in ASCII
   digits (``str.isdigit`` also takes ``²`` and ``٣``).
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from keel.monitor.timeparse import parse_time
+from keel.timeparse import parse_time
 
 __all__ = ["STATUS", "TIME", "StatusParam", "TimeParam"]
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from keel.cli.common import cli_config, config_option, with_store
 from keel.cli.params import TIME
 from keel.cli.tables import Column, print_table, wide_option
-from keel.monitor.summary import Filters, summary
+from keel.monitor.measures import Filters, summary
 from keel.store import Store
 from keel.store import rollups as r
 

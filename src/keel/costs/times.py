@@ -1,5 +1,5 @@
 """Day labels of cost reports. Times people type are read by
-:func:`keel.monitor.timeparse.parse_time`, the one parser of the CLI and the API."""
+:func:`keel.timeparse.parse_time`, the one parser of the CLI and the API."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ from keel.telemetry.writer import TraceWriter
 from keel.types import JSON, ChatResult, EmbeddingResult, Price, Principal, Trace
 
 if TYPE_CHECKING:
-    from keel.features import FeatureSwitches
+    from keel.switches import FeatureSwitches
     from keel.guard.policy import PolicySet
 
 log = logging.getLogger("keel.gateway")
@@ -81,7 +81,7 @@ class Gateway:
         self._background: set[asyncio.Task[Any]] = set()
         # features whose stored content is not "full": feature -> "none" | "redacted"
         self.capture = {f.name: f.capture for f in config.features if f.capture != "full"}
-        # feature kill switches (keel.features), checked in memory by resolve; set by AppState
+        # feature kill switches (keel.switches), checked in memory by resolve; set by AppState
         self.switches: FeatureSwitches | None = None
         # guardrail policies (keel.guard.policy), found per request by feature and route
         self.policies = policies

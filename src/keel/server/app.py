@@ -25,7 +25,7 @@ from keel.server import (
     budgets_api,
     costs_api,
     evals_api,
-    features_api,
+    switches_api,
     feedback_api,
     metrics_api,
     openai_api,
@@ -195,7 +195,7 @@ def routes() -> list[Route]:
         *feedback_api.routes(),
         *metrics_api.routes(),
         *audit_api.routes(),  # /api/audit: the audit log and its verification
-        *features_api.routes(),  # /api/features: per-feature kill switches
+        *switches_api.routes(),  # /api/features: per-feature kill switches
         *reviews_api.routes(),  # /api/reviews, /v1/reviews: held answers
         *policies_api.routes(),  # /api/policies: guardrail policies and their versions
     ]

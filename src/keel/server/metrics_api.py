@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keel.monitor.summary import Filters, summary
+from keel.monitor.measures import Filters, summary
 from keel.server.auth import api_route
 from keel.server.http import json_response, state_of
 from keel.server.params import text_param, time_param

@@ -6,7 +6,7 @@ naming the parameter (``param``) and quoting at most an excerpt of the value:
 
 - integers are ASCII digits only (``str.isdigit`` also accepts ``²`` and other Unicode
   digits that ``int()`` refuses) and always within a stated range;
-- times go through :func:`keel.monitor.timeparse.parse_time` (epoch seconds, ISO dates and
+- times go through :func:`keel.timeparse.parse_time` (epoch seconds, ISO dates and
   times, durations back from now) and stay between 1970 and the year 9999;
 - text filters, cursors, path ids and name fields are bounded in length and free of
   control characters (PostgreSQL refuses NUL in text; no stored name contains one);
@@ -21,7 +21,7 @@ from typing import Any
 from starlette.requests import Request
 
 from keel.errors import InvalidRequest, excerpt
-from keel.monitor.timeparse import in_range, parse_time
+from keel.timeparse import in_range, parse_time
 
 __all__ = ["MAX_ID_CHARS", "MAX_TEXT_CHARS", "choice_param", "cursor_param", "int_param",
            "is_ascii_int", "limit_param", "pair_param", "path_param", "status_param",

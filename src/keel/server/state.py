@@ -15,7 +15,7 @@ from keel.audit.digest import TraceDigest
 from keel.cache import ResponseCache
 from keel.config import EvalsConfig, KeelConfig, Settings
 from keel.evals.schedule import EvalScheduler
-from keel.features import FeatureSwitches
+from keel.switches import FeatureSwitches
 from keel.gateway.calls import ModelCalls
 from keel.gateway.flow import FlowParts
 from keel.gateway.internal import LocalGateway

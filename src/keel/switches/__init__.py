@@ -18,9 +18,9 @@ from keel.audit import AuditLog, content_hash
 from keel.errors import FeatureStopped, InvalidRequest
 from keel.polling import Poller
 from keel.store import Store
-from keel.store import features as q
+from keel.store import switches as q
 
-log = logging.getLogger("keel.features")
+log = logging.getLogger("keel.switches")
 MAX_FEATURE = 128
 MAX_REASON = 1000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keel.monitor.timeparse import parse_time
+from keel.timeparse import parse_time
 
 NOW = 1_793_577_600.0  # 2026-11-02T00:00:00Z
 DAY = 86400.0

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError
-from keel.features import FeatureSwitches
+from keel.switches import FeatureSwitches
 from keel.gateway.validate import parse_body
 from keel.server.auth import actor_of, api_route, principal_of
 from keel.server.http import json_response, read_body, state_of
