@@ -4,6 +4,9 @@
 
     KeelError                          500 api_error
     +-- ConfigError                    (startup only: names the file, key and fix)
+    |   +-- ExtraNotInstalled          501 not_implemented extra_not_installed (an optional
+    |                                       package a setting or endpoint needs: the extra
+    |                                       to install, keel.config.extras)
     +-- InvalidRequest                 400 invalid_request_error
     |   +-- BodyTooLarge               413
     |   +-- RequestTimeout             408 request_timeout (the body arrived too slowly:
@@ -134,6 +137,16 @@ class ConfigError(KeelError):
     """The configuration cannot be used; keel refuses to start."""
 
     type = "config_error"
+
+
+class ExtraNotInstalled(ConfigError):
+    """An optional integration is asked for (a setting, or a request to an endpoint that
+    needs it) but its package is not installed; the message names the extra to install.
+    At startup keel refuses to start; a request gets 501."""
+
+    status = 501
+    type = "not_implemented"
+    code = "extra_not_installed"
 
 
 class InvalidRequest(KeelError):

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from redis.exceptions import RedisError
 
 from keel.cache import keys
 from keel.cache.semantic import SemanticIndex
 from keel.config import CacheSpec
+from keel.config.extras import RedisError
 from keel.types import JSON
 
 if TYPE_CHECKING:

@@ -51,6 +51,18 @@ def cli_settings(config_path: str | None = None, **overrides: Any) -> Settings:
     return Settings(**clean)
 
 
+def refuse_missing_extras(settings: Settings) -> None:
+    """Exit 2 with one line for each setting whose optional package is not installed, naming
+    the extra that installs it (keel.config.extras)."""
+    from keel.config.extras import missing_extras  # imports what the settings ask for
+
+    problems = missing_extras(settings)
+    for line in problems:
+        click.echo(f"error: {line}", err=True)
+    if problems:
+        sys.exit(2)
+
+
 def locations(config_path: str | None = None) -> Locations:
     """Where the config and data directory were found, and why (for messages)."""
     return locate(config_path or _context_config())

@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from keel.cli.common import cli_config, cli_settings, config_option, locations, store_source
+from keel.cli.common import (
+    cli_config,
+    cli_settings,
+    config_option,
+    locations,
+    refuse_missing_extras,
+    store_source,
+)
 from keel.config import KeelConfig, config_warnings
 from keel.evals.scorers.base import SCORERS
 from keel.gateway.providers.base import PROVIDERS
@@ -73,6 +80,7 @@ def check_cmd(config_path: str | None) -> None:
     settings = cli_settings(config_path)
     click.echo(f"config: {found.describe_config()}")
     click.echo(f"store: {settings.describe_store()} ({store_source(settings, found)})")
+    refuse_missing_extras(settings)
     config = cli_config(config_path, warn=False)
     plugins, plugin_problems = _plugins()
     for name, n, names in [*_counts(config), ("plugins", len(plugins), ", ".join(plugins))]:

@@ -17,6 +17,7 @@ from keel.cli.common import (
     cli_settings,
     config_option,
     locations,
+    refuse_missing_extras,
     store_source,
     with_store,
 )
@@ -65,6 +66,7 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     from keel.server.serve import run_server
 
     settings = cli_settings(config_path, host=host, port=port)
+    refuse_missing_extras(settings)
     config = cli_config(config_path, refused="keel did not start.")
     found = locations(config_path)
     run_server(settings, config, console=console, config_source=found.describe_config(),

@@ -12,9 +12,7 @@ import asyncio
 import hashlib
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
-
+from keel.config.extras import REDIS, NoScriptError, RedisConnectionError, import_extra
 from keel.limits.backend import NeedsSeed, Refusal, Repayment, SoftCrossing
 from keel.limits.rules import LimitTarget
 from keel.limits.scripts import ADMIT, PEEK, REPAY, SEED, SETTLE
@@ -236,7 +234,9 @@ def connect_redis(url: str, *, timeout_s: float = 1.0, max_connections: int = 12
     """A client for keel's shared counters: short socket timeouts, a bounded pool (waiting
     at most ``timeout_s`` for a connection), and one immediate retry on a connection error
     (a stale pooled connection after a Redis restart), none on timeouts (a script may have
-    run). Reservations and counts are idempotent per request id where it matters."""
+    run). Reservations and counts are idempotent per request id where it matters.
+    ``ExtraNotInstalled`` without keel[redis]."""
+    import_extra(REDIS, "KEEL_REDIS_URL is set")
     from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff

@@ -26,9 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
 from keel.config import KeelConfig
+from keel.config.extras import RedisError
 from keel.errors import LimitsUnavailable
 from keel.limits.backend import NeedsSeed
 from keel.limits.memory import MemoryBackend

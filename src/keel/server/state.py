@@ -8,14 +8,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.audit import AuditLog, local_user
 from keel.audit.digest import TraceDigest
 from keel.cache import ResponseCache
 from keel.config import EvalsConfig, KeelConfig, Settings
+from keel.config.extras import require_extras
 from keel.evals.schedule import EvalScheduler
-from keel.switches import FeatureSwitches
 from keel.gateway.calls import ModelCalls
 from keel.gateway.flow import FlowParts
 from keel.gateway.internal import LocalGateway
@@ -28,9 +28,12 @@ from keel.prompts import PromptRegistry
 from keel.review import ReviewService
 from keel.store import Store
 from keel.store.policies import save_versions
+from keel.switches import FeatureSwitches
 from keel.telemetry.metrics import Metrics, TraceWriterCollector
-from keel.telemetry.otel_export import OtlpExporter
 from keel.telemetry.writer import TraceWriter
+
+if TYPE_CHECKING:
+    from keel.telemetry.otel_export import OtlpExporter
 
 log = logging.getLogger("keel.server")
 AUDIT_CHECKPOINT_INTERVAL_S = 3600.0
@@ -66,7 +69,9 @@ class AppState:
 
     @classmethod
     def build(cls, settings: Settings, config: KeelConfig) -> AppState:
-        # every provider's kind (built-in or plugin) and options, before anything is opened
+        # every optional package the settings ask for (keel.config.extras), and every
+        # provider's kind (built-in or plugin) and options, before anything is opened
+        require_extras(settings)
         config_providers(config, settings.config)
         store = Store(settings.resolved_database_url())
         writer = TraceWriter(
@@ -78,8 +83,11 @@ class AppState:
         )
         metrics = Metrics(config)  # label values from the config only
         TraceWriterCollector(writer.health).register(metrics.registry)
-        otlp = OtlpExporter(settings, config, metrics) if settings.otlp_endpoint else None
-        if otlp is not None:
+        otlp: OtlpExporter | None = None
+        if settings.otlp_endpoint:  # opentelemetry-proto (keel[otel]) only then
+            from keel.telemetry.otel_export import OtlpExporter
+
+            otlp = OtlpExporter(settings, config, metrics)
             writer.on_stored = otlp.submit
         audit = AuditLog.from_settings(store, settings)
         digest = TraceDigest()
@@ -117,7 +125,7 @@ class AppState:
             await self.otlp.start()
         await self.writer.start()
         if self.settings.redis_url:
-            from redis.asyncio import Redis
+            from redis.asyncio import Redis  # installed: build() checked (keel[redis])
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 

@@ -1,4 +1,5 @@
-"""The store: an async SQLAlchemy engine over SQLite (default) or PostgreSQL.
+"""The store: an async SQLAlchemy engine over SQLite (default) or PostgreSQL (asyncpg, the
+keel[postgres] extra).
 
 SQLite runs in WAL mode with a busy timeout; keel writes through one writer task, so
 reads stay concurrent. Migrations (alembic) run through ``Store.upgrade``.
@@ -61,6 +62,10 @@ class Store:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 5}
         else:
+            # here, not at the top: keel.config.extras binds redis's names (imports redis)
+            from keel.config.extras import POSTGRES, import_extra
+
+            import_extra(POSTGRES, "KEEL_DATABASE_URL is a PostgreSQL URL")
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(aurl, **kwargs)
         if self.dialect == "sqlite":
