@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from keel.backoff import Backoff
 from keel.errors import (
     InvalidRequest,
     KeelError,
@@ -256,12 +257,15 @@ def transient(exc: KeelError) -> bool:
     return isinstance(exc, UpstreamError | RateLimited) and not isinstance(exc, UpstreamRejected)
 
 
+RETRY = Backoff(base=0.25, cap=8.0)  # 0.25 s doubling, at most 8 s; a Retry-After up to 30 s
+
+
 def retry_delay(exc: KeelError, attempt: int) -> float:
     after = exc.headers.get("retry-after") or exc.headers.get("Retry-After")
     if after:
         with contextlib.suppress(ValueError):
             return min(30.0, float(after))
-    return float(min(8.0, 0.25 * 2 ** attempt))
+    return RETRY.delay(attempt)
 
 
 class Runner:
