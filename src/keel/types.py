@@ -203,6 +203,9 @@ class ChatResult:
     body: JSON
     usage: Usage
     served_model: str
+    # the upstream's own bytes of ``body`` when the adapter changed nothing in it (None
+    # otherwise): an answer passed on unchanged is sent as these, not serialised again
+    raw: bytes | None = None
 
 
 @dataclass(slots=True)

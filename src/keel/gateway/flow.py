@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from keel.cache import CachePolicy, ResponseCache, completion_to_chunks, parse_cache_directive
 from keel.errors import KeelError
+from keel.gateway.wire import Wire
 from keel.guard.engine import GuardRun, HeldForReview, PolicyBlocked
 from keel.guard.policy import DEFAULT_REVIEW, Policy
 from keel.limits import Admission, LimitRequest
@@ -71,6 +72,8 @@ class ChatFlow:
         self.policy: CachePolicy | None = None
         self.namespace = ""
         self.guard: GuardRun | None = None
+        # the upstream's bytes of what ``run`` returns, when it is passed on unchanged
+        self.wire = Wire()
 
     async def run(self) -> JSON | AsyncIterator[JSON]:
         """A completion body, or (for ``stream: true``) a chunk stream already started."""
@@ -94,7 +97,7 @@ class ChatFlow:
                     return await self._guarded_hit(hit) if held else self._serve_hit(hit)
             if self.body.get("stream") and not held:
                 chunks, _ = await self.gw.open_stream(plan, self.body, self.trace,
-                                                      on_end=self._stream_ended)
+                                                      on_end=self._stream_ended, wire=self.wire)
                 return chunks
             body = self.body
             if held and body.get("stream"):  # the whole answer is scanned before any of it
@@ -108,6 +111,7 @@ class ChatFlow:
             return await self._guard_output(result.body, entry)
         self.gw.complete(self.trace, 200, price=entry.price)
         self._after_success(result.body, entry)
+        self.wire.data = result.raw  # the answer as the upstream sent it, or None
         return result.body
 
     # --- guardrails --------------------------------------------------------------------------

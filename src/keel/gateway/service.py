@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from keel.config import KeelConfig, ModelConfig, Settings
 from keel.costs.prices import model_price
@@ -25,6 +25,7 @@ from keel.errors import (
 from keel.gateway.executor import execute, is_filtered
 from keel.gateway.models import ModelEntry, ProviderDeployment
 from keel.gateway.providers.base import Provider, build_provider
+from keel.gateway.wire import Wire, WireStreams
 from keel.guard.redact import redact_json
 from keel.routing import Balancer, BreakerBoard, Deployment, Plan, Router
 from keel.secrets import SecretRedactor
@@ -199,15 +200,23 @@ class Gateway:
         return result, entry
 
     async def open_stream(
-        self, plan: Plan, body: JSON, trace: Trace, on_end: StreamEnd | None = None
+        self, plan: Plan, body: JSON, trace: Trace, on_end: StreamEnd | None = None,
+        wire: Wire | None = None,
     ) -> tuple[AsyncIterator[JSON], ModelEntry]:
         """Start a streamed chat and pull its first chunk before anything reaches the client,
         so failures up to that point are ordinary errors and may fall back. Returns the
-        traced chunk stream and the model that serves it."""
+        traced chunk stream and the model that serves it. With ``wire``, an adapter that can
+        (``wire_bytes``) puts each chunk's own bytes on it as the chunk is yielded."""
 
         async def call(entry: ModelEntry,
                        dep: ProviderDeployment) -> tuple[JSON, AsyncIterator[JSON]]:
-            rest = dep.provider.chat_stream(self.upstream_body(dep, body))
+            provider, sent = dep.provider, self.upstream_body(dep, body)
+            if wire is not None:
+                wire.data = None  # nothing left from an attempt that failed
+            if wire is not None and getattr(provider, "wire_bytes", False):
+                rest = cast(WireStreams, provider).chat_stream(sent, wire=wire)
+            else:
+                rest = provider.chat_stream(sent)
             try:
                 first = await anext(rest, None)
             except BaseException:

@@ -16,6 +16,7 @@ from keel.errors import KeelError, NotFound
 from keel.gateway.anthropic_format import STOP_SEQUENCE
 from keel.gateway.flow import ChatFlow, run_embeddings
 from keel.gateway.validate import check_chat, check_embeddings
+from keel.gateway.wire import Wire
 from keel.prompts import apply_prompt
 from keel.server.exchange import SSE_HEADERS, Exchange
 from keel.server.http import api_key, json_response, openai_error, state_of
@@ -33,13 +34,18 @@ async def chat_completions(request: Request) -> Response:
 
     try:
         body = await ex.open(check)
-        out = await ChatFlow(ex.state.flow, ex, body).run()
+        flow = ChatFlow(ex.state.flow, ex, body)
+        out = await flow.run()
     except Exception as exc:
         return ex.fail(exc)
     if isinstance(out, dict):
-        return json_response(openai_shaped(out), headers=ex.headers)
+        shaped = openai_shaped(out)
+        raw = flow.wire.data
+        if raw is not None and shaped is out:  # the upstream's answer, unchanged: its bytes
+            return Response(raw, headers=ex.headers, media_type="application/json")
+        return json_response(shaped, headers=ex.headers)
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    return StreamingResponse(openai_sse(out, include_usage), headers={
+    return StreamingResponse(openai_sse(out, include_usage, flow.wire), headers={
         **SSE_HEADERS, **ex.headers}, media_type="text/event-stream")
 
 
@@ -57,19 +63,42 @@ def openai_shaped(body: JSON) -> JSON:
         for c in body["choices"]]}
 
 
-async def openai_sse(chunks: AsyncIterator[JSON], include_usage: bool) -> AsyncIterator[bytes]:
+async def openai_sse(chunks: AsyncIterator[JSON], include_usage: bool,
+                     wire: Wire | None = None) -> AsyncIterator[bytes]:
+    """The chunks as server-sent events. A chunk sent on as the upstream sent it (``wire``
+    holds its bytes once it is yielded) is written as those bytes, not serialised again."""
     try:
         async for chunk in chunks:
+            raw = wire.data if wire is not None else None
             if not include_usage and "usage" in chunk:
                 if not chunk.get("choices"):
                     continue  # the usage-only chunk keel asked for on the client's behalf
+                raw = _without_null_usage(raw, chunk)
                 chunk = {k: v for k, v in chunk.items() if k != "usage"}
-            yield b"data: " + orjson.dumps(openai_shaped(chunk)) + b"\n\n"
+            shaped = openai_shaped(chunk)
+            if raw is None or shaped is not chunk:
+                raw = orjson.dumps(shaped)
+            yield b"data: " + raw + b"\n\n"
         yield b"data: [DONE]\n\n"
     except KeelError as exc:
         yield b"data: " + orjson.dumps(exc.to_openai()) + b"\n\n"
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
+
+
+_NULL_USAGE = b',"usage":null}'
+
+
+def _without_null_usage(raw: bytes | None, chunk: JSON) -> bytes | None:
+    """``raw`` (the bytes ``chunk`` was parsed from) without its ``"usage":null`` member,
+    when that is the object's last member and written compactly, as upstreams asked for
+    usage send it on every chunk; else None (the chunk is serialised instead). The text
+    ends with the member and the one closing brace, so the member is the top-level
+    object's last; it is the only ``"usage"`` in the text, so the object has no other."""
+    if raw is None or chunk["usage"] is not None or next(reversed(chunk)) != "usage" \
+            or not raw.endswith(_NULL_USAGE) or raw.count(b'"usage"') != 1:
+        return None
+    return raw[:-len(_NULL_USAGE)] + b"}"
 
 
 async def embeddings(request: Request) -> Response:

@@ -38,6 +38,7 @@ _SECRET_ROOM = 4096  # redaction looks this far past a cut, for a secret that st
 _DELAY = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,3})?")
 
 _LABEL_CHARS = 128
+MAX_SSE_LINE = 2 ** 17  # bytes of one line of a stream (aiohttp's own line limit)
 _KEPT_4XX = frozenset({400, 404, 409, 413, 415, 422})
 _GOOGLE_STATUS = re.compile(r"[A-Z][A-Z_]{1,63}")
 Redact = Callable[[str], str]
@@ -233,6 +234,14 @@ class Upstream:
     ) -> Any:
         """POST ``body`` as JSON and return the parsed answer. ``model`` (the upstream
         model, named in error messages) defaults to the body's ``model``."""
+        return (await self.post_json_raw(path, body, params=params, headers=headers,
+                                         model=model))[0]
+
+    async def post_json_raw(
+        self, path: str, body: JSON, *, params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None, model: str | None = None,
+    ) -> tuple[Any, bytes]:
+        """As ``post_json``, and the bytes the answer was parsed from."""
         try:
             async with self.session.post(
                 self.url(path), data=orjson.dumps(body), params=params, headers=headers,
@@ -255,7 +264,7 @@ class Upstream:
         except aiohttp.ClientConnectionError as exc:
             raise self._unreachable(exc) from None
         try:
-            return orjson.loads(raw)
+            return orjson.loads(raw), raw
         except orjson.JSONDecodeError:
             raise UpstreamError(
                 f"provider '{self.provider}' returned a body that is not JSON: "
@@ -272,6 +281,18 @@ class Upstream:
         headers: Mapping[str, str] | None = None, model: str | None = None,
     ) -> AsyncIterator[tuple[str | None, bytes]]:
         """Yield ``(event, data)`` for each server-sent event of the response."""
+        async for events in self.stream_sse_batches(path, body, params=params,
+                                                    headers=headers, model=model):
+            for item in events:
+                yield item
+
+    async def stream_sse_batches(
+        self, path: str, body: JSON, *, params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None, model: str | None = None,
+    ) -> AsyncIterator[list[tuple[str | None, bytes]]]:
+        """As ``stream_sse``, the events that each read from the upstream completed, in a
+        list (usually of one): a consumer iterates them without a step of this generator
+        per event."""
         try:
             async with self.session.post(
                 self.url(path), data=orjson.dumps(body), params=params, headers=headers,
@@ -289,21 +310,14 @@ class Upstream:
                         f"provider '{self.provider}' answered a stream request with JSON: "
                         f"{upstream_message(raw, self.redact)}", code="upstream_bad_response",
                     )
-                event: str | None = None
-                data: list[bytes] = []
-                async for line in resp.content:
-                    line = line.rstrip(b"\r\n")
-                    if not line:
-                        if data:
-                            yield event, b"\n".join(data)
-                        event, data = None, []
-                    elif line.startswith(b"data:"):
-                        data.append(line[5:].lstrip(b" "))
-                    elif line.startswith(b"event:"):
-                        event = line[6:].strip().decode()
-                    # comments (":...") and other fields are ignored
-                if data:
-                    yield event, b"\n".join(data)
+                events = SSEParser(self.provider)
+                async for piece in resp.content.iter_any():
+                    done = events.feed(piece)
+                    if done:
+                        yield done
+                done = events.close()
+                if done:
+                    yield done
         except TimeoutError:
             raise UpstreamTimeout(
                 f"provider '{self.provider}' stopped sending for "
@@ -316,6 +330,65 @@ class Upstream:
             ) from None
         except aiohttp.ClientConnectionError as exc:
             raise self._unreachable(exc) from None
+
+
+class SSEParser:
+    """Server-sent events from the bytes of a response, fed as they arrive.
+
+    Lines end at ``\\n`` (trailing ``\\r`` dropped); a blank line ends an event; its
+    ``data:`` lines are joined with ``\\n`` and ``event:`` names it; comments and other
+    fields are ignored; at the end, an unfinished event still counts. Each ``feed`` splits
+    what arrived into lines in one call. A line over ``MAX_SSE_LINE`` bytes is an error
+    (an upstream that never ends a line would otherwise fill memory)."""
+
+    __slots__ = ("_data", "_event", "_tail", "provider")
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self._event: str | None = None
+        self._data: list[bytes] = []
+        self._tail = b""
+
+    def feed(self, piece: bytes) -> list[tuple[str | None, bytes]]:
+        """The events that ``piece`` completed."""
+        buf = self._tail + piece if self._tail else piece
+        lines = buf.split(b"\n")
+        self._tail = lines.pop()
+        if len(buf) > MAX_SSE_LINE:
+            self._check(lines)
+        return self._lines(lines)
+
+    def close(self) -> list[tuple[str | None, bytes]]:
+        """The event the stream ended in without its blank line, if any."""
+        out = self._lines([self._tail]) if self._tail else []
+        self._tail = b""
+        if self._data:
+            out.append((self._event, b"\n".join(self._data)))
+            self._data = []
+        return out
+
+    def _lines(self, lines: list[bytes]) -> list[tuple[str | None, bytes]]:
+        out: list[tuple[str | None, bytes]] = []
+        data = self._data
+        for line in lines:
+            line = line.rstrip(b"\r\n")
+            if not line:
+                if data:
+                    out.append((self._event, data[0] if len(data) == 1 else b"\n".join(data)))
+                    data = self._data = []
+                self._event = None
+            elif line.startswith(b"data:"):
+                data.append(line[5:].lstrip(b" "))
+            elif line.startswith(b"event:"):
+                self._event = line[6:].strip().decode()
+        return out
+
+    def _check(self, lines: list[bytes]) -> None:
+        longest = max([len(self._tail), *(len(line) + 1 for line in lines)])
+        if longest > MAX_SSE_LINE:
+            raise UpstreamError(
+                f"provider '{self.provider}' sent a stream line over {MAX_SSE_LINE} bytes",
+                code="upstream_bad_response")
 
 
 def _model_of(body: JSON) -> str | None:

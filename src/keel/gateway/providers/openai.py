@@ -12,12 +12,14 @@ request had stop sequences and it is a string, it is also put under keel's inter
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import ClassVar
 
 from keel.config import ProviderConfig
 from keel.errors import UpstreamError
 from keel.gateway.anthropic_format import STOP_SEQUENCE
 from keel.gateway.providers.base import Provider, register_provider
 from keel.gateway.providers.http import Upstream, parse_json_event, upstream_fault
+from keel.gateway.wire import Wire
 from keel.types import JSON, ChatResult, EmbeddingResult, Usage
 
 
@@ -51,37 +53,47 @@ class OpenAIProvider(Provider):
         return f"/{endpoint}"
 
     async def chat(self, body: JSON) -> ChatResult:
-        data = await self.http.post_json(self._path(body, "chat/completions"), body,
-                                         params=self.params)
+        raw: bytes | None
+        data, raw = await self.http.post_json_raw(self._path(body, "chat/completions"), body,
+                                                  params=self.params)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise UpstreamError(
                 f"provider '{self.name}' returned JSON that is not a chat completion "
                 "(no 'choices' list)", code="upstream_bad_response",
             )
-        if body.get("stop"):
-            _mark_stop_sequences(data)
+        if body.get("stop") and _mark_stop_sequences(data):
+            raw = None  # the body now differs from what the upstream sent
         return ChatResult(body=data, usage=Usage.from_openai(data.get("usage")),
-                          served_model=str(data.get("model") or body["model"]))
+                          served_model=str(data.get("model") or body["model"]), raw=raw)
 
-    async def chat_stream(self, body: JSON) -> AsyncIterator[JSON]:
+    # ``chat_stream`` takes a ``Wire`` (``keel.gateway.wire``) for each chunk's bytes
+    wire_bytes: ClassVar[bool] = True
+
+    async def chat_stream(self, body: JSON, wire: Wire | None = None) -> AsyncIterator[JSON]:
+        """The upstream's chunks; with ``wire``, each chunk's own bytes are put on it just
+        before the chunk is yielded (None when a stop sequence was marked on it)."""
         stops = bool(body.get("stop"))
         body = dict(body)
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        async for _event, data in self.http.stream_sse(
+        redact = self.secrets.redact
+        async for events in self.http.stream_sse_batches(
             self._path(body, "chat/completions"), body, params=self.params
         ):
-            if data == b"[DONE]":
-                return
-            chunk = parse_json_event(self.name, data, self.secrets.redact)
-            if "error" in chunk and "choices" not in chunk:
-                message, fault = upstream_fault(data, self.secrets.redact)
-                raise UpstreamError(
-                    f"provider '{self.name}' reported an error mid-stream: {message}",
-                    code="upstream_stream_error", fault=fault,
-                )
-            if stops:
-                _mark_stop_sequences(chunk)
-            yield chunk
+            for _event, data in events:
+                if data == b"[DONE]":
+                    return
+                chunk = parse_json_event(self.name, data, redact)
+                if "error" in chunk and "choices" not in chunk:
+                    message, fault = upstream_fault(data, redact)
+                    raise UpstreamError(
+                        f"provider '{self.name}' reported an error mid-stream: {message}",
+                        code="upstream_stream_error", fault=fault,
+                    )
+                if wire is not None:
+                    wire.data = None if stops and _mark_stop_sequences(chunk) else data
+                elif stops:
+                    _mark_stop_sequences(chunk)
+                yield chunk
 
     async def embed(self, body: JSON) -> EmbeddingResult:
         data = await self.http.post_json(self._path(body, "embeddings"), body, params=self.params)
@@ -98,10 +110,14 @@ class OpenAIProvider(Provider):
         )
 
 
-def _mark_stop_sequences(data: JSON) -> None:
-    """vLLM's ``stop_reason`` string (the stop sequence matched) -> keel's ``stop_sequence``."""
+def _mark_stop_sequences(data: JSON) -> bool:
+    """vLLM's ``stop_reason`` string (the stop sequence matched) -> keel's ``stop_sequence``.
+    True when a choice was marked."""
+    marked = False
     for choice in data.get("choices") or ():
         if isinstance(choice, dict) and choice.get("finish_reason") == "stop":
             matched = choice.get("stop_reason")
             if isinstance(matched, str):
                 choice[STOP_SEQUENCE] = matched
+                marked = True
+    return marked
