@@ -58,19 +58,39 @@ def prompt_label(name: str | None, version: int | None) -> str:
     return f"{name}@{version}" if name else ""
 
 
+class _Minute:
+    """One minute key's trace sums: counters (``TRACE_COUNTERS`` order), errors by type and
+    the two sketches (index -> count)."""
+
+    __slots__ = ("errors", "latency", "sums", "ttft")
+
+    def __init__(self) -> None:
+        self.sums = [0.0] * len(TRACE_COUNTERS)
+        self.errors: dict[str, int] = {}
+        self.latency: dict[int, int] = {}
+        self.ttft: dict[int, int] = {}
+
+
+Rows = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]],
+             list[tuple[Any, ...]]]  # counters, errors, sketches, outcomes: what apply writes
+
+
 class Deltas:
-    """Additions to the rollup tables, accumulated in memory, written by ``apply``."""
+    """Additions to the rollup tables, accumulated in memory, written by ``apply``.
+
+    ``rows()`` turns them into the rows ``apply`` writes (folded, in key order), once; it is
+    pure CPU, so the trace writer calls it in its worker thread, not on the event loop."""
 
     def __init__(self) -> None:
         self.counters: dict[Key, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self.errors: dict[tuple[Key, str], int] = defaultdict(int)
-        self.sketches: dict[tuple[Key, str, int], int] = defaultdict(int)
+        # per (key, metric): sketch index -> count
+        self.sketches: dict[tuple[Key, str], dict[int, int]] = {}
         self.outcomes: dict[tuple[str, float, str, str], list[float]] = {}
         # traces are added per minute only (the writer's hot loop), and folded into the
-        # hour and day rows once per batch by _fold
-        self._minute: dict[Key, list[float]] = {}
-        self._minute_errors: dict[tuple[Key, str], int] = defaultdict(int)
-        self._minute_sketches: dict[tuple[Key, str, int], int] = defaultdict(int)
+        # minute, hour and day rows once per batch by _fold
+        self._minute: dict[Key, _Minute] = {}
+        self._rows: Rows | None = None
 
     def __bool__(self) -> bool:
         return bool(self.counters or self.outcomes or self._minute)
@@ -79,16 +99,17 @@ class Deltas:
         return [(g, bucket(t, g), feature, team, model, prompt) for g in GRANULARITIES]
 
     def add_trace(self, row: dict[str, Any]) -> None:
+        self._rows = None
         ok = int(row["status"]) < 400
         get = row.get
         name, version = get("prompt_name"), get("prompt_version")
         key: Key = ("m", float(math.floor(float(row["start_time"]) / 60) * 60),
                     get("feature") or "", get("team") or "", get("model_requested") or "",
                     f"{name}@{version}" if name else "")
-        c = self._minute.get(key)
-        if c is None:
-            c = self._minute[key] = [0.0] * len(TRACE_COUNTERS)
-        # the order of TRACE_COUNTERS
+        m = self._minute.get(key)
+        if m is None:
+            m = self._minute[key] = _Minute()
+        c = m.sums  # the order of TRACE_COUNTERS
         c[0] += 1
         c[2] += get("input_tokens") or 0
         c[3] += get("output_tokens") or 0
@@ -99,48 +120,48 @@ class Deltas:
         c[8] += get("cost_saved_usd") or 0.0
         if not ok:
             c[1] += 1
-            self._minute_errors[(key, get("error_type") or f"http_{row['status']}")] += 1
+            etype = get("error_type") or f"http_{row['status']}"
+            m.errors[etype] = m.errors.get(etype, 0) + 1
             return
         latency = get("latency_ms") or 0.0
         c[9] += latency
-        self._minute_sketches[(key, "latency", sketch.index(latency))] += 1
+        i = sketch.index(latency)
+        m.latency[i] = m.latency.get(i, 0) + 1
         ttft = get("ttft_ms")
         if ttft is not None:
-            self._minute_sketches[(key, "ttft", sketch.index(ttft))] += 1
+            i = sketch.index(ttft)
+            m.ttft[i] = m.ttft.get(i, 0) + 1
 
     def _fold(self) -> None:
         """Add the per-minute trace sums to the minute, hour and day rows."""
         if not self._minute:
             return
-
-        def up(key: Key) -> tuple[Key, Key, Key]:
+        for key, m in self._minute.items():
             t = key[1]
-            return (key, ("h", bucket(t, "h"), *key[2:]), ("d", bucket(t, "d"), *key[2:]))
-
-        for key, sums in self._minute.items():
-            for k in up(key):
+            for k in (key, ("h", bucket(t, "h"), *key[2:]), ("d", bucket(t, "d"), *key[2:])):
                 d = self.counters[k]
-                for counter, v in zip(TRACE_COUNTERS, sums, strict=True):
+                for counter, v in zip(TRACE_COUNTERS, m.sums, strict=True):
                     if v:
                         d[counter] += v
-        for (key, etype), n in self._minute_errors.items():
-            for k in up(key):
-                self.errors[(k, etype)] += n
-        for (key, metric, idx), n in self._minute_sketches.items():
-            for k in up(key):
-                self.sketches[(k, metric, idx)] += n
+                for etype, n in m.errors.items():
+                    self.errors[(k, etype)] += n
+                for metric, counts in (("latency", m.latency), ("ttft", m.ttft)):
+                    if counts:
+                        into = self.sketches.setdefault((k, metric), {})
+                        for idx, n in counts.items():
+                            into[idx] = into.get(idx, 0) + n
         self._minute.clear()
-        self._minute_errors.clear()
-        self._minute_sketches.clear()
 
     def add_cost(self, row: dict[str, Any], delta: float) -> None:
         """A trace's cost changed by ``delta`` (repricing)."""
+        self._rows = None
         for key in self._keys(float(row["start_time"]), row.get("feature") or "",
                               row.get("team") or "", row.get("model_requested") or "",
                               prompt_label(row.get("prompt_name"), row.get("prompt_version"))):
             self.counters[key]["cost_usd"] += delta
 
     def add_feedback(self, row: dict[str, Any], sign: int = 1) -> None:
+        self._rows = None
         for key in self._keys(float(row["trace_time"]), row.get("feature") or "",
                               row.get("team") or "", row.get("model") or "",
                               row.get("prompt") or ""):
@@ -159,11 +180,33 @@ class Deltas:
                 c["critical_errors"] += sign
 
     def add_outcome(self, row: dict[str, Any]) -> None:
+        self._rows = None
         for g in GRANULARITIES:
             key = (g, bucket(float(row["at"]), g), row["feature"], row["name"])
             acc = self.outcomes.setdefault(key, [0.0, 0.0])
             acc[0] += 1
             acc[1] += float(row["value"])
+
+    def rows(self) -> Rows:
+        """The rows of each rollup table, in key order (built once until the next add).
+
+        Every table's rows are sorted by their whole key, so every transaction takes its row
+        locks in one global order. Sketch rows are ordered per (key, metric) group and by
+        index inside it (the same order as sorting the whole tuples, without comparing a
+        thousand tuples element by element)."""
+        if self._rows is not None:
+            return self._rows
+        self._fold()
+        counters = [(*key, *(self.counters[key].get(n, 0) for n in COUNTERS))
+                    for key in sorted(self.counters)]
+        errors = [(*key, etype, n) for (key, etype), n in sorted(self.errors.items())]
+        sketches: list[tuple[Any, ...]] = []
+        for key, metric in sorted(self.sketches):
+            counts = self.sketches[(key, metric)]
+            sketches.extend((*key, metric, idx, counts[idx]) for idx in sorted(counts))
+        outcomes = [(*key, n, v) for key, (n, v) in sorted(self.outcomes.items())]
+        self._rows = (counters, errors, sketches, outcomes)
+        return self._rows
 
 
 def _quote(store: Store) -> Any:
@@ -196,25 +239,19 @@ async def apply(conn: AsyncConnection, store: Store, deltas: Deltas) -> None:
     # One statement per table, rows in key order, tables always in the same order: every
     # transaction takes its row locks in one global order, so concurrent writers (replicas)
     # wait for each other instead of deadlocking.
-    deltas._fold()
-    if deltas.counters:
-        rows = [(*key, *(deltas.counters[key].get(n, 0) for n in COUNTERS))
-                for key in sorted(deltas.counters)]
-        await _run(conn, _upsert_sql(store, rollups, KEY, COUNTERS), rows)
-    if deltas.errors:
-        rows = [(*key, etype, n) for (key, etype), n in sorted(deltas.errors.items())]
+    counters, errors, sketches, outcomes = deltas.rows()
+    if counters:
+        await _run(conn, _upsert_sql(store, rollups, KEY, COUNTERS), counters)
+    if errors:
         await _run(conn, _upsert_sql(store, rollup_errors, (*KEY, "error_type"), ("count",)),
-                   rows)
-    if deltas.sketches:
-        rows = [(*key, metric, idx, n) for (key, metric, idx), n
-                in sorted(deltas.sketches.items())]
+                   errors)
+    if sketches:
         await _run(conn, _upsert_sql(store, rollup_sketches, (*KEY, "metric", "idx"),
-                                     ("count",)), rows)
-    if deltas.outcomes:
-        rows = [(*key, n, v) for key, (n, v) in sorted(deltas.outcomes.items())]
+                                     ("count",)), sketches)
+    if outcomes:
         await _run(conn, _upsert_sql(store, rollup_outcomes,
                                      ("granularity", "bucket", "feature", "name"),
-                                     ("events", "value")), rows)
+                                     ("events", "value")), outcomes)
 
 
 def trace_deltas(rows: Iterable[dict[str, Any]]) -> Deltas:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ from keel.types import Trace
 
 TRACE_COLUMNS = tuple(str(c.name) for c in traces.columns)
 PAYLOAD_COLUMNS = tuple(str(c.name) for c in trace_payloads.columns)
+# computes the rollup deltas of the trace rows a batch inserts
+DeltasOf = Callable[[list[tuple[Any, ...]]], Awaitable[rollups.Deltas]]
 
 
 def trace_values(t: Trace) -> tuple[Any, ...]:
@@ -74,11 +77,15 @@ def _insert_sql(store: Store, table: sa.Table, columns: tuple[str, ...]) -> str:
 
 async def insert_rows(
     store: Store, rows: list[tuple[Any, ...]], payloads: list[tuple[Any, ...]],
-    *, replay: bool = False,
+    *, replay: bool = False, deltas: DeltasOf | None = None,
 ) -> set[str] | None:
     """Insert a batch in one transaction, with its rollups; rows already stored (a replay
     of journaled traces) are skipped, and not rolled up twice (``replay`` checks for them).
     With ``replay``, returns the ids of the rows skipped; otherwise None.
+
+    ``deltas`` computes the rollup deltas of the rows that are inserted (the trace writer
+    has them computed in a worker thread, off the event loop); by default, here. It is
+    awaited before the first write, so no write lock is held meanwhile.
 
     Positional tuples go straight to the driver's executemany: on the hot write path the
     per-row parameter processing of a Core ``insert()`` costs more than the insert itself.
@@ -97,12 +104,13 @@ async def insert_rows(
             skipped = stored
             if not rows:
                 return skipped
+        added = rollups.trace_deltas(dict(zip(TRACE_COLUMNS, r, strict=True)) for r in rows) \
+            if deltas is None else await deltas(rows)
         await conn.exec_driver_sql(_insert_sql(store, traces, TRACE_COLUMNS), rows)
         if payloads:
             await conn.exec_driver_sql(
                 _insert_sql(store, trace_payloads, PAYLOAD_COLUMNS), payloads)
-        await rollups.apply(conn, store, rollups.trace_deltas(
-            dict(zip(TRACE_COLUMNS, r, strict=True)) for r in rows))
+        await rollups.apply(conn, store, added)
     return skipped
 
 

@@ -19,6 +19,11 @@ The writer tells the journal which segment each stored trace came from (``Segmen
 A segment is rotated after ``segment_rows`` traces and removed once every trace in it is in
 the store; a segment some of whose traces are not held in memory any more (the queue was
 full, or the store down for long) is *replayed*: read back and inserted idempotently.
+
+Allocating a segment, cutting a closed one to its length and removing one are system calls
+that take milliseconds (tens of them on a busy disk). Given ``offload`` (a function that
+runs a job in another thread), the journal keeps the next segment allocated ahead, so a
+rotation on the serving thread only swaps it in, and cuts and removes files in that thread.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ import logging
 import mmap
 import os
 import secrets
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger("keel.telemetry")
@@ -64,13 +70,39 @@ class Segment:
             and self.stored + self.overflowed >= self.appended
 
 
+class _Mapped:
+    """A segment file allocated and mapped, its header written."""
+
+    __slots__ = ("fd", "mm", "path", "size")
+
+    def __init__(self, path: Path, fd: int, mm: mmap.mmap, size: int) -> None:
+        self.path, self.fd, self.mm, self.size = path, fd, mm, size
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError, ValueError, BufferError):
+            self.mm.close()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+Offload = Callable[[Callable[[], None]], object]  # runs a job in another thread
+
+
 class Journal:
     def __init__(self, directory: str | os.PathLike[str], *, header: bytes = b"",
-                 segment_rows: int = 5000, fsync_interval_s: float | None = None) -> None:
+                 segment_rows: int = 5000, fsync_interval_s: float | None = None,
+                 offload: Offload | None = None) -> None:
         self.dir = Path(directory)
         self.header = header  # the first line of every segment (what its lines mean)
         self.segment_rows = segment_rows
         self.fsync_interval_s = fsync_interval_s
+        self.offload = offload  # None: file work happens in the caller's thread
+        self._spare: _Mapped | None = None  # the next segment, allocated ahead
+        self._spare_lock = threading.Lock()
+        self._preparing = False
+        self._closed = False  # no spare is kept once closed
         self.owner = ""
         self._lock_fd: int | None = None
         self._fd: int | None = None
@@ -98,16 +130,25 @@ class Journal:
                 os.close(fd)
                 continue
             self.owner, self._lock_fd = owner, fd
+            self._closed = False
+            self._prepare_spare()
             return
         raise RuntimeError(f"could not take a journal owner lock in {self.dir}")
 
     def close(self, *, keep: bool) -> None:
         """Close the current segment; remove every settled one (all of them unless
-        ``keep``), then release the owner lock, so another process may replay the rest."""
+        ``keep``), then release the owner lock, so another process may replay the rest.
+        Everything happens here and now (none of it is offloaded)."""
+        offload, self.offload = self.offload, None
         self._close_current()
         for seg in list(self.segments):
             if seg.settled or not keep:
                 self._remove(seg)
+        with self._spare_lock:
+            spare, self._spare, self._closed = self._spare, None, True
+        if spare is not None:
+            spare.discard()
+        self.offload = offload
         if self._lock_fd is not None:
             lock_path = self.dir / f"{PREFIX}{self.owner}.lock"
             if not self.segments:
@@ -237,38 +278,99 @@ class Journal:
 
     def _rotate(self, need: int = 0) -> Segment:
         self._close_current()
-        self._seq += 1
-        path = self.dir / f"{PREFIX}{self.owner}-{self._seq:06d}.jsonl"
+        mapped = self._take_spare(need)
+        if mapped is None:
+            self._seq += 1
+            mapped = self._allocate(self._seq, need)
+        self._fd, self._mm, self._size = mapped.fd, mapped.mm, mapped.size
+        self._offset = len(self.header)
+        self.current = Segment(mapped.path)
+        self._prepare_spare()
+        return self.current
+
+    def _allocate(self, seq: int, need: int = 0) -> _Mapped:
+        path = self.dir / f"{PREFIX}{self.owner}-{seq:06d}.jsonl"
         size = max(SEGMENT_BYTES, len(self.header) + need)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.posix_fallocate(fd, 0, size)  # ENOSPC here, not a SIGBUS on a later copy
             mm = mmap.mmap(fd, size)
+            mm[:len(self.header)] = self.header
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
                 path.unlink()
             raise
-        self._fd, self._mm, self._size = fd, mm, size
-        mm[:len(self.header)] = self.header
-        self._offset = len(self.header)
-        self.current = Segment(path)
-        return self.current
+        return _Mapped(path, fd, mm, size)
+
+    def _take_spare(self, need: int) -> _Mapped | None:
+        """The segment allocated ahead, if there is one and the line fits in it."""
+        with self._spare_lock:
+            spare = self._spare
+            if spare is None or spare.size < len(self.header) + need:
+                return None
+            self._spare = None
+            return spare
+
+    def _prepare_spare(self) -> None:
+        """Have the next segment allocated in the offload thread (once at a time)."""
+        if self.offload is None or self._preparing or self._spare is not None \
+                or self._closed or self._lock_fd is None:
+            return
+        self._preparing = True
+        self._seq += 1
+        seq = self._seq
+
+        def allocate() -> None:
+            try:
+                mapped: _Mapped | None = self._allocate(seq)
+            except OSError as exc:  # the next append allocates (and reports) it itself
+                log.debug("allocating the next journal segment failed: %s", exc)
+                mapped = None
+            with self._spare_lock:
+                if mapped is not None and (self._spare is not None or self._closed):
+                    mapped.discard()  # the journal closed meanwhile
+                elif mapped is not None:
+                    self._spare = mapped
+                self._preparing = False
+
+        try:
+            self.offload(allocate)
+        except Exception:
+            self._preparing = False
+
+    def _later(self, job: Callable[[], None]) -> None:
+        """Run a file job in the offload thread, or here when there is none."""
+        if self.offload is not None:
+            try:
+                self.offload(job)
+                return
+            except Exception:  # the thread is gone: do it here
+                pass
+        job()
 
     def _unmap(self, *, cut: bool) -> None:
-        """Unmap and close the current file; ``cut``: shorten it to what was written."""
-        if self._mm is not None:
-            with contextlib.suppress(OSError, ValueError, BufferError):
-                self._mm.close()
-            self._mm = None
-        if self._fd is not None:
-            if cut:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._fd, self._offset)
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
+        """Unmap and close the current file; ``cut``: shorten it to what was written (all of
+        it in the offload thread: readers stop at the zeroed tail meanwhile)."""
+        mm, fd, length = self._mm, self._fd, self._offset
+        self._mm = self._fd = None
         self._offset = self._size = 0
+
+        def finish() -> None:
+            if mm is not None:
+                with contextlib.suppress(OSError, ValueError, BufferError):
+                    mm.close()
+            if fd is not None:
+                if cut:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, length)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+        if cut:
+            self._later(finish)
+        else:
+            finish()
 
     def _close_current(self) -> None:
         seg = self.current
@@ -278,8 +380,7 @@ class Journal:
         self._unmap(cut=True)
         seg.closed = True
         if seg.appended == 0:
-            with contextlib.suppress(OSError):
-                seg.path.unlink()
+            self._unlink_later(seg.path)
             return
         self.segments.append(seg)
 
@@ -297,10 +398,16 @@ class Journal:
         self.current = None
 
     def _remove(self, seg: Segment) -> None:
-        with contextlib.suppress(OSError):
-            seg.path.unlink()
+        self._unlink_later(seg.path)
         with contextlib.suppress(ValueError):
             self.segments.remove(seg)
+
+    def _unlink_later(self, path: Path) -> None:
+        def unlink() -> None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+        self._later(unlink)
 
 
 def _seq_of(path: Path) -> int:

@@ -25,6 +25,14 @@ What it guarantees, and how:
 ``close`` drains the queue; what it could not store (the store down) stays in the journal
 for the next start, and ``undrained`` says how many, so ``keel serve`` can exit non-zero.
 
+The event loop that serves requests is never held for long by the writer: its heavy work
+runs in one worker thread (``keel.telemetry.offload``), a slice at a time — a batch's
+rollup deltas (started while its transaction begins), reading and parsing journal files to
+replay, rebuilding replayed traces to hand on, freeing a stored batch, and the journal's
+file work (the next segment allocated ahead, closed segments cut and removed). On the loop
+stay the bookkeeping of each batch and, in ``submit``, each trace's row and journal line:
+the journal must hold it before the answer's last byte leaves.
+
 Every trace in memory on its way to the store (queued, in the batch being written, held) can
 be looked up by id (``unstored_row``) and waited for (``landing``), so a request about a
 trace answered a moment ago never needs ``flush`` (a full drain). Traces that overflowed to
@@ -40,15 +48,17 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import exc as sa_exc
 
+from keel.backoff import Backoff
 from keel.store import Store
 from keel.store.clean import clean_str, unstorable
+from keel.store.rollups import Deltas
 from keel.store.traces import (
     TRACE_COLUMNS,
     fit_values,
@@ -57,6 +67,7 @@ from keel.store.traces import (
     trace_values,
 )
 from keel.telemetry.journal import Journal, Segment
+from keel.telemetry.offload import CpuWorker, let_go, outcome, slices
 from keel.types import Trace, Usage
 
 log = logging.getLogger("keel.telemetry")
@@ -68,6 +79,8 @@ _SOURCE = TRACE_COLUMNS.index("source")
 _JSON_COLUMNS = frozenset(TRACE_COLUMNS.index(c) for c in ("tags", "attempt_log", "guard"))
 ORPHAN_SCAN_S = 10.0
 MAX_BACKOFF_S = 5.0
+# waits after consecutive failures (of the store, or of the loop itself): 0.05 s doubling
+RETRY = Backoff(base=0.05, cap=MAX_BACKOFF_S)
 
 
 class Entry:
@@ -102,8 +115,9 @@ class TraceWriter:
         self.flush_interval_s = flush_interval_s
         self.hold_max = hold_max
         self.use_journal = journal
+        self._cpu = CpuWorker("keel-trace-writer")
         self.journal = Journal(self.spill_dir, header=JOURNAL_HEADER,
-                               fsync_interval_s=journal_fsync_s)
+                               fsync_interval_s=journal_fsync_s, offload=self._cpu.submit)
         self._queue: asyncio.Queue[Entry] = asyncio.Queue(maxsize=max_queue)
         self._held: deque[Entry] = deque()  # neither queued nor journaled (disk refused)
         self._retry: list[Entry] = []  # taken from the queue, not stored yet
@@ -226,6 +240,8 @@ class TraceWriter:
             await self._task
             self._task = None
         await self.flush()
+        await self._cpu.run(_nothing)  # the journal's file work given to it so far is done
+        self._cpu.close()
         left = [*self._retry, *_queued(self._queue), *self._held]  # in memory, unstored
         journaled = sum(s.overflowed for s in self.journal.segments) + sum(
             1 for e in left if e.segment is not None)
@@ -278,7 +294,7 @@ class TraceWriter:
     # --- the loop ----------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        backoff = 0.05
+        failures = 0
         while True:
             try:
                 await self._run()
@@ -294,21 +310,21 @@ class TraceWriter:
                 self._retry = self._in_hand + [e for e in self._retry
                                                if e not in self._in_hand]
                 self._in_hand = []
-                await self._pause(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                await self._pause(RETRY.delay(failures))
+                failures += 1
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        backoff = 0.05
+        failures = 0  # store outages in a row
         while not self._closing:
             if self._retry or self._held:
                 async with self._busy:
                     ok = await self._write_pending()
                 if not ok:
-                    await self._pause(backoff)
-                    backoff = min(backoff * 2, MAX_BACKOFF_S)
+                    await self._pause(RETRY.delay(failures))
+                    failures += 1
                     continue
-                backoff = 0.05
+                failures = 0
             if self._queue.empty():
                 self._wakeup.clear()
                 try:
@@ -332,10 +348,11 @@ class TraceWriter:
                     self._retry.extend(batch)
                     ok = await self._write_pending()
             if batch and not ok:
-                await self._pause(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                await self._pause(RETRY.delay(failures))
+                failures += 1
             elif batch:
-                backoff = 0.05
+                failures = 0
+                self._cpu.submit(let_go, batch)  # the last references: freed off the loop
                 self.journal.settle()  # stored segments go at once, busy or not
                 if time.monotonic() - self._last_orphan_scan >= ORPHAN_SCAN_S:
                     # Under sustained load the queue never empties: do the idle work on
@@ -408,11 +425,18 @@ class TraceWriter:
         A batch refused for its data is split until the offending row is isolated."""
         rows = [e.values for e in entries]
         payloads = [e.payload for e in entries if e.payload is not None]
+        ahead = self._cpu.submit(_deltas_of, rows)  # while the transaction begins
+
+        async def deltas_of(inserted: list[tuple[Any, ...]]) -> Deltas:
+            if len(inserted) == len(rows):  # a replay skipped none: the whole batch
+                return await outcome(ahead)
+            return await self._cpu.run(_deltas_of, inserted)
+
         try:
             # Ingested OTLP spans may be re-sent: skip (and do not roll up) stored ones.
             skipped = await insert_rows(
                 self.store, rows, payloads,
-                replay=replay or any(r[_SOURCE] == "otlp" for r in rows))
+                replay=replay or any(r[_SOURCE] == "otlp" for r in rows), deltas=deltas_of)
         except Exception as exc:
             self.failed_batches += 1
             if not _is_data_error(exc):
@@ -432,7 +456,7 @@ class TraceWriter:
                     if e.segment is not None:
                         e.segment.stored += 1
             entries = [e for e in entries if e.values[0] not in skipped]
-        self._stored(entries)
+        await self._stored(entries)
         return []
 
     async def _insert_safe(self, entry: Entry, exc: Exception, *, replay: bool
@@ -467,7 +491,7 @@ class TraceWriter:
             if entry.segment is not None:
                 entry.segment.stored += 1
             return []
-        self._stored([safe])
+        await self._stored([safe])
         return []
 
     def _reject(self, entry: Entry, exc: Exception) -> None:
@@ -492,9 +516,10 @@ class TraceWriter:
                       "retrying with backoff", n, _describe(exc))
         self.store_error = _describe(exc)
 
-    def _stored(self, entries: list[Entry]) -> None:
+    async def _stored(self, entries: list[Entry]) -> None:
         """Count a stored batch, settle its journal segments and hand it on
-        (``on_stored``, ``on_stored_rows``); their failures never affect the store."""
+        (``on_stored``, ``on_stored_rows``, both called on the loop); their failures never
+        affect the store. Replayed traces are rebuilt from their rows in the worker."""
         if self.store_error is not None:
             log.warning("the store accepts traces again (after %.1f s)",
                         time.time() - (self.store_error_since or time.time()))
@@ -513,8 +538,10 @@ class TraceWriter:
         if self.on_stored is None:
             return
         try:
-            self.on_stored([e.trace if e.trace is not None else _trace(*r)
-                            for e, r in zip(entries, batch, strict=True)])
+            missing = [r for e, r in zip(entries, batch, strict=True) if e.trace is None]
+            rebuilt = iter(await self._cpu.run(_traces_of, missing) if missing else ())
+            self.on_stored([e.trace if e.trace is not None else next(rebuilt)
+                            for e in entries])
         except Exception:
             log.exception("handing on %d stored traces failed", len(batch))
 
@@ -558,36 +585,17 @@ class TraceWriter:
 
     async def _replay_file(self, path: Path) -> bool:
         """Insert every trace of a journal (or legacy spill) file; False when the store
-        is unavailable (the file stays)."""
-        batch: list[Entry] = []
+        is unavailable (the file stays). The file is read and parsed in the worker, a batch
+        at a time."""
+        lines = await self._cpu.run(_lines_of, path)
         columns: tuple[str, ...] = TRACE_COLUMNS
-        try:
-            # Blocking read: a local file, off the request path, rare.
-            data = path.read_bytes()  # noqa: ASYNC240
-        except FileNotFoundError:
-            return True
-        # A segment whose process was killed keeps its allocated size: its lines end at
-        # the first NUL (the zeroed tail never written).
-        end = data.find(b"\x00")
-        for line in (data if end < 0 else data[:end]).splitlines():
-            if not line.strip():
-                continue
-            try:
-                item = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                log.warning("skipping a torn line in %s", path)
-                continue
-            entry = _entry_of(item, columns)
-            if entry is None:
-                if isinstance(item, dict) and "columns" in item:
-                    columns = tuple(item["columns"])
-                continue
-            batch.append(entry)
-            if len(batch) >= self.batch_size:
-                if await self._insert(batch, replay=True):
-                    return False
-                batch = []
-        return not (batch and await self._insert(batch, replay=True))
+        for start in range(0, len(lines), self.batch_size):
+            batch, columns = await self._cpu.run(
+                _entries_of, path, lines[start:start + self.batch_size], columns)
+            if batch and await self._insert(batch, replay=True):
+                return False
+            self._cpu.submit(let_go, batch)
+        return True
 
 
 def _stored_form(entry: Entry) -> dict[str, Any]:
@@ -620,6 +628,61 @@ def _entry_of(item: Any, columns: tuple[str, ...]) -> Entry | None:
         return None
     values = fit_values(tuple(row.get(c) for c in TRACE_COLUMNS))
     return Entry(values, tuple(payload) if payload else None, None, None)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _lines_of(path: Path) -> list[bytes]:
+    """The lines of a journal (or legacy spill) file; none when it is gone. (In the worker.)"""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    # A segment whose process was killed keeps its allocated size: its lines end at
+    # the first NUL (the zeroed tail never written).
+    end = data.find(b"\x00")
+    return (data if end < 0 else data[:end]).splitlines()
+
+
+def _entries_of(path: Path, lines: Sequence[bytes], columns: tuple[str, ...]
+                ) -> tuple[list[Entry], tuple[str, ...]]:
+    """The entries of some lines of ``path`` and the columns in force after them (a
+    header line names the columns of the lines after it). (In the worker.)"""
+    out: list[Entry] = []
+    for part in slices(lines):
+        for line in part:
+            if not line.strip():
+                continue
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                log.warning("skipping a torn line in %s", path)
+                continue
+            entry = _entry_of(item, columns)
+            if entry is None:
+                if isinstance(item, dict) and "columns" in item:
+                    columns = tuple(item["columns"])
+                continue
+            out.append(entry)
+    return out, columns
+
+
+def _deltas_of(rows: Sequence[tuple[Any, ...]]) -> Deltas:
+    """The rollup deltas of a batch, folded and ordered for ``rollups.apply``. (In the
+    worker.)"""
+    deltas = Deltas()
+    for part in slices(rows):
+        for values in part:
+            deltas.add_trace(dict(zip(TRACE_COLUMNS, values, strict=True)))
+    deltas.rows()
+    return deltas
+
+
+def _traces_of(rows: Sequence[Row]) -> list[Trace]:
+    """Traces rebuilt from their rows, to hand on. (In the worker.)"""
+    return [_trace(*row) for part in slices(rows) for row in part]
 
 
 def _is_data_error(exc: BaseException) -> bool:
