@@ -194,6 +194,19 @@ def _message(m: Any, p: str) -> None:
                              param=f"{p}.tool_call_id")
 
 
+_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
+_PLAIN_KEYS = frozenset({"role", "content"})
+
+
+def _plain_message(m: Any) -> bool:
+    """A message of the commonest shape, ``{role, content: string}`` with a role that needs
+    nothing else, which ``_message`` would pass: checked without building any text."""
+    if m.__class__ is not dict or not m.keys() <= _PLAIN_KEYS:
+        return False
+    role = m.get("role")
+    return role.__class__ is str and role in _PLAIN_ROLES and m.get("content").__class__ is str
+
+
 def _tools(tools: Any) -> None:
     _want(isinstance(tools, list), "tools", "an array", tools)
     for i, t in enumerate(tools):
@@ -252,26 +265,55 @@ def check_chat(body: JSON) -> str:
     if not messages:
         raise InvalidRequest("'messages' must contain at least one message", param="messages")
     for i, m in enumerate(messages):
-        _message(m, f"messages[{i}]")
-    _opt(body, "stream", "stream", lambda v: isinstance(v, bool), "a boolean")
-    opts = _opt(body, "stream_options", "stream_options", lambda v: isinstance(v, dict),
-                "an object")
-    if opts is not None:
-        _opt(opts, "include_usage", "stream_options.include_usage",
-             lambda v: isinstance(v, bool), "a boolean")
+        if not _plain_message(m):
+            _message(m, f"messages[{i}]")  # checked field by field, errors named
+    present = body.keys() & _OPTIONS
+    if present:  # what is absent needs no check
+        _options(body, present)
+    return model
+
+
+# The optional fields ``check_chat`` checks, in ``_options``
+_OPTIONS = frozenset({
+    "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+    "n", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "seed", "stop",
+    "tools", "tool_choice", "function_call", "parallel_tool_calls", "response_format", "user",
+    "metadata"})
+
+
+def _options(body: JSON, present: set[str]) -> None:
+    """Check the optional fields of a chat body that are ``present``, in a fixed order (the
+    first problem is the one reported)."""
+    if "stream" in present:
+        _opt(body, "stream", "stream", lambda v: isinstance(v, bool), "a boolean")
+    if "stream_options" in present:
+        opts = _opt(body, "stream_options", "stream_options", lambda v: isinstance(v, dict),
+                    "an object")
+        if opts is not None:
+            _opt(opts, "include_usage", "stream_options.include_usage",
+                 lambda v: isinstance(v, bool), "a boolean")
     for name in ("max_tokens", "max_completion_tokens"):
-        _range(body, name, 1, 10_000_000, integer=True)
-    _range(body, "temperature", 0, 2)
-    _range(body, "top_p", 0, 1)
-    _range(body, "n", 1, 128, integer=True)
-    _range(body, "presence_penalty", -2, 2)
-    _range(body, "frequency_penalty", -2, 2)
-    logprobs = _opt(body, "logprobs", "logprobs", lambda v: isinstance(v, bool), "a boolean")
-    _range(body, "top_logprobs", 0, 20, integer=True)
-    if body.get("top_logprobs") is not None and logprobs is not True:
-        raise InvalidRequest("'top_logprobs' needs 'logprobs': true; set both, or leave "
-                             "'top_logprobs' out", param="top_logprobs")
-    _opt(body, "seed", "seed", _is_int, "an integer")
+        if name in present:
+            _range(body, name, 1, 10_000_000, integer=True)
+    if "temperature" in present:
+        _range(body, "temperature", 0, 2)
+    if "top_p" in present:
+        _range(body, "top_p", 0, 1)
+    if "n" in present:
+        _range(body, "n", 1, 128, integer=True)
+    if "presence_penalty" in present:
+        _range(body, "presence_penalty", -2, 2)
+    if "frequency_penalty" in present:
+        _range(body, "frequency_penalty", -2, 2)
+    logprobs = _opt(body, "logprobs", "logprobs", lambda v: isinstance(v, bool), "a boolean") \
+        if "logprobs" in present else None
+    if "top_logprobs" in present:
+        _range(body, "top_logprobs", 0, 20, integer=True)
+        if body.get("top_logprobs") is not None and logprobs is not True:
+            raise InvalidRequest("'top_logprobs' needs 'logprobs': true; set both, or leave "
+                                 "'top_logprobs' out", param="top_logprobs")
+    if "seed" in present:
+        _opt(body, "seed", "seed", _is_int, "an integer")
     stop = body.get("stop")
     if stop is not None:
         _want(isinstance(stop, str) or (isinstance(stop, list)
@@ -286,15 +328,17 @@ def check_chat(body: JSON) -> str:
         if not (isinstance(fc, str) and fc in ("none", "auto")):
             _want(isinstance(fc, dict) and _str(fc.get("name")), "function_call",
                   "none, auto or an object {name: string}", fc)
-    _opt(body, "parallel_tool_calls", "parallel_tool_calls", lambda v: isinstance(v, bool),
-         "a boolean")
+    if "parallel_tool_calls" in present:
+        _opt(body, "parallel_tool_calls", "parallel_tool_calls",
+             lambda v: isinstance(v, bool), "a boolean")
     if body.get("response_format") is not None:
         _response_format(body["response_format"])
-    _opt(body, "user", "user", _str, "a string")
-    md = _opt(body, "metadata", "metadata", lambda v: isinstance(v, dict), "an object")
-    for k, v in (md or {}).items():
-        _want(isinstance(v, str), f"metadata.{key_excerpt(k)}", "a string", v)
-    return model
+    if "user" in present:
+        _opt(body, "user", "user", _str, "a string")
+    if "metadata" in present:
+        md = _opt(body, "metadata", "metadata", lambda v: isinstance(v, dict), "an object")
+        for k, v in (md or {}).items():
+            _want(isinstance(v, str), f"metadata.{key_excerpt(k)}", "a string", v)
 
 
 def check_embeddings(body: JSON) -> str:
