@@ -25,7 +25,6 @@ import contextlib
 import gzip
 import hashlib
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -49,6 +48,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from prometheus_client import Counter
 
 from keel import __version__
+from keel.backoff import Backoff
 from keel.config import KeelConfig, Settings
 from keel.errors import ConfigError
 from keel.telemetry.metrics import Metrics
@@ -431,7 +431,7 @@ class OtlpExporter:
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if attempt + 1 < attempts and not self._closing:
                 delay = retry_after if retry_after is not None else \
-                    self.backoff_s * (2 ** attempt) * (0.75 + random.random() / 2)
+                    Backoff(base=self.backoff_s, jitter="proportional").delay(attempt)
                 with contextlib.suppress(TimeoutError):
                     # Interrupted by aclose: a stopping keel does not sit out the backoff.
                     await asyncio.wait_for(self._stop.wait(), min(delay, 30.0))
