@@ -35,8 +35,8 @@ from keel.telemetry.writer import TraceWriter
 from keel.types import JSON, ChatResult, EmbeddingResult, Price, Principal, Trace
 
 if TYPE_CHECKING:
-    from keel.switches import FeatureSwitches
     from keel.guard.policy import PolicySet
+    from keel.switches import FeatureSwitches
 
 log = logging.getLogger("keel.gateway")
 
