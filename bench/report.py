@@ -756,11 +756,14 @@ def stream_checks(by: dict[str, StreamTarget], low: int, top: int) -> list[Check
         sent = sum(int(r.d["sent"]) for r in keel.runs)
         out.append(("zero errors (keel, every run incl. warm-ups and drains)",
                     f"{errs} errors in {sent:,} streams", verdict(errs == 0)))
-        n, ans = keel.extra.get("traces_rows"), keel.extra.get("answered")
+        n, ok2 = keel.extra.get("traces_rows"), keel.extra.get("traces_2xx")
+        ans, sent_all = keel.extra.get("answered"), keel.extra.get("sent")
         out.append(("traces stored == streams answered (keel, all its runs)",
-                    f"{n:,} traces ({keel.extra.get('traces_2xx', 0):,} with 2xx status) vs "
-                    f"{ans:,} streams answered; writer given {keel.extra.get('trace_wait_s')} s"
-                    if n is not None else "-", verdict(None if n is None else n == ans)))
+                    f"{n:,} traces, {ok2:,} of them with 2xx status, vs {ans:,} streams "
+                    f"answered and {sent_all:,} sent (a stream cut off counts as sent, not "
+                    f"answered; keel traces it too); writer given "
+                    f"{keel.extra.get('trace_wait_s')} s" if n is not None else "-",
+                    verdict(None if n is None else ok2 == ans and n == sent_all)))
     else:
         out.append(("zero errors / traces stored == streams answered (keel)", why("keel"),
                     verdict(None)))
@@ -832,7 +835,8 @@ def stream_section(results: list[StreamTarget], meta: dict[str, Any]) -> str:
         f"and counted; a stream that takes over {meta['stream_timeout']:g} s, or is still in "
         f"flight {meta['drain_timeout']:g} s after the window, is an error). Before the next "
         f"run the script waits until the target's CPU is idle (at most "
-        f"{meta['settle_timeout']:g} s; `settle` below). Over the streams that ended in the measured window: streams/s, CPU "
+        f"{meta['settle_timeout']:g} s; `settle` below). Over the streams that ended in the "
+        f"measured window: streams/s, CPU "
         f"per stream (user+system CPU of the target process from /proc/PID/stat over the "
         f"window ÷ its streams), time to first token (request written .. first content token "
         f"read) and total stream time (.. `[DONE]` read), p50/p99. Figures are medians over "

@@ -246,10 +246,14 @@ class Load:
                            f"{'' if b'[DONE]' in conn.last else ', no [DONE]'})")
             self.rows.append((t0, conn.first, t1, ok))
         except asyncio.CancelledError:
-            self.error("cancelled (not drained)")
+            self.error(f"still in flight {self.args.drain_timeout:g} s after the window")
+            self.rows.append((t0, conn.first, now(), False))
             raise
         except Exception as exc:
-            self.error(f"{type(exc).__name__}: {str(exc)[:120]}")
+            if isinstance(exc, TimeoutError):
+                self.error(f"not finished within {self.args.timeout:g} s")
+            else:
+                self.error(f"{type(exc).__name__}: {str(exc)[:120]}")
             self.rows.append((t0, conn.first, now(), False))
             if conn.transport is not None:
                 conn.transport.close()

@@ -349,9 +349,10 @@ def main(argv: list[str] | None = None) -> None:
             tr: StreamTarget = lv.tr
             if lv.kind == "keel-uvicorn" and lv.data_dir is not None and tr.runs:
                 answered = sum(int(r.d["answered"]) for r in tr.runs) + lv.ready_requests
+                sent = sum(int(r.d["sent"]) for r in tr.runs) + lv.ready_requests
                 log(f"keel: waiting for the trace writer ({answered:,} streams answered)")
-                n, ok, waited = count_traces(lv.data_dir / "keel.db", answered, 60)
-                tr.extra.update(traces_rows=n, traces_2xx=ok, answered=answered,
+                n, ok, waited = count_traces(lv.data_dir / "keel.db", sent, 60)
+                tr.extra.update(traces_rows=n, traces_2xx=ok, answered=answered, sent=sent,
                                 trace_wait_s=round(waited, 2))
                 log(f"keel: traces stored {n:,} (2xx {ok:,}) vs streams answered {answered:,}")
         with contextlib.suppress(Exception):
