@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
+from keel.backoff import Backoff
 from keel.errors import (
     KeelError,
     UpstreamError,
@@ -70,10 +71,8 @@ def retry_after_s(exc: KeelError) -> float | None:
 
 def backoff_s(plan: Plan, retry_no: int) -> float:
     """Exponential backoff with equal jitter: half fixed, half random."""
-    base = plan.retries.backoff_ms / 1000.0 * float(2 ** retry_no)
-    cap = plan.retries.max_backoff_ms / 1000.0
-    step = min(base, cap)
-    return step / 2 + _rng.uniform(0, step / 2)
+    return Backoff(base=plan.retries.backoff_ms / 1000.0,
+                   cap=plan.retries.max_backoff_ms / 1000.0, jitter="equal").delay(retry_no, _rng)
 
 
 def is_filtered(body: JSON) -> bool:
