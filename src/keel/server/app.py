@@ -25,7 +25,6 @@ from keel.server import (
     budgets_api,
     costs_api,
     evals_api,
-    switches_api,
     feedback_api,
     metrics_api,
     openai_api,
@@ -33,6 +32,7 @@ from keel.server import (
     policies_api,
     prompts_api,
     reviews_api,
+    switches_api,
 )
 from keel.server.auth import authorize
 from keel.server.exchange import REQUEST_ID_HEADER, id_headers, request_id

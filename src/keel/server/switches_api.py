@@ -13,12 +13,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, KeelError
-from keel.switches import FeatureSwitches
 from keel.gateway.validate import parse_body
 from keel.server.auth import actor_of, api_route, principal_of
 from keel.server.http import json_response, read_body, state_of
 from keel.server.params import path_param
 from keel.server.state import AppState
+from keel.switches import FeatureSwitches
 
 
 def _switches(st: AppState) -> FeatureSwitches:
