@@ -18,6 +18,11 @@ a config names it, once. A plugin that cannot be imported or is not what its gro
 a name that a built-in or another distribution already has, is a :class:`PluginError` naming
 the distribution and the entry point: a plugin never replaces a built-in.
 
+:class:`DeclaredNames` answers which names a registry has without importing even its
+built-ins: the built-ins' names are given, the plugins' read from the group. A command that
+only checks names (``keel config check`` checking provider kinds) uses it, so that it
+imports no provider adapter.
+
 A :class:`FactoryRegistry` holds factories (callables taking an entry's config mapping) and
 turns a bad entry into a :class:`LocatedConfigError` (each package has its own subclass)
 naming the entry, the key and the fix. :class:`StrictOptions` is the base of each package's
@@ -27,8 +32,8 @@ naming the entry, the key and the fix. :class:`StrictOptions` is the base of eac
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
@@ -135,29 +140,13 @@ class Registry(Generic[T]):
         if self._plugins is not None:
             return
         self.load()
-        found: dict[str, EntryPoint] = {}
-        problems: list[str] = []
-        for ep in entry_points(group=self.group):
-            source = PluginSource.of(ep)
-            if ep.name in self.entries:
-                problems.append(
-                    f"the {self.noun} plugin '{ep.name}' has the name of keel's built-in "
-                    f"{self.noun} {self.what} '{ep.name}': {source.describe()}; a plugin "
-                    f"cannot replace a built-in, so rename the entry point or uninstall "
-                    f"{source.dist_name}")
-            elif ep.name in found:
-                first = self._sources[ep.name]
-                problems.append(
-                    f"the {self.noun} plugin '{ep.name}' is declared twice: "
-                    f"{first.describe()}, and {source.describe()}; uninstall one of "
-                    f"{first.dist_name} and {source.dist_name}")
-            else:
-                found[ep.name] = ep
-                self._sources[ep.name] = source
-        if problems:
-            self._discovery_error = PluginError("\n".join(problems))
-            raise self._discovery_error
-        self._plugins = found
+        try:
+            found = read_group(self.noun, self.what, self.group, self.entries)
+        except PluginError as exc:
+            self._discovery_error = exc
+            raise
+        self._sources = {name: source for name, (_, source) in found.items()}
+        self._plugins = {name: ep for name, (ep, _) in found.items()}
 
     def names(self) -> list[str]:
         """Every name, built-in or plugin, sorted."""
@@ -207,12 +196,73 @@ class Registry(Generic[T]):
 
     def unknown(self, name: object) -> str:
         """The message for a name nothing has: the closest known name, and every known one."""
-        known = self.names()
-        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        more = "" if close else f" (a plugin adds one through the entry point group {self.group})"
-        return (f"unknown {self.noun} {self.what} '{name}'; {hint}known {self.what}s: "
-                f"{', '.join(known) or 'none'}{more}")
+        return unknown_message(self.noun, self.what, self.group, name, self.names())
+
+
+def read_group(noun: str, what: str, group: str, taken: Collection[str]
+               ) -> dict[str, tuple[EntryPoint, PluginSource]]:
+    """The entry points of ``group`` by name, each with where it comes from (names only;
+    nothing is imported). A name in ``taken`` (the built-ins') or declared twice is a
+    PluginError listing every such name, naming ``noun`` and ``what`` as a registry does."""
+    found: dict[str, tuple[EntryPoint, PluginSource]] = {}
+    problems: list[str] = []
+    for ep in entry_points(group=group):
+        source = PluginSource.of(ep)
+        if ep.name in taken:
+            problems.append(
+                f"the {noun} plugin '{ep.name}' has the name of keel's built-in "
+                f"{noun} {what} '{ep.name}': {source.describe()}; a plugin "
+                f"cannot replace a built-in, so rename the entry point or uninstall "
+                f"{source.dist_name}")
+        elif ep.name in found:
+            first = found[ep.name][1]
+            problems.append(
+                f"the {noun} plugin '{ep.name}' is declared twice: "
+                f"{first.describe()}, and {source.describe()}; uninstall one of "
+                f"{first.dist_name} and {source.dist_name}")
+        else:
+            found[ep.name] = (ep, source)
+    if problems:
+        raise PluginError("\n".join(problems))
+    return found
+
+
+def unknown_message(noun: str, what: str, group: str, name: object, known: list[str]) -> str:
+    """The message for a name none of ``known`` is: the closest, else every one and where a
+    plugin would add it."""
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    more = "" if close else f" (a plugin adds one through the entry point group {group})"
+    return (f"unknown {noun} {what} '{name}'; {hint}known {what}s: "
+            f"{', '.join(known) or 'none'}{more}")
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredNames:
+    """The names a registry has, known without importing anything: ``builtins`` as declared
+    by whoever asks, and the plugins of ``group`` as installed. Its messages are the
+    registry's own (:meth:`Registry.unknown`, the PluginError of a clash)."""
+
+    noun: str
+    group: str
+    builtins: frozenset[str]
+    plugins: Mapping[str, PluginSource] = field(default_factory=dict)
+    what: str = "type"
+
+    @classmethod
+    def read(cls, noun: str, group: str, builtins: Iterable[str], *,
+             what: str = "type") -> DeclaredNames:
+        """Read ``group``'s entry point names; a clash is a PluginError (see read_group)."""
+        names = frozenset(builtins)
+        found = read_group(noun, what, group, names)
+        return cls(noun, group, names, {n: source for n, (_, source) in found.items()}, what)
+
+    def names(self) -> list[str]:
+        """Every name, built-in or plugin, sorted."""
+        return sorted({*self.builtins, *self.plugins})
+
+    def unknown(self, name: object) -> str:
+        return unknown_message(self.noun, self.what, self.group, name, self.names())
 
 
 class FactoryRegistry(Registry[Callable[[dict[str, Any]], T]]):

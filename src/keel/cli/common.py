@@ -13,9 +13,9 @@ import click
 import orjson
 import yaml
 
+from keel.cli.kinds import kind_problems
 from keel.config import KeelConfig, Settings, config_warnings, default_config, load_config
 from keel.errors import ConfigError, KeelError
-from keel.gateway.providers.base import config_providers, provider_problems
 from keel.guard.policy import config_policies
 from keel.locations import Locations, locate
 from keel.plugins import PluginError
@@ -108,17 +108,27 @@ def cli_config(config_path: str | None = None, *, warn: bool = True,
 
 def compile_config(config: KeelConfig, path: str | None) -> None:
     """What the composition root checks of a loaded config, as ``keel serve`` will compose it:
-    every provider's kind (a built-in or an installed plugin) and options, and the guard
-    policies (scanners built, schema files read). One ConfigError with every problem of
-    both, each line naming the file ``path``."""
+    every provider's kind (a built-in or an installed plugin) and options, without importing
+    the provider adapters (keel.cli.kinds), and the guard policies (scanners built, schema
+    files read). One ConfigError with every problem of both, each line naming the file
+    ``path``."""
     problems: list[str] = []
-    for check in (config_providers, config_policies):
+    for check in (_config_kinds, config_policies):
         try:
             check(config, path)
         except ConfigError as exc:
             problems.append(exc.message)
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def _config_kinds(config: KeelConfig, path: str | None) -> None:
+    """A ConfigError naming ``path`` and every provider entry's problem (kind_problems);
+    plugins installed with clashing names are a PluginError of their own (not the file's
+    fault)."""
+    problems = kind_problems([{"kind": p.kind, "options": p.options} for p in config.providers])
+    if problems:
+        raise ConfigError("\n".join(f"{path}: {p}" if path else p for p in problems))
 
 
 def _written_provider_problems(path: str) -> list[str]:
@@ -133,7 +143,7 @@ def _written_provider_problems(path: str) -> list[str]:
     if not isinstance(entries, list):
         return []
     try:
-        problems = provider_problems([e if isinstance(e, dict) else {} for e in entries])
+        problems = kind_problems([e if isinstance(e, dict) else {} for e in entries])
     except PluginError as exc:
         return exc.message.splitlines()
     return [f"{path}: {p}" for p in problems]

@@ -15,12 +15,12 @@ from keel.cli.common import (
     refuse_missing_extras,
     store_source,
 )
+from keel.cli.kinds import provider_kinds
 from keel.config import KeelConfig, config_warnings
 from keel.evals.scorers.base import SCORERS
-from keel.gateway.providers.base import PROVIDERS
 from keel.guard.scanners.base import SCANNERS
 from keel.guard.scanners.injection import CLASSIFIERS
-from keel.plugins import PluginError, Registry
+from keel.plugins import DeclaredNames, PluginError, Registry
 
 
 @click.group("config")
@@ -28,19 +28,21 @@ def config_group() -> None:
     """The YAML config file: which one keel uses, and whether it is valid."""
 
 
-def _provider(name: str, kind: str) -> str:
-    source = PROVIDERS.source(kind)
+def _provider(kinds: DeclaredNames, name: str, kind: str) -> str:
+    source = kinds.plugins.get(kind)
     return f"{name} ({kind} from {source.distribution})" if source else name
 
 
-REGISTRIES: tuple[Registry[Any], ...] = (PROVIDERS, SCANNERS, SCORERS, CLASSIFIERS)
+# the provider kinds are read as DeclaredNames (keel.cli.kinds): no adapter is imported
+REGISTRIES: tuple[Registry[Any], ...] = (SCANNERS, SCORERS, CLASSIFIERS)
 
 
-def _plugins() -> tuple[list[str], list[str]]:
+def _plugins(kinds: DeclaredNames) -> tuple[list[str], list[str]]:
     """The plugins installed for each registry (names only; none is imported), and the
     problems of registries this config does not use (a clash of names): those fail later,
     when something uses them (an eval suite's scorers, say)."""
-    found: list[str] = []
+    found = [f"provider {kinds.plugins[n].name} from {kinds.plugins[n].distribution}"
+             for n in sorted(kinds.plugins)]
     problems: list[str] = []
     for registry in REGISTRIES:
         try:
@@ -51,12 +53,12 @@ def _plugins() -> tuple[list[str], list[str]]:
     return found, problems
 
 
-def _counts(config: KeelConfig) -> list[tuple[str, int, str]]:
+def _counts(config: KeelConfig, kinds: DeclaredNames) -> list[tuple[str, int, str]]:
     chat = [m.name for m in config.models if m.kind == "chat"]
     embedding = [m.name for m in config.models if m.kind == "embedding"]
     return [
         ("providers", len(config.providers),
-         ", ".join(_provider(p.name, p.kind) for p in config.providers)),
+         ", ".join(_provider(kinds, p.name, p.kind) for p in config.providers)),
         ("models", len(config.models),
          ", ".join(chat + [f"{n} (embedding)" for n in embedding])),
         ("routes", len(config.routes), ", ".join(r.name for r in config.routes)),
@@ -82,8 +84,10 @@ def check_cmd(config_path: str | None) -> None:
     click.echo(f"store: {settings.describe_store()} ({store_source(settings, found)})")
     refuse_missing_extras(settings)
     config = cli_config(config_path, warn=False)
-    plugins, plugin_problems = _plugins()
-    for name, n, names in [*_counts(config), ("plugins", len(plugins), ", ".join(plugins))]:
+    kinds = provider_kinds()  # read again (cheap); cli_config refused a clash of kinds
+    plugins, plugin_problems = _plugins(kinds)
+    for name, n, names in [*_counts(config, kinds),
+                           ("plugins", len(plugins), ", ".join(plugins))]:
         click.echo(f"{name}: {n}" + (f" ({names})" if names else ""))
     for warning in [*config_warnings(config), *plugin_problems]:
         click.echo(f"warning: {warning}", err=True)

@@ -17,6 +17,8 @@ from keel.config.loader import config_warnings, load_config, parse_config
 from keel.config.messages import validation_message, validation_messages
 from keel.config.policies import PolicyConfig, PolicyReview
 from keel.config.providers import (
+    BUILTIN_PROVIDER_KINDS,
+    PROVIDER_GROUP,
     BreakerSpec,
     DeploymentConfig,
     ErrorRates,
@@ -38,8 +40,10 @@ from keel.config.routes import (
 from keel.config.settings import DEFAULT_CONFIG_FILE, Settings
 
 __all__ = [
+    "BUILTIN_PROVIDER_KINDS",
     "DEFAULT_CONFIG_FILE",
     "FAILURE_CLASSES",
+    "PROVIDER_GROUP",
     "BreakerSpec",
     "BudgetConfig",
     "CacheSpec",

@@ -10,6 +10,12 @@ from pydantic import Field, field_validator, model_validator
 from keel.config.base import _KeyProblem, _Strict
 from keel.types import Price, PriceTier
 
+# The kinds of keel's own provider adapters (keel.gateway.providers registers them under these
+# names) and the entry point group through which a plugin adds one: named here so that the
+# kinds of a config can be checked without importing an adapter (keel config check).
+BUILTIN_PROVIDER_KINDS = ("anthropic", "gemini", "mock", "openai")
+PROVIDER_GROUP = "keel.providers"
+
 
 class LatencySpec(_Strict):
     """Mock latency: a log-normal distribution described by its median and p99, in ms."""
