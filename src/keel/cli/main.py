@@ -24,6 +24,7 @@ from keel.cli.common import (
 from keel.cli.params import STATUS, TIME
 from keel.cli.tables import Column, print_table, wide_option
 from keel.config import Settings
+from keel.errors import ConfigError
 from keel.types import ROLES
 
 T = TypeVar("T")
@@ -69,8 +70,14 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     refuse_missing_extras(settings)
     config = cli_config(config_path, refused="keel did not start.")
     found = locations(config_path)
-    run_server(settings, config, console=console, config_source=found.describe_config(),
-               store_source=store_source(settings, found))
+    try:
+        run_server(settings, config, console=console, config_source=found.describe_config(),
+                   store_source=store_source(settings, found))
+    except ConfigError as exc:  # composing keel failed (a plugin provider's constructor)
+        for line in exc.message.splitlines():
+            click.echo(f"config error: {line}", err=True)
+        click.echo("keel did not start.", err=True)
+        sys.exit(2)
 
 
 @main.group()

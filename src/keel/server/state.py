@@ -15,6 +15,7 @@ from keel.audit.digest import TraceDigest
 from keel.cache import ResponseCache
 from keel.config import EvalsConfig, KeelConfig, Settings
 from keel.config.extras import require_extras
+from keel.errors import ConfigError
 from keel.evals.schedule import EvalScheduler
 from keel.gateway.calls import ModelCalls
 from keel.gateway.flow import FlowParts
@@ -93,8 +94,11 @@ class AppState:
         digest = TraceDigest()
         writer.on_stored_rows = digest.observe
         # Policies compiled once, here: the gateway applies them, the audit log records them.
-        gateway = Gateway(settings, config, writer, metrics,
-                          config_policies(config, settings.config))
+        policies = config_policies(config, settings.config)
+        try:
+            gateway = Gateway(settings, config, writer, metrics, policies)
+        except ConfigError as exc:  # a plugin provider's constructor failed: name the file
+            raise ConfigError(f"{settings.config}: {exc.message}") from exc
         gateway.switches = features = FeatureSwitches(store, audit=audit)
         return cls(
             settings=settings, config=config, store=store,
