@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from keel.config import KeelConfig, Settings
@@ -143,6 +143,18 @@ async def _keel_error(request: Request, exc: Exception) -> Response:
     return openai_error(exc)
 
 
+def _allowed_methods(request: Request) -> str:
+    """The methods every route of the request's path takes, sorted (Starlette names only
+    the first route's, in the order of a set, which varies with the hash seed): the value
+    of a 405's ``Allow``."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods \
+                and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
@@ -150,7 +162,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             f"no such endpoint: {request.method} {request.url.path}; see the README for the "
             "API keel serves")
     elif exc.status_code == 405:
-        allow = (exc.headers or {}).get("Allow", "")
+        allow = _allowed_methods(request) or (exc.headers or {}).get("Allow", "")
         err = InvalidRequest(
             f"method not allowed: {request.method} {request.url.path}; it takes "
             f"{allow or 'other methods'}", status=405, code="method_not_allowed",
