@@ -372,7 +372,7 @@ def compare_cmd(run_a: str, run_b: str, html: Path | None, json_path: Path | Non
     Also prints the verdict the gate's rule (default alpha and min_effect) gives for B
     against A; the exit code is 0 unless the runs cannot be compared (2)."""
     from keel.evals.compare import compare_runs, gate_verdict
-    from keel.evals.report import write_comparison_report
+    from keel.evals.report.files import write_comparison_report
     from keel.evals.suite import GateSpec
 
     async def go(store: Store) -> Any:
@@ -416,7 +416,7 @@ def gate_cmd(suite_file: Path, baseline: str | None, config_path: str | None,
     0.05). Exit codes: 0 pass, 1 regression or threshold broken, 2 error.
     """
     from keel.evals.gate import run_gate
-    from keel.evals.report import write_comparison_report
+    from keel.evals.report.files import write_comparison_report
 
     suite = load(suite_file, repeats=repeats, concurrency=concurrency)
 
@@ -460,7 +460,7 @@ def gate_cmd(suite_file: Path, baseline: str | None, config_path: str | None,
 def report_cmd(run_ref: str, html: Path | None, json_path: Path | None,
                junit: Path | None) -> None:
     """Write reports of one run (HTML, JSON, JUnit), readable without the server."""
-    from keel.evals.report import write_run_report
+    from keel.evals.report.files import write_run_report
 
     if not (html or json_path or junit):
         raise click.UsageError("name at least one of --html, --json, --junit")

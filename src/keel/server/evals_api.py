@@ -76,7 +76,7 @@ async def results_ep(request: Request) -> Response:
 
 async def report_ep(request: Request) -> Response:
     """The run's self-contained HTML report."""
-    from keel.evals.report import run_html
+    from keel.evals.report.files import run_html
 
     st = state_of(request)
     page = await run_html(st.store, path_param(request, "run_id"))
