@@ -29,15 +29,13 @@ import orjson
 
 from keel.cache import keys
 from keel.cache.semantic import SemanticIndex
-from keel.config import CacheSpec
-from keel.config.extras import RedisError
+from keel.config import CacheSpec, extras
 from keel.types import JSON
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 log = logging.getLogger("keel.cache")
-_REDIS_ERRORS = (RedisError, OSError)
 
 
 class _ThrottledWarning:
@@ -212,7 +210,7 @@ class ResponseCache:
         if self._redis is not None and self._close_redis:
             try:
                 await self._redis.aclose()
-            except _REDIS_ERRORS as exc:
+            except (extras.RedisError, OSError) as exc:
                 self._failed("close", exc)
 
     # --- helpers -------------------------------------------------------------------------------
@@ -225,7 +223,7 @@ class ResponseCache:
         try:
             async with asyncio.timeout(self._op_timeout_s):
                 return True, await call()
-        except _REDIS_ERRORS as exc:  # TimeoutError is an OSError
+        except (extras.RedisError, OSError) as exc:  # TimeoutError is an OSError
             self._failed(op, exc)
             return False, None
 

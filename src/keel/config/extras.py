@@ -16,12 +16,13 @@ endpoint whose package is missing gets 501 ``extra_not_installed``. The OTLP mod
 (``keel.telemetry.otel_export``, ``keel.ingest.otlp``) import opentelemetry-proto at their
 top: nothing imports them until OTLP is used.
 
-Code that names redis's exceptions in ``except`` clauses imports them from here: redis's own
-classes when the package is installed, else stand-ins nothing raises (no Redis client can
-exist without the package). So an ``except RedisError`` costs nothing and imports nothing
-when it runs, with or without Redis. This module is not imported by ``keel.config``: binding
-those names imports redis when it is installed, and only the modules that talk to Redis
-(and the commands that check the settings) need that.
+Code that names redis's exceptions (``except``, ``isinstance``) takes them from here:
+redis's own classes when the package is installed, else stand-ins nothing raises (no Redis
+client can exist without the package). The names are bound the first time one is read (the
+module's ``__getattr__``), so importing this module imports nothing; code reads them where
+it uses them (``except (extras.RedisError, OSError)``, evaluated only when an exception
+arrives), never at import, so that redis is imported only once Redis is configured (a
+client made, or ``missing_extras`` asked), even when it is installed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from keel.config.settings import Settings
 from keel.errors import ExtraNotInstalled
@@ -41,20 +42,41 @@ __all__ = ["OTEL", "POSTGRES", "REDIS", "SEMANTIC", "Extra", "NoScriptError",
 if TYPE_CHECKING:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import NoScriptError, RedisError
-else:
+
+_REDIS_ERRORS = ("NoScriptError", "RedisConnectionError", "RedisError")
+
+
+def _stand_ins() -> dict[str, type[Exception]]:
+    """Without keel[redis]: stand-ins for redis's exceptions, which nothing raises."""
+
+    class RedisError(Exception):
+        """Stands in for ``redis.exceptions.RedisError`` (redis is not installed)."""
+
+    class RedisConnectionError(RedisError):
+        """Stands in for ``redis.exceptions.ConnectionError``."""
+
+    class NoScriptError(RedisError):
+        """Stands in for ``redis.exceptions.NoScriptError``."""
+
+    return {"RedisError": RedisError, "RedisConnectionError": RedisConnectionError,
+            "NoScriptError": NoScriptError}
+
+
+def __getattr__(name: str) -> Any:
+    """redis's exception classes, bound on first use: redis's own when it is installed,
+    else stand-ins."""
+    if name not in _REDIS_ERRORS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     try:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import NoScriptError, RedisError
-    except ImportError:  # without keel[redis]: stand-ins that nothing raises
-
-        class RedisError(Exception):
-            """Stands in for ``redis.exceptions.RedisError`` (redis is not installed)."""
-
-        class RedisConnectionError(RedisError):
-            """Stands in for ``redis.exceptions.ConnectionError``."""
-
-        class NoScriptError(RedisError):
-            """Stands in for ``redis.exceptions.NoScriptError``."""
+        from redis import exceptions
+    except ImportError:
+        found = _stand_ins()
+    else:
+        found = {"RedisError": exceptions.RedisError,
+                 "RedisConnectionError": exceptions.ConnectionError,
+                 "NoScriptError": exceptions.NoScriptError}
+    globals().update(found)  # bound once: later reads are plain module attributes
+    return found[name]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ import asyncio
 import hashlib
 from typing import Any
 
-from keel.config.extras import REDIS, NoScriptError, RedisConnectionError, import_extra
+from keel.config import extras
+from keel.config.extras import REDIS, import_extra
 from keel.limits.backend import NeedsSeed, Refusal, Repayment, SoftCrossing
 from keel.limits.rules import LimitTarget
 from keel.limits.scripts import ADMIT, PEEK, REPAY, SEED, SETTLE
@@ -29,7 +30,7 @@ class Script:
     async def __call__(self, redis: Any, keys: list[str], args: list[Any]) -> Any:
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
+        except extras.NoScriptError:
             return await redis.eval(self.text, len(keys), *keys, *args)
 
 
@@ -71,7 +72,7 @@ class Pipeliner:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
             results = await pipe.execute(raise_on_error=False)
             for (script, keys, args, fut), res in zip(batch, results, strict=True):
-                if isinstance(res, NoScriptError):
+                if isinstance(res, extras.NoScriptError):
                     try:
                         res = await self.redis.eval(script.text, len(keys), *keys, *args)
                     except Exception as exc:
@@ -86,7 +87,7 @@ class Pipeliner:
             for *_, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc if isinstance(exc, Exception)
-                                      else RedisConnectionError("cancelled"))
+                                      else extras.RedisConnectionError("cancelled"))
             if not isinstance(exc, Exception):
                 raise
         finally:
@@ -165,7 +166,7 @@ class RedisBackend:
         results = await pipe.execute(raise_on_error=False)
         out: list[list[SoftCrossing]] = []
         for (keys, args), res in zip(packed, results, strict=True):
-            if isinstance(res, NoScriptError):  # Redis restarted and lost the script
+            if isinstance(res, extras.NoScriptError):  # Redis restarted and lost the script
                 res = await self.redis.eval(self.settle_script.text, len(keys), *keys, *args)
             if isinstance(res, BaseException):
                 raise res
@@ -244,5 +245,5 @@ def connect_redis(url: str, *, timeout_s: float = 1.0, max_connections: int = 12
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=timeout_s, socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
+        retry=Retry(NoBackoff(), 1, supported_errors=(extras.RedisConnectionError,)))
     return Redis(connection_pool=pool)

@@ -26,8 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from keel.config import KeelConfig
-from keel.config.extras import RedisError
+from keel.config import KeelConfig, extras
 from keel.errors import LimitsUnavailable
 from keel.limits.backend import NeedsSeed
 from keel.limits.memory import MemoryBackend
@@ -60,9 +59,14 @@ log = logging.getLogger("keel.limits")
 
 RESERVATION_TTL_S = 900.0
 WARN_INTERVAL_S = 30.0
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 SEED_ATTEMPTS = 3  # admit, rebuild the missing counters, admit again (and once more)
 REPAY_CHUNK = 500
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    """What a Redis call raises when Redis is down or slow; read when an exception arrives,
+    so that nothing imports redis before a Redis client exists (keel.config.extras)."""
+    return (extras.RedisError, OSError, TimeoutError)
 
 
 @dataclass(slots=True)
@@ -140,7 +144,7 @@ class Limits:
         if self.redis is not None:
             try:
                 await self.redis.load()
-            except REDIS_ERRORS as exc:
+            except _redis_errors() as exc:
                 self._failed(exc)
         await self._reconcile()
 
@@ -195,7 +199,7 @@ class Limits:
                     if not isinstance(got, NeedsSeed):
                         break
                     await self._rebuilder().seed([plan.budgets[k] for k in got.indexes], now)
-                except REDIS_ERRORS as exc:
+                except _redis_errors() as exc:
                     return self._degrade(adm, exc)
                 except SpendUnavailable as exc:
                     return self._degrade_store(adm, exc)
@@ -279,7 +283,7 @@ class Limits:
             calls.append((adm.plan.tpm, adm.bkeys, args, adm.amount, adm.rid, actual, tokens))
         try:
             results = await self.redis.settle_many(calls, now)
-        except REDIS_ERRORS as exc:
+        except _redis_errors() as exc:
             self._failed(exc)
             self._unsettled(batch)
             return
@@ -313,7 +317,7 @@ class Limits:
             for i in range(0, len(items), REPAY_CHUNK):
                 try:
                     added += await self._redis().repay(items[i:i + REPAY_CHUNK])
-                except REDIS_ERRORS as exc:
+                except _redis_errors() as exc:
                     self.unsettled.put_back(items[i:])
                     self._failed(exc)
                     return
@@ -354,7 +358,7 @@ class Limits:
             try:
                 crossed = await self.redis.settle(plan.tpm, adm.bkeys, args, adm.amount,
                                                   adm.rid, actual, tokens, now)
-            except REDIS_ERRORS as exc:
+            except _redis_errors() as exc:
                 self._failed(exc)
                 self._unsettled([(adm, actual, tokens)])
                 return
@@ -429,7 +433,7 @@ class Limits:
         try:
             for rule in self.rules.budget_rules:
                 await self._rebuilder().seed_rule(rule, now)
-        except REDIS_ERRORS as exc:
+        except _redis_errors() as exc:
             self._failed(exc)
         except SpendUnavailable as exc:
             log.warning("budgets: the stored spend could not be read at start (%s); "
@@ -448,7 +452,7 @@ class Limits:
                     use = self.memory.peek([t.keys(pk) for t in targets], now)
                 else:
                     use = await self._peek_seeded(targets, pk, now)
-            except REDIS_ERRORS as exc:
+            except _redis_errors() as exc:
                 raise self._status_error(exc) from None
             except SpendUnavailable as exc:
                 raise LimitsUnavailable(
