@@ -34,7 +34,7 @@ from keel.cli.common import cli_config, cli_settings, config_option, listed, wit
 from keel.cli.params import TIME
 from keel.cli.tables import Column, print_table, wide_option
 from keel.errors import KeelError
-from keel.evals.runner import Runner
+from keel.evals.runner.pipeline import Runner
 from keel.evals.suite import Suite, load_suite
 from keel.store import Store
 from keel.store import evals as q

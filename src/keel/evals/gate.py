@@ -24,7 +24,7 @@ import orjson
 
 from keel.errors import NotFound
 from keel.evals.compare import Comparison, Verdict, compare_runs, gate_verdict
-from keel.evals.runner import Runner
+from keel.evals.runner.pipeline import Runner
 from keel.evals.suite import Suite, SuiteError, TargetSpec
 from keel.prompts.registry import split_ref
 

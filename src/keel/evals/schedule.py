@@ -34,7 +34,7 @@ import orjson
 from keel.config import EvalsConfig, ScheduledSuite
 from keel.errors import KeelError
 from keel.evals.gate import run_gate, thresholds_code
-from keel.evals.runner import Runner
+from keel.evals.runner.pipeline import Runner
 from keel.evals.suite import load_suite
 from keel.gateway.calls import ModelCalls
 from keel.prompts.registry import PromptRegistry
