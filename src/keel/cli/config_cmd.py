@@ -19,7 +19,7 @@ from keel.cli.kinds import provider_kinds
 from keel.config import KeelConfig, config_warnings
 from keel.evals.scorers.base import SCORERS
 from keel.guard.scanners.base import SCANNERS
-from keel.guard.scanners.injection import CLASSIFIERS
+from keel.guard.scanners.injection.classifiers import CLASSIFIERS
 from keel.plugins import DeclaredNames, PluginError, Registry
 
 

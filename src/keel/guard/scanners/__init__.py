@@ -29,7 +29,7 @@ from keel.guard.scanners.base import (
     scanner_types,
     tool_calls_from,
 )
-from keel.guard.scanners.injection import (
+from keel.guard.scanners.injection.classifiers import (
     InjectionClassifier,
     injection_classifier_types,
     register_injection_classifier,
