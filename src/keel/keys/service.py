@@ -294,6 +294,17 @@ class KeyRing:
             return hmac.compare_digest(_hash(salt, key), digest)
         return False
 
+    def master_fingerprint(self) -> str | None:
+        """Names the current admin key without revealing it (None while there is none): a
+        console session opened with the admin key holds this, so a reset ends it."""
+        if self._master_plain is not None:
+            basis = f"plain:{_hash('keel-console', self._master_plain)}"
+        elif self._master_hash is not None:
+            basis = "hash:" + ":".join(self._master_hash)
+        else:
+            return None
+        return hashlib.sha256(basis.encode()).hexdigest()[:24]
+
     def record(self, key_id: str | None) -> KeyRecord | None:
         return self._keys.get(key_id) if key_id else None
 
