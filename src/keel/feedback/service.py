@@ -269,10 +269,11 @@ def check_feedback_source(principal: Principal, item: JSON) -> None:
 
 
 async def record_feedback(store: Store, principal: Principal, item: JSON, trace: JSON,
-                          ) -> tuple[JSON, bool]:
+                          *, now: float | None = None) -> tuple[JSON, bool]:
     """Store ``item`` (from ``parse_feedback``) for ``trace`` (a row of ``get_trace``), under
     the trace's team. Returns (the public item, whether it was new). Raises 409 when the team
-    used the id for different content."""
+    used the id for different content. ``now``: when it is recorded (epoch seconds; default
+    the current time), given by callers inside keel that run on a clock of their own."""
     check_trace_access(principal, trace, "write feedback for")
     check_feedback_source(principal, item)
     edit_distance, rework = await measure_rework(
@@ -280,7 +281,7 @@ async def record_feedback(store: Store, principal: Principal, item: JSON, trace:
     row = {
         **item,
         "id": item["id"] or f"fb_{new_trace_id()}",
-        "at": time.time(),
+        "at": time.time() if now is None else now,
         "trace_time": float(trace["start_time"]),
         "edit_distance": edit_distance,
         "rework": rework,
