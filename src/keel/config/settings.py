@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     metrics_public: bool = Field(
         False, description="Serve GET /metrics without a key (for a scraper on a private "
                            "network). Default: the master key or a key with role 'metrics'.")
+    console: bool = Field(True, description="Serve the web console at / (log in with a role "
+                          "key or the admin key).")
+    console_secret: str | None = Field(
+        None, description="Signs the console's session cookies. Unset: a random secret kept "
+                          "in KEEL_DATA_DIR/console-secret; replicas that do not share a data "
+                          "directory need the same value here.")
+    console_session_hours: float = Field(
+        12.0, gt=0, description="How long a console login lasts (a revoked key ends it at "
+                                "once).")
     capture_content: bool = Field(True, description="Store request messages and outputs.")
     trace_queue_size: int = 20_000
     trace_batch_size: int = 500

@@ -209,22 +209,28 @@ class Datasets:
                          message: str | None = None) -> tuple[int, int]:
         """A new version: the latest version's cases plus one case per matching stored
         trace (its messages; the answer as metadata, ``expected`` left for a reviewer)."""
+        rows, _ = await list_traces(self.store, flt, limit=limit)
+        return await self.add_trace_ids(name, [row["id"] for row in rows], message=message)
+
+    async def add_trace_ids(self, name: str, trace_ids: list[str], *,
+                            message: str | None = None) -> tuple[int, int]:
+        """As :meth:`add_traces`, for the stored traces named (a trace whose messages were
+        not captured is skipped)."""
         cases: list[str] = []
         latest = await q.latest_version(self.store, name)
         if latest is not None:
             cases = [data async for _, data in q.iter_cases(self.store, name,
                                                              latest["version"])]
-        rows, _ = await list_traces(self.store, flt, limit=limit)
         added = 0
-        for row in rows:
-            full = await get_trace(self.store, row["id"])
+        for trace_id in trace_ids:
+            full = await get_trace(self.store, trace_id)
             request = (full or {}).get("request") or {}
-            if not request.get("messages"):
+            if full is None or not request.get("messages"):
                 continue
-            answer = ((full or {}).get("response") or {}).get("choices") or [{}]
-            case = Case(messages=request["messages"], tags=["from-trace"], id=row["id"],
-                        metadata={"trace_id": row["id"], "status": row["status"],
-                                  "error_type": row["error_type"],
+            answer = (full.get("response") or {}).get("choices") or [{}]
+            case = Case(messages=request["messages"], tags=["from-trace"], id=trace_id,
+                        metadata={"trace_id": trace_id, "status": full["status"],
+                                  "error_type": full["error_type"],
                                   "answer": (answer[0].get("message") or {}).get("content")})
             cases.append(case.to_json())
             added += 1

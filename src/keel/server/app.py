@@ -17,6 +17,7 @@ from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from keel.config import KeelConfig, Settings
+from keel.console.routes import console_routes
 from keel.errors import AuthenticationFailed, InvalidRequest, KeelError, NotFound
 from keel.server import (
     admin,
@@ -285,8 +286,9 @@ def create_app(
         finally:
             await st.aclose()
 
+    extra = console_routes(st) if settings.console else []
     app = Starlette(
-        routes=routes(),
+        routes=[*routes(), *extra],
         lifespan=lifespan,
         exception_handlers={KeelError: _keel_error, HTTPException: _http_error,
                             Exception: _unhandled},

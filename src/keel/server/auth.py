@@ -1,11 +1,7 @@
 """Roles on the admin API: who may call which ``/api`` route.
 
-Six roles. ``admin`` may do everything (the master key is an admin). ``operator`` runs the
-system (prompts, budgets, evals, costs, kill switches). ``reviewer`` decides held answers.
-``auditor`` reads everything including the audit log, and changes nothing. ``viewer`` reads
-traces and metrics. Every one of these but ``admin`` also holds ``viewer``. ``metrics`` is
-narrower than them all: it may only read ``GET /metrics`` (the key a Prometheus scraper
-holds), not even the ``ANY_KEY`` routes.
+The roles and what each grants are in :mod:`keel.keys.roles` (the console reads the same
+table). ``metrics`` may only read ``GET /metrics``, not even the ``ANY_KEY`` routes.
 
 Every ``/api`` route is declared with :func:`api_route` and the role it needs, so the need is
 written once, next to the path, and enforced before the handler runs: a request without a
@@ -27,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import AuthenticationFailed, KeelError, PermissionDenied
+from keel.keys.roles import GRANTS, NARROW_ROLES, held_role, holds
 from keel.server.http import api_key, state_of
 from keel.types import ROLES, Principal
 
@@ -37,26 +34,14 @@ __all__ = ["ANY_KEY", "GRANTS", "NARROW_ROLES", "PUBLIC", "ROLES", "actor_of", "
 ANY_KEY = "key"  # a route any valid key may call (gateway keys included)
 PUBLIC = "public"  # a route that takes no key (a CORS preflight); see public_route
 
-GRANTS: dict[str, frozenset[str]] = {
-    "admin": frozenset(ROLES),
-    "operator": frozenset({"operator", "viewer"}),
-    "reviewer": frozenset({"reviewer", "viewer"}),
-    "auditor": frozenset({"auditor", "viewer"}),
-    "viewer": frozenset({"viewer"}),
-    "metrics": frozenset({"metrics"}),
-}
-# Roles for one purpose only: refused on ANY_KEY routes too.
-NARROW_ROLES = frozenset({"metrics"})
-
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 def grants(principal: Principal, need: str) -> bool:
     """Whether ``principal`` may call a route that needs ``need``."""
-    role = "admin" if principal.is_admin else principal.role
     if need == ANY_KEY:
-        return role not in NARROW_ROLES
-    return role is not None and need in GRANTS.get(role, frozenset())
+        return held_role(principal) not in NARROW_ROLES
+    return holds(principal, need)
 
 
 def _key_hint(need: str) -> str:

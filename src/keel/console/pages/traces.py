@@ -1,0 +1,164 @@
+"""Traces: the filtered, cursor-paged list (newest first, by the time-ordered id), and one
+trace's page: its messages and output, the attempt and fallback timeline, tokens and cost,
+prompt and route, policy verdicts with their findings, the review, feedback and scores;
+and "add to dataset"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from keel.console import queries
+from keel.console.web import Action, Page, View, action, page
+from keel.errors import InvalidRequest, NotFound
+from keel.evals.datasets import Datasets
+from keel.store.feedback import list_feedback
+from keel.store.traces import TraceFilter, get_trace, list_traces
+
+PAGES: list[Page] = []
+ACTIONS: list[Action] = []
+
+PAGE_SIZES = (25, 50, 100, 200)
+STATUSES = ("ok", "error")
+MAX_TEXT = 128
+
+
+def _status(view: View) -> str | None:
+    raw = (view.request.query_params.get("status") or "").strip()
+    if not raw:
+        return None
+    if raw in STATUSES or (raw.isascii() and raw.isdigit() and 100 <= int(raw) <= 599):
+        return raw
+    raise InvalidRequest(f"unknown status '{raw[:16]}'; use ok, error or an HTTP code such as "
+                         "429", param="status")
+
+
+def _text(view: View, name: str) -> str | None:
+    raw = (view.request.query_params.get(name) or "").strip()
+    if len(raw) > MAX_TEXT or not raw.isprintable():
+        raise InvalidRequest(f"'{name}' must be printable text of at most {MAX_TEXT} "
+                             "characters", param=name)
+    return raw or None
+
+
+def _cursor(view: View) -> str | None:
+    raw = _text(view, "cursor")
+    if raw is not None and not (raw.isascii() and raw.isalnum() and len(raw) <= 32):
+        raise InvalidRequest("'cursor' is the value the previous page's 'Older' link carried",
+                             param="cursor")
+    return raw
+
+
+def _size(view: View) -> int:
+    raw = view.request.query_params.get("limit") or "50"
+    if not (raw.isascii() and raw.isdigit()) or int(raw) not in PAGE_SIZES:
+        raise InvalidRequest(f"'limit' is one of {', '.join(map(str, PAGE_SIZES))}",
+                             param="limit")
+    return int(raw)
+
+
+@page(PAGES, "/traces", "Traces", "viewer")
+async def trace_list(view: View) -> Response:
+    since, until = view.filters.window()
+    f = view.filters
+    status = _status(view)
+    flt = TraceFilter(feature=f.feature, team=f.team, model=f.model, status=status,
+                      request_id=_text(view, "request_id"), since=since, until=until)
+    limit = _size(view)
+    cursor = _cursor(view)
+    rows, next_cursor = await list_traces(view.state.store, flt, limit=limit, cursor=cursor)
+    extra = [(k, v) for k, v in (("status", status), ("limit", None if limit == 50 else
+                                                        str(limit))) if v]
+    older = (view.link("/traces", status=status, cursor=next_cursor,
+                       limit=None if limit == 50 else str(limit)) if next_cursor else None)
+    first = view.link("/traces", status=status) if cursor else None
+    return view.render("traces.html", title="Traces", rows=rows, status_filter=status,
+                       older=older, first=first, extra_query=extra, statuses=STATUSES,
+                       limit=limit, sizes=PAGE_SIZES)
+
+
+def _messages(request: Any) -> list[dict[str, Any]]:
+    """The request's messages as (role, text) for display; content parts flattened."""
+    if not isinstance(request, dict):
+        return []
+    out: list[dict[str, Any]] = []
+    system = request.get("system")  # Anthropic's top-level system prompt
+    if isinstance(system, str) and system:
+        out.append({"role": "system", "text": system})
+    for m in request.get("messages") or request.get("input") or []:
+        if not isinstance(m, dict):
+            continue
+        out.append({"role": str(m.get("role", "?")), "text": _text_of(m.get("content")),
+                    "tool_calls": m.get("tool_calls"), "name": m.get("name")})
+    return out
+
+
+def _text_of(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for p in content:
+            if isinstance(p, dict):
+                if isinstance(p.get("text"), str):
+                    parts.append(p["text"])
+                elif p.get("type"):
+                    parts.append(f"[{p['type']}]")
+            elif isinstance(p, str):
+                parts.append(p)
+        return "\n".join(parts)
+    return str(content)
+
+
+def _output(response: Any) -> list[dict[str, Any]]:
+    if not isinstance(response, dict):
+        return []
+    out: list[dict[str, Any]] = []
+    for choice in response.get("choices") or []:
+        msg = (choice or {}).get("message") or {}
+        out.append({"text": _text_of(msg.get("content")), "tool_calls": msg.get("tool_calls"),
+                    "finish_reason": (choice or {}).get("finish_reason")})
+    if not out and isinstance(response.get("content"), list):  # Anthropic's shape
+        out.append({"text": _text_of(response["content"]), "tool_calls": None,
+                    "finish_reason": response.get("stop_reason")})
+    return out
+
+
+async def _trace(view: View, trace_id: str) -> dict[str, Any]:
+    if not (trace_id.isascii() and trace_id.isalnum() and len(trace_id) <= 32):
+        raise NotFound(f"no trace with id '{trace_id[:40]}'")
+    row = view.state.writer.unstored_row(trace_id) or await get_trace(view.state.store,
+                                                                        trace_id)
+    scope = view.team_scope
+    if row is None or (scope is not None and row.get("team") != scope):
+        raise NotFound(f"no trace with id '{trace_id}'")
+    return row
+
+
+@page(PAGES, "/traces/{trace_id}", "Trace", "viewer", nav=False)
+async def trace_page(view: View) -> Response:
+    trace_id = str(view.request.path_params["trace_id"])
+    row = await _trace(view, trace_id)
+    feedback = await list_feedback(view.state.store, trace_id)
+    reviews = await queries.reviews_of(view.state.store, trace_id)
+    return view.render("trace.html", title=f"Trace {trace_id}", t=row,
+                       messages=_messages(row.get("request")),
+                       output=_output(row.get("response")), feedback=feedback,
+                       reviews=reviews, attempts=row.get("attempt_log") or [],
+                       findings=row.get("guard") or [], filterbar=False)
+
+
+@action(ACTIONS, "/traces/{trace_id}/dataset", "operator")
+async def add_to_dataset(view: View) -> Response:
+    trace_id = str(view.request.path_params["trace_id"])
+    await _trace(view, trace_id)
+    name = (view.form.get("dataset") or "").strip()
+    if not name or len(name) > 128 or not all(c.isalnum() or c in "-_." for c in name):
+        raise InvalidRequest("name the dataset: letters, digits, '-', '_' or '.', at most 128 "
+                             "characters", param="dataset")
+    version, _ = await Datasets(view.state.store).add_trace_ids(
+        name, [trace_id], message=f"added from the console by {view.who}")
+    return view.back(f"/traces/{trace_id}", f"added to dataset {name} (version {version})")
