@@ -90,8 +90,8 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
                     "this key cannot open the console: a gateway key calls models and a "
                     "metrics key only reads /metrics; log in with the admin key or a key with "
                     "the admin, operator, reviewer, auditor or viewer role")
-        except KeelError as exc:
-            return await login_form(request, exc.message, exc.status)
+        except KeelError as exc:  # the form again, with what went wrong (a page, not a 4xx:
+            return await login_form(request, exc.message)  # a browser logs those as errors
         fingerprint = state.keys.master_fingerprint() if principal.is_admin else None
         cookie = signer.issue(principal.key_id, fingerprint)
         response = RedirectResponse(_safe_next(form.get("next")), 303,

@@ -10,7 +10,7 @@ from keel.console.web import Action, Page
 
 __all__ = ["MODULES", "collect"]
 
-MODULES = ("overview", "traces")
+MODULES = ("overview", "traces", "costs", "prompts", "evals", "reviews", "governance", "keys")
 
 
 def collect() -> tuple[list[Page], list[Action]]:

@@ -1,0 +1,8 @@
+"""The console's reviews pages."""
+
+from __future__ import annotations
+
+from keel.console.web import Action, Page
+
+PAGES: list[Page] = []
+ACTIONS: list[Action] = []
