@@ -25,7 +25,7 @@ from keel.console.web import (
 from keel.errors import AuthenticationFailed, KeelError, PermissionDenied
 from keel.keys.roles import NARROW_ROLES, held_role
 
-__all__ = ["console_routes"]
+__all__ = ["build_console", "console_routes"]
 
 LOGIN_COOKIE = "keel_login"  # the login form's own CSRF token (there is no session yet)
 STATIC = StaticFiles(packages=[("keel.console", "static")])
@@ -40,6 +40,12 @@ def _safe_next(target: str | None) -> str:
 
 
 def console_routes(state: ConsoleState) -> list[BaseRoute]:
+    """The routes of a console over ``state`` (for a walk over them)."""
+    return build_console(state)[0]
+
+
+def build_console(state: ConsoleState) -> tuple[list[BaseRoute], Console]:
+    """The console's routes, and the console (whose ``aclose`` ends its background work)."""
     signer = SessionSigner(load_secret(state.settings.console_secret, state.settings.data_dir),
                            state.settings.console_session_hours * 3600)
     pages, actions = page_modules.collect()
@@ -129,5 +135,5 @@ def console_routes(state: ConsoleState) -> list[BaseRoute]:
     for a in actions:
         routes.append(Route(a.path, endpoint(console, a.role, a.handler, change=True),
                             methods=["POST"]))
-    return routes
+    return routes, console
 

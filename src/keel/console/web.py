@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from keel.console import formats
 from keel.console.filters import RANGES, Filters
+from keel.console.integrity import Integrity
 from keel.console.session import COOKIE, Session, SessionSigner
 from keel.console.state import ConsoleState
 from keel.errors import InvalidRequest, KeelError, NotFound
@@ -103,6 +104,13 @@ class Console:
     pages: list[Page]
     actions: list[Action]
     env: jinja2.Environment = field(default_factory=_environment)
+    integrity: Integrity = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.integrity = Integrity(self.state.audit)
+
+    async def aclose(self) -> None:
+        await self.integrity.aclose()
 
     def shown(self, p: Page) -> bool:
         return p.shown is None or p.shown(self.state)

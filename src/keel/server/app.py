@@ -17,7 +17,7 @@ from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from keel.config import KeelConfig, Settings
-from keel.console.routes import console_routes
+from keel.console.routes import build_console
 from keel.errors import AuthenticationFailed, InvalidRequest, KeelError, NotFound
 from keel.server import (
     admin,
@@ -284,9 +284,11 @@ def create_app(
         try:
             yield
         finally:
+            if console is not None:
+                await console.aclose()
             await st.aclose()
 
-    extra = console_routes(st) if settings.console else []
+    extra, console = build_console(st) if settings.console else ([], None)
     app = Starlette(
         routes=[*routes(), *extra],
         lifespan=lifespan,

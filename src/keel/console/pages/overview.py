@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from keel.console.formats import DASH, change, money, pct
+from keel.console.formats import DASH, change, money, pct, when
 from keel.console.queries import evaluated_features
 from keel.console.web import Page, View, page
 from keel.monitor.compare import GroupComparison, compare
@@ -37,6 +37,7 @@ class Card:
     trend: tuple[Any, Any, str]  # before, after, which direction is good
     href: str | None = None
     spark: list[float | None] | None = None
+    detail: str | None = None  # a line under the value
 
 
 def _judged(m: dict[str, Any]) -> int:
@@ -109,6 +110,17 @@ def cards(view: View, g: GroupComparison, held: int | None) -> dict[str, list[Ca
                  (prev["errors"], cur["errors"], "down"), errors, list(g.series["errors"])),
         ],
     }
+    checked = view.console.integrity.current()
+    if checked is None:
+        out["Risk"].append(Card("Audit log", "checking", "", (None, None, "none"),
+                                "/governance" if view.may("auditor") else None))
+    else:
+        ok = checked.report.ok
+        out["Risk"].append(Card(
+            "Audit log", "intact" if ok else "BROKEN", "", (None, None, "none"),
+            "/governance" if view.may("auditor") else None,
+            detail=(f"{checked.report.entries:,} entries verified at {when(checked.at)}"
+                    if ok else (checked.report.problem or "verification failed"))))
     if held is not None:
         out["Risk"].append(Card("Held for review", f"{held:,}" if held < 100 else "100+",
                                 "", (None, None, "none"),
