@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from keel.config import BUILTIN_PROVIDER_KINDS, PROVIDER_GROUP
+from keel.config import BUILTIN_PROVIDER_KINDS, PROVIDER_GROUP, checkable_providers
 from keel.plugins import DeclaredNames
 
 
@@ -27,25 +27,22 @@ def provider_kinds() -> DeclaredNames:
 def kind_problems(entries: Sequence[Mapping[str, Any]]) -> list[str]:
     """Every provider entry (``providers:`` as loaded, or as written in a file the loader
     refused) whose ``kind`` is unknown (or a plugin that cannot be used) or whose ``options``
-    its provider refuses, each as ``providers[i].key: what; fix``. An entry whose kind or
-    options are not even a string and a mapping is skipped: the loader reports it. A
-    PluginError when installed plugins clash."""
+    its provider refuses, each as ``providers[i].key: what; fix``; the entries skipped are
+    those ``keel.config.checkable_providers`` skips. A PluginError when installed plugins
+    clash."""
     kinds = provider_kinds()
     out: list[str] = []
-    for i, entry in enumerate(entries):
-        kind, options = entry.get("kind"), entry.get("options") or {}
-        if not isinstance(kind, str) or kind.startswith("env:") or not isinstance(options, dict):
-            continue
-        where = f"providers[{i}]"
+    for where, kind, options in checkable_providers(entries):
         if kind in kinds.builtins:
             if options:
                 out.append(f"{where}.options: provider kind '{kind}' takes no options "
                            "(options: is for plugin providers); remove it")
         elif kind in kinds.plugins:
-            from keel.gateway.providers.base import provider_problems
+            from keel.gateway.providers.base import entry_problem
 
-            # the entries before it left empty (skipped), so the message names index i
-            out += provider_problems([*([{}] * i), entry])
+            problem = entry_problem(where, kind, options)
+            if problem is not None:
+                out.append(problem)
         else:
             out.append(f"{where}.kind: {kinds.unknown(kind)}")
     return out

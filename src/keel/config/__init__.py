@@ -27,6 +27,7 @@ from keel.config.providers import (
     PriceSpec,
     PriceTierSpec,
     ProviderConfig,
+    checkable_providers,
 )
 from keel.config.root import KeelConfig, default_config
 from keel.config.routes import (
@@ -68,6 +69,7 @@ __all__ = [
     "Scope",
     "Settings",
     "TargetSpec",
+    "checkable_providers",
     "config_warnings",
     "default_config",
     "load_config",

@@ -3,6 +3,7 @@ models with their deployments, prices and circuit breakers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -15,6 +16,19 @@ from keel.types import Price, PriceTier
 # kinds of a config can be checked without importing an adapter (keel config check).
 BUILTIN_PROVIDER_KINDS = ("anthropic", "gemini", "mock", "openai")
 PROVIDER_GROUP = "keel.providers"
+
+
+def checkable_providers(
+    entries: Sequence[Mapping[str, Any]],
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(where, kind, options)`` of each provider entry (``providers:`` as loaded, or as
+    written in a file the loader refused) whose kind and options can be checked: an entry
+    whose kind is not a string (or still an ``env:`` reference) or whose options are not a
+    mapping is the loader's to report, and skipped. ``where`` is ``providers[i]``."""
+    for i, entry in enumerate(entries):
+        kind, options = entry.get("kind"), entry.get("options") or {}
+        if isinstance(kind, str) and not kind.startswith("env:") and isinstance(options, dict):
+            yield f"providers[{i}]", kind, options
 
 
 class LatencySpec(_Strict):

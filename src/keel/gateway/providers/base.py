@@ -30,7 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from keel.config import KeelConfig, ProviderConfig
+from keel.config import KeelConfig, ProviderConfig, checkable_providers
 from keel.errors import ConfigError, UnsupportedOperation
 from keel.plugins import LocatedConfigError, PluginError, Registry
 from keel.secrets import SecretRedactor
@@ -154,28 +154,28 @@ def build_provider(config: ProviderConfig) -> Provider:
 def provider_problems(entries: Sequence[Mapping[str, Any]]) -> list[str]:
     """Every provider entry (``providers:`` as loaded, or as written in a file the loader
     refused) whose ``kind`` is unknown (or a plugin that cannot be used) or whose ``options``
-    its provider refuses, each as ``providers[i].key: what; fix``. An entry whose kind or
-    options are not even a string and a mapping is skipped: the loader reports it."""
-    out: list[str] = []
-    for i, entry in enumerate(entries):
-        kind, options = entry.get("kind"), entry.get("options") or {}
-        if not isinstance(kind, str) or kind.startswith("env:") or not isinstance(options, dict):
-            continue
-        where = f"providers[{i}]"
+    its provider refuses, each as ``providers[i].key: what; fix``; entries the loader
+    reports are skipped (``keel.config.checkable_providers``)."""
+    return [p for where, kind, options in checkable_providers(entries)
+            if (p := entry_problem(where, kind, options)) is not None]
+
+
+def entry_problem(where: str, kind: str, options: dict[str, Any]) -> str | None:
+    """What is wrong with one provider entry's kind and options (None: nothing)."""
+    try:
+        cls = provider_class(kind, where)
         try:
-            cls = provider_class(kind, where)
-            try:
-                cls.check_options(dict(options))
-            except ProviderConfigError as exc:
-                key = f"options.{exc.key}" if exc.key else "options"
-                raise ProviderConfigError(exc.detail, key=key, where=where) from None
-            except Exception as exc:  # a plugin's check that fails in its own way
-                raise ProviderConfigError(
-                    f"provider kind '{kind}' could not check its options: "
-                    f"{type(exc).__name__}: {exc}", key="options", where=where) from exc
+            cls.check_options(dict(options))
         except ProviderConfigError as exc:
-            out.append(exc.message)
-    return out
+            key = f"options.{exc.key}" if exc.key else "options"
+            raise ProviderConfigError(exc.detail, key=key, where=where) from None
+        except Exception as exc:  # a plugin's check that fails in its own way
+            raise ProviderConfigError(
+                f"provider kind '{kind}' could not check its options: "
+                f"{type(exc).__name__}: {exc}", key="options", where=where) from exc
+    except ProviderConfigError as exc:
+        return exc.message
+    return None
 
 
 def config_providers(config: KeelConfig, path: str | None) -> None:
