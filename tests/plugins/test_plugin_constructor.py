@@ -39,7 +39,8 @@ def test_keel_serve_refuses_a_plugin_provider_whose_constructor_raises_in_one_li
     assert served.returncode == 2
     assert "Traceback" not in served.stderr
     assert served.stderr.splitlines() == [
-        f"config error: {cfg}: provider 'f' (kind fragile, from keel-fragile 0.1.0) could not "
-        "be built: RuntimeError: no credentials file at /etc/fragile.json",
+        f"config error: {cfg}: provider 'f' (kind fragile, the entry point 'fragile = "
+        "keel_fragile:Fragile' (group keel.providers) of distribution keel-fragile 0.1.0) "
+        "could not be built: RuntimeError: no credentials file at /etc/fragile.json",
         "keel did not start.",
     ]

@@ -136,7 +136,8 @@ def provider_class(kind: str, where: str | None = None) -> type[Provider]:
 
 def build_provider(config: ProviderConfig) -> Provider:
     """The provider of one entry; a plugin's constructor that fails is a ConfigError naming
-    the entry and the plugin's distribution (a built-in's failure is a bug and propagates)."""
+    the entry and the plugin's entry point and distribution (a built-in's failure is a bug
+    and propagates)."""
     cls = provider_class(config.kind)
     source = PROVIDERS.source(config.kind)
     if source is None:
@@ -146,8 +147,8 @@ def build_provider(config: ProviderConfig) -> Provider:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"provider '{config.name}' (kind {config.kind}, from "
-                          f"{source.distribution}) could not be built: "
+        raise ConfigError(f"provider '{config.name}' (kind {config.kind}, the "
+                          f"{source.describe()}) could not be built: "
                           f"{type(exc).__name__}: {exc}") from exc
 
 
