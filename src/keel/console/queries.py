@@ -7,11 +7,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from keel.monitor.measures import Window
 from keel.store import Store
 from keel.store.db import row_dict
 from keel.store.schema import eval_runs, reviews, rollups
 
-__all__ = ["evaluated_features", "reviews_of"]
+__all__ = ["evaluated_features", "prompt_features", "reviews_of"]
 
 
 async def evaluated_features(store: Store, since: float, until: float) -> set[str]:
@@ -38,3 +39,25 @@ async def reviews_of(store: Store, trace_id: str) -> list[dict[str, Any]]:
     q = sa.select(reviews).where(reviews.c.trace_id == trace_id).order_by(reviews.c.created_at)
     async with store.connect() as conn:
         return [row_dict(r) for r in (await conn.execute(q)).all()]
+
+
+async def prompt_features(store: Store, name: str, since: float, until: float, *,
+                          feature: str | None = None, team: str | None = None,
+                          model: str | None = None, limit: int = 500) -> dict[str, list[str]]:
+    """Which features served each version of prompt ``name`` between ``since`` and
+    ``until`` (``name@version`` -> feature names), from the rollups of the granularity
+    ``keel.monitor.measures.summary`` reads for that window; at most ``limit`` pairs."""
+    w = Window.aligned(since, until)
+    r = rollups.c
+    q = (sa.select(r.prompt, r.feature).distinct()
+         .where(r.granularity == w.granularity, r.bucket >= w.since, r.bucket < w.until,
+                r.prompt.startswith(name + "@", autoescape=True))
+         .order_by(r.prompt, r.feature).limit(limit))
+    for column, value in ((r.feature, feature), (r.team, team), (r.model, model)):
+        if value is not None:
+            q = q.where(column == value)
+    out: dict[str, list[str]] = {}
+    async with store.connect() as conn:
+        for prompt, served_by in (await conn.execute(q)).all():
+            out.setdefault(str(prompt), []).append(str(served_by))
+    return out

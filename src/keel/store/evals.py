@@ -170,3 +170,45 @@ async def page_results(store: Store, run_id: str, *, status: str | None = None,
         q = q.where(c.status == status)
     async with store.connect() as conn:
         return [row_dict(r) for r in (await conn.execute(q)).all()]
+
+
+# What a list of runs shows: the run row without its config and summary.
+LISTED = ("id", "suite", "group_id", "role", "target", "prompt_name", "prompt_version",
+          "model", "dataset_name", "dataset_version", "status", "started_at", "finished_at",
+          "cases", "executions", "passed", "failed", "errored", "cost_usd")
+
+
+def _not_baseline() -> Any:
+    return sa.or_(eval_runs.c.role.is_(None), eval_runs.c.role != "baseline")
+
+
+async def recent_suites(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+    """The ``limit`` suites run most recently: ``{suite, last_run_at, runs}``, newest first.
+    A gate's baseline runs are not counted (they measure what runs today, not the suite's
+    target)."""
+    c = eval_runs.c
+    last = sa.func.max(c.started_at).label("last_run_at")
+    q = (sa.select(c.suite, last, sa.func.count().label("runs")).where(_not_baseline())
+         .group_by(c.suite).order_by(last.desc(), c.suite).limit(limit))
+    async with store.connect() as conn:
+        return [row_dict(r) for r in (await conn.execute(q)).all()]
+
+
+async def latest_runs_of(store: Store, suites: Sequence[str],
+                         per_suite: int = 20) -> list[dict[str, Any]]:
+    """The latest ``per_suite`` runs of each of ``suites`` (baselines left out), newest
+    first within a suite: the columns in :data:`LISTED`, and the ``summary`` of each
+    suite's latest run only (None for the others)."""
+    if not suites:
+        return []
+    c = eval_runs.c
+    rank = sa.func.row_number().over(partition_by=c.suite,
+                                     order_by=(c.started_at.desc(), c.id)).label("n")
+    ranked = (sa.select(*[c[name] for name in LISTED], c.summary, rank)
+              .where(c.suite.in_(list(suites)), _not_baseline()).subquery())
+    r = ranked.c
+    q = (sa.select(*[r[name] for name in LISTED],
+                   sa.case((r.n == 1, r.summary), else_=sa.null()).label("summary"))
+         .where(r.n <= per_suite).order_by(r.suite, r.n))
+    async with store.connect() as conn:
+        return [row_dict(x) for x in (await conn.execute(q)).all()]

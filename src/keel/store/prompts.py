@@ -88,3 +88,24 @@ async def events(store: Store, name: str) -> list[dict[str, Any]]:
         prompt_events.c.id)
     async with store.connect() as conn:
         return [row_dict(r) for r in (await conn.execute(q)).all()]
+
+
+async def recent_moves(store: Store, name: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest moves of ``name``'s labels (moves and rollbacks), newest first, at most
+    ``limit`` (by the events' name index)."""
+    e = prompt_events.c
+    q = (sa.select(prompt_events).where(e.name == name, e.action.in_(("label", "rollback")))
+         .order_by(e.id.desc()).limit(limit))
+    async with store.connect() as conn:
+        return [row_dict(r) for r in (await conn.execute(q)).all()]
+
+
+async def last_events(store: Store, limit: int = 1000) -> dict[str, dict[str, Any]]:
+    """Each prompt's latest event (a push, a label move or a rollback), for the ``limit``
+    most recently changed prompts, by name."""
+    e = prompt_events.c
+    latest = (sa.select(sa.func.max(e.id).label("id")).group_by(e.name)
+              .order_by(sa.func.max(e.id).desc()).limit(limit).subquery())
+    q = sa.select(prompt_events).join(latest, e.id == latest.c.id)
+    async with store.connect() as conn:
+        return {str(r["name"]): r for r in (row_dict(x) for x in (await conn.execute(q)).all())}
