@@ -181,7 +181,10 @@ ROLES: tuple[str, ...] = ("admin", "operator", "reviewer", "auditor", "viewer", 
 
 @dataclass(slots=True)
 class Principal:
-    """Who is calling: an admin (master key) or a virtual key."""
+    """Who is calling: an admin (master key) or a virtual key.
+
+    A gateway key, a feedback key and a team-scoped role key read their own team's data
+    only; :meth:`visible_team` says which."""
 
     key_id: str | None
     team: str
@@ -191,9 +194,17 @@ class Principal:
     is_admin: bool = False
     scope: str | None = None  # None: a gateway key; "feedback": may only write feedback
     role: str | None = None  # the role on the admin API (keel.server.auth); None: no /api
+    # a role key that reads every team's data; False: its own team's only (admin keys: True)
+    org_wide: bool = False
 
     def may_use(self, model: str) -> bool:
         return self.models is None or model in self.models
+
+    def visible_team(self) -> str | None:
+        """The one team whose traces, feedback, spend, measures and reviews the caller may
+        read, or None when it reads every team's (the master key, admin keys, org-wide role
+        keys). Every reader of per-team data asks this, and nothing else."""
+        return None if self.is_admin or self.org_wide else self.team
 
 
 @dataclass(slots=True)

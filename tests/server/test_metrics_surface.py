@@ -74,7 +74,7 @@ def test_metrics_needs_the_master_key_or_a_metrics_key(keel: Keel) -> None:
 
     refused = {"gateway": keel.create_key(team="ops")}
     for role in ("viewer", "auditor", "operator"):
-        refused[role] = keel.create_key(team="ops", role=role)
+        refused[role] = keel.create_key(team="ops", role=role, org_wide=True)
     for who, key in refused.items():
         r = httpx.get(keel.url + "/metrics", headers=auth(key))
         assert r.status_code == 403, f"{who}: {r.text}"

@@ -103,7 +103,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Keel, dict[
         with running_keel(tmp_path_factory.mktemp("roles")) as k:
             keys = {"gateway": k.create_key(team="ops")}
             for role in ROLES:
-                keys[role] = k.create_key(team="ops", name=f"{role} key", role=role)
+                keys[role] = k.create_key(team="ops", name=f"{role} key", role=role,
+                                          org_wide=True)
             yield k, keys
 
 
@@ -202,11 +203,44 @@ def test_creating_a_key_with_an_unknown_role_names_the_valid_roles(
     r = call(k, "POST", "/api/keys", k.admin_key,
              json={"team": "ops", "role": "viewer", "scope": "feedback"})
     assert r.status_code == 400 and error(r)["param"] == "role", r.text
-    r = call(k, "POST", "/api/keys", keys["admin"], json={"team": "ops", "role": "auditor"})
+    r = call(k, "POST", "/api/keys", keys["admin"],
+             json={"team": "ops", "role": "auditor", "org_wide": True})
     assert r.status_code == 201 and r.json()["role"] == "auditor", r.text
+    assert r.json()["org_wide"] is True
     listed = {x["id"]: x for x in call(k, "GET", "/api/keys", k.admin_key).json()["data"]}
     assert listed[r.json()["id"]]["role"] == "auditor"
     assert {x["role"] for x in listed.values()} >= {None, *ROLES}
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ({"role": "auditor"}, "audit log, which spans every team"),
+    ({"role": "admin", "org_wide": False}, "admin key is always org-wide"),
+    ({"org_wide": True}, "for keys with a role"),
+    ({"role": "viewer", "org_wide": "yes"}, "must be a boolean"),
+], ids=["auditor-scoped", "admin-scoped", "gateway-org-wide", "not-a-boolean"])
+def test_a_key_whose_reach_cannot_be_is_refused(
+        live: tuple[Keel, dict[str, str]], body: dict[str, Any], says: str) -> None:
+    k, _ = live
+    r = call(k, "POST", "/api/keys", k.admin_key, json={"team": "ops", **body})
+    assert r.status_code == 400 and error(r)["param"] == "org_wide", r.text
+    assert says in error(r)["message"]
+
+
+def test_role_keys_are_team_scoped_unless_created_org_wide(
+        live: tuple[Keel, dict[str, str]]) -> None:
+    k, _ = live
+    made = {}
+    for name, body in (("scoped", {"role": "viewer"}),
+                       ("org", {"role": "viewer", "org_wide": True}),
+                       ("admin", {"role": "admin"}), ("gateway", {})):
+        r = call(k, "POST", "/api/keys", k.admin_key, json={"team": "ops", **body})
+        assert r.status_code == 201, r.text
+        made[name] = r.json()
+    assert {n: m["org_wide"] for n, m in made.items()} == {
+        "scoped": False, "org": True, "admin": True, "gateway": None}
+    listed = {x["id"]: x for x in call(k, "GET", "/api/keys", k.admin_key).json()["data"]}
+    assert {n: listed[m["id"]]["org_wide"] for n, m in made.items()} == {
+        "scoped": False, "org": True, "admin": True, "gateway": None}
 
 
 def test_changes_made_with_an_operator_key_are_audited_as_that_key(tmp_path: Path) -> None:
@@ -250,12 +284,31 @@ def test_cli_creates_role_keys_and_lists_their_role(tmp_path: Path,
                       env=env, catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert orjson.loads(r.output)["role"] == "reviewer"
+    assert orjson.loads(r.output)["org_wide"] is False  # team-scoped unless --org-wide
     r = runner.invoke(main, ["keys", "create", "--team", "cx"], env=env, catch_exceptions=False)
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0 and "reads" not in r.output, r.output  # a gateway key
+    r = runner.invoke(main, ["keys", "create", "--team", "ops", "--role", "viewer",
+                             "--org-wide"], env=env, catch_exceptions=False)
+    assert r.exit_code == 0 and "reads every team" in r.output, r.output
+    r = runner.invoke(main, ["keys", "create", "--team", "ops", "--role", "operator"],
+                      env=env, catch_exceptions=False)
+    assert r.exit_code == 0 and "reads team ops only" in r.output, r.output
     r = runner.invoke(main, ["keys", "list", "--json"], env=env, catch_exceptions=False)
-    assert [x["role"] for x in orjson.loads(r.output)] == ["reviewer", None]
+    assert [(x["role"], x["org_wide"]) for x in orjson.loads(r.output)] == [
+        ("reviewer", False), (None, None), ("viewer", True), ("operator", False)]
     r = runner.invoke(main, ["keys", "list"], env=env, catch_exceptions=False)
     assert "reviewer" in r.output and "gateway" in r.output
+    cells = [[c.strip() for c in line.split("│")[1:-1]]
+             for line in r.output.splitlines() if "active" in line]
+    header = [c.strip() for c in next(x for x in r.output.splitlines() if " id " in x)
+              .split("┃")[1:-1]]
+    reads = [(row[header.index("role")], row[header.index("reads")]) for row in cells]
+    assert reads == [("reviewer", "own team"), ("gateway", "-"), ("viewer", "all teams"),
+                     ("operator", "own team")], r.output
+    r = runner.invoke(main, ["keys", "create", "--team", "ops", "--role", "auditor"], env=env)
+    assert r.exit_code == 2 and "--org-wide" in r.output
+    r = runner.invoke(main, ["keys", "create", "--team", "ops", "--org-wide"], env=env)
+    assert r.exit_code == 2 and "for keys with a role" in r.output
     r = runner.invoke(main, ["keys", "create", "--team", "ops", "--role", "root"], env=env)
     assert r.exit_code == 2 and "viewer" in r.output
     r = runner.invoke(main, ["keys", "create", "--team", "ops", "--role", "viewer",

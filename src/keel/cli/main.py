@@ -130,10 +130,14 @@ def keys() -> None:
                    "reviewer (held answers), auditor (reads, incl. the audit log), viewer "
                    "(reads), metrics (only GET /metrics, for a Prometheus scraper). Omit it "
                    "for a gateway key.")
+@click.option("--org-wide", is_flag=True,
+              help="With --role: the key reads every team's traces, feedback, spend, "
+                   "measures and reviews [default: only those of --team]. Admin keys are "
+                   "always org-wide; auditor keys must be.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def keys_create(team: str, feature: str | None, models: str | None, name: str | None,
                 allow_feature_override: bool, scope: str | None, origins: tuple[str, ...],
-                role: str | None, as_json: bool) -> None:
+                role: str | None, org_wide: bool, as_json: bool) -> None:
     """Create a key. It is shown once; only a salted hash is stored."""
     from keel.audit import local_user
     from keel.keys.service import create_key
@@ -145,15 +149,17 @@ def keys_create(team: str, feature: str | None, models: str | None, name: str | 
         return await create_key(store, team=team, feature=feature, models=model_list,
                                 name=name, feature_override=allow_feature_override,
                                 scope=scope, origins=list(origins) or None, role=role,
-                                actor=local_user())
+                                org_wide=org_wide or None, actor=local_user())
 
     key, record = with_store(go)
     if as_json:
         click.echo(orjson.dumps({**record, "key": key}).decode())
         return
     kind = f"{role} " if role else "feedback " if scope else ""
+    reach = ("" if record["org_wide"] is None else ", reads every team"
+             if record["org_wide"] else f", reads team {team} only")
     console.print(f"created {kind}key [bold]{record['id']}[/bold] "
-                  f"for team {team}" + (f", feature {feature}" if feature else "")
+                  f"for team {team}" + (f", feature {feature}" if feature else "") + reach
                   + (f", origins {', '.join(record['origins'])}" if record["origins"] else ""))
     console.print("key (shown once, store it now):")
     click.echo(key)
@@ -162,7 +168,8 @@ def keys_create(team: str, feature: str | None, models: str | None, name: str | 
 # on a narrow terminal the highest ``drop`` goes first; id, team, feature and state stay
 KEY_COLUMNS = (
     Column("id", whole=True), Column("name", drop=3, flex=True), Column("team"),
-    Column("feature"), Column("role", drop=1), Column("scope", drop=4, flex=True),
+    Column("feature"), Column("role", drop=1), Column("reads", drop=2),
+    Column("scope", drop=4, flex=True),
     Column("models", drop=5, flex=True), Column("created", drop=7, whole=True),
     Column("last used", drop=6, whole=True), Column("state"),
 )
@@ -192,10 +199,16 @@ def keys_list(wide: bool, as_json: bool) -> None:
         scope = [(r["scope"] or "gateway") + (f" ({', '.join(r['origins'])})"
                                               if r["origins"] else "")] if scoped else []
         table.append((r["id"], r["name"] or "-", r["team"], r["feature"] or "-",
-                      r["role"] or "gateway", *scope, ",".join(r["models"] or []) or "all",
+                      r["role"] or "gateway", _reads(r), *scope,
+                      ",".join(r["models"] or []) or "all",
                       _when(r["created_at"]), _when(r["last_used_at"]),
                       "revoked" if r["revoked_at"] else "active"))
     print_table(Console(), columns, table, wide=wide)
+
+
+def _reads(key: dict[str, Any]) -> str:
+    """Whose data a role key reads: ``all teams`` or ``own team`` (``-``: a gateway key)."""
+    return "-" if key["org_wide"] is None else "all teams" if key["org_wide"] else "own team"
 
 
 @keys.command("revoke")

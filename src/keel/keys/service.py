@@ -10,6 +10,12 @@ process at once, without a reload; other processes (replicas, the CLI) see it at
 poll. Refreshes and those local changes take turns (one lock), so a reload that read the
 store before a change can never undo it. Last-used times are collected in memory and
 written in batches.
+
+A role key is team-scoped (it reads its own team's traces, feedback, spend, measures and
+reviews) or org-wide (every team's): ``org_wide``, stored with the key. Role keys are
+team-scoped unless created org-wide; ``admin`` keys are always org-wide, and ``auditor`` keys
+must be created org-wide (the audit log spans every team). Gateway keys have no reach of
+their own (``org_wide`` is None): they read their own team's feedback and outcomes.
 """
 
 from __future__ import annotations
@@ -58,13 +64,14 @@ class KeyRecord:
     scope: str | None = None  # None: a gateway key; "feedback": may only write feedback
     origins: frozenset[str] = frozenset()  # browser origins a feedback key may be used from
     role: str | None = None  # None: a gateway key; else its role on the admin API
+    org_wide: bool = False  # a role key that reads every team's data
     # who calls with this key: built once with the record, handed to every request
     principal: Principal = field(init=False)
 
     def __post_init__(self) -> None:
         self.principal = Principal(key_id=self.id, team=self.team, feature=self.feature,
                                    models=self.models, feature_override=self.feature_override,
-                                   scope=self.scope, role=self.role)
+                                   scope=self.scope, role=self.role, org_wide=self.org_wide)
 
 
 # The caller behind the master key (shared, like a record's principal: nobody changes it)
@@ -80,7 +87,16 @@ def _record(row: dict[str, Any]) -> KeyRecord:
         models=tuple(models) if models else None, salt=row["salt"],
         secret_hash=row["secret_hash"], scope=row.get("scope"),
         origins=frozenset(row.get("origins") or ()), role=row.get("role"),
+        org_wide=bool(_org_wide(row)),
     )
+
+
+def _org_wide(row: dict[str, Any]) -> bool | None:
+    """A stored key's reach: None for a gateway key; a role key stored without one (by an
+    older keel during an upgrade) reads its own team only, an admin key every team."""
+    if row.get("role") is None:
+        return None
+    return row["role"] == "admin" or bool(row.get("org_wide"))
 
 
 def _check_name(value: str | None, what: str) -> None:
@@ -121,6 +137,28 @@ def _check_role(role: str | None, scope: str | None) -> None:
                              f"scope {scope!r}: create two keys", param="role")
 
 
+def _reach(role: str | None, org_wide: bool | None) -> bool | None:
+    """What a new key stores as ``org_wide``: None for a gateway key; for a role key, whether
+    it reads every team's data (team-scoped unless asked; admin keys always org-wide)."""
+    if role is None:
+        if org_wide:
+            raise InvalidRequest("'org_wide' is for keys with a role (the admin API); a "
+                                 "gateway key reads its own team's feedback only: add a role "
+                                 "(`--role viewer`)", param="org_wide")
+        return None
+    if role == "admin":
+        if org_wide is False:
+            raise InvalidRequest("an admin key is always org-wide (it may create keys of any "
+                                 "team): omit 'org_wide', or use another role for a "
+                                 "team-scoped key", param="org_wide")
+        return True
+    if role == "auditor" and not org_wide:
+        raise InvalidRequest("an auditor key reads the audit log, which spans every team: "
+                             "create it org-wide ('org_wide': true, `--org-wide`)",
+                             param="org_wide")
+    return bool(org_wide)
+
+
 def _check_scope(scope: str | None, origins: list[str] | None) -> list[str] | None:
     if scope is not None and scope not in SCOPES:
         raise InvalidRequest(f"unknown key scope {scope!r}: omit it for a gateway key, or use "
@@ -136,20 +174,23 @@ def _check_scope(scope: str | None, origins: list[str] | None) -> list[str] | No
 async def create_key(
     store: Store, *, team: str, feature: str | None = None, models: list[str] | None = None,
     name: str | None = None, feature_override: bool = False, scope: str | None = None,
-    origins: list[str] | None = None, role: str | None = None, actor: str | None = None,
-    audit: AuditLog | None = None, ring: KeyRing | None = None,
+    origins: list[str] | None = None, role: str | None = None, org_wide: bool | None = None,
+    actor: str | None = None, audit: AuditLog | None = None, ring: KeyRing | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Create a key; returns (the full key, shown once; its public record).
 
     ``scope="feedback"`` makes a key that may only write feedback (safe to ship in a web
     page); ``origins`` are the browser origins it may be used from. ``role`` (one of
-    ``ROLES``) makes a key for the admin API, refused by the gateway. The creation is
+    ``ROLES``) makes a key for the admin API, refused by the gateway; it reads its own
+    ``team``'s data only unless ``org_wide`` (``admin`` keys are always org-wide, ``auditor``
+    keys must be). The creation is
     recorded in the audit log (``key.create``, by ``actor``). With ``ring`` (this process's
     key ring) the key authenticates here as soon as this returns."""
     _check_name(team, "team")
     _check_name(feature, "feature")
     _check_name(name, "name")
     _check_role(role, scope)
+    reach = _reach(role, org_wide)
     origin_list = _check_scope(scope, origins)
     key_id = secrets.token_hex(ID_LEN // 2)
     secret = secrets.token_urlsafe(32)
@@ -159,7 +200,7 @@ async def create_key(
         "feature_override": feature_override, "models": list(models) if models else None,
         "salt": salt, "secret_hash": _hash(salt, secret), "created_at": time.time(),
         "revoked_at": None, "last_used_at": None, "scope": scope, "origins": origin_list,
-        "role": role,
+        "role": role, "org_wide": reach,
     }
     await q.insert_key(store, row)
     if ring is not None:
@@ -168,7 +209,7 @@ async def create_key(
     await (audit or AuditLog.from_settings(store)).try_record(
         "key.create", actor=actor, target=key_id, after=content_hash(record),
         detail={k: record[k] for k in ("name", "team", "feature", "feature_override", "models",
-                                       "scope", "origins", "role")})
+                                       "scope", "origins", "role", "org_wide")})
     return f"{PREFIX}{key_id}{secret}", record
 
 
@@ -191,9 +232,12 @@ async def revoke_key(store: Store, key_id: str, *, actor: str | None = None,
 
 
 def public_record(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row.get(k) for k in ("id", "name", "team", "feature", "feature_override", "models",
-                                    "scope", "origins", "role", "created_at", "revoked_at",
-                                    "last_used_at")}
+    """A key as the API and the CLI show it (never its secret). ``org_wide``: whether a role
+    key reads every team's data (None for a gateway key)."""
+    return {**{k: row.get(k) for k in ("id", "name", "team", "feature", "feature_override",
+                                       "models", "scope", "origins", "role")},
+            "org_wide": _org_wide(row),
+            **{k: row.get(k) for k in ("created_at", "revoked_at", "last_used_at")}}
 
 
 async def ensure_master_key(store: Store, configured: str | None) -> str | None:

@@ -49,11 +49,16 @@ async def create_key_ep(request: Request) -> Response:
     override = body.get("feature_override", False)
     if not isinstance(override, bool):
         raise InvalidRequest("'feature_override' must be a boolean", param="feature_override")
+    org_wide = body.get("org_wide")
+    if org_wide is not None and not isinstance(org_wide, bool):
+        raise InvalidRequest("'org_wide' must be a boolean: true for a role key that reads "
+                             "every team's data (default: its own team's)", param="org_wide")
     key, record = await create_key(
         st.store, team=team, feature=str_field(body, "feature", 128), models=models,
         name=str_field(body, "name", 128), feature_override=override,
         scope=str_field(body, "scope", 64), origins=str_list_field(body, "origins"),
-        role=str_field(body, "role", 64), actor=actor_of(principal_of(request)),
+        role=str_field(body, "role", 64), org_wide=org_wide,
+        actor=actor_of(principal_of(request)),
         audit=st.audit, ring=st.keys)  # valid on this replica at once
     return json_response({**record, "key": key}, 201)
 

@@ -92,6 +92,9 @@ api_keys = sa.Table(
     sa.Column("origins", sa.JSON),  # browser origins allowed to use a feedback key
     # 0009: the key's role on the admin API (None: a gateway key, no /api access)
     sa.Column("role", sa.String(16)),
+    # 0012: a role key's reach: true, every team's data; false, its own team's (None: a
+    # gateway key). Role keys stored before 0012 are true: they keep what they could see
+    sa.Column("org_wide", sa.Boolean),
 )
 
 prompt_versions = sa.Table(
