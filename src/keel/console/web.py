@@ -182,9 +182,8 @@ class View:
 
 
 def visible_team(principal: Principal) -> str | None:
-    """The one team ``principal`` may see; None: every team."""
-    probe = getattr(principal, "visible_team", None)
-    return probe() if callable(probe) else None
+    """The one team ``principal`` may see; None: every team (``Principal.visible_team``)."""
+    return principal.visible_team()
 
 
 def same_origin(request: Request) -> bool:
