@@ -197,15 +197,35 @@ def test_another_teams_trace_answers_like_a_missing_one(keel: Keel) -> None:
         .status_code == 201
 
 
-def test_a_role_key_reads_every_team_but_writes_for_its_own(keel: Keel) -> None:
+def test_an_org_wide_role_key_reads_every_team_but_writes_for_its_own(keel: Keel) -> None:
     cx = keel.create_key(team="cx", feature="support")
     cx_trace, _ = ask(keel, cx)
     keel.flush()
-    viewer = keel.create_key(team="growth", role="viewer")
+    viewer = keel.create_key(team="growth", role="viewer", org_wide=True)
     assert get(keel, "/api/feedback", viewer, trace_id=cx_trace).status_code == 200
     # it may read the trace, so the refusal may say why
     r = post(keel, "/api/feedback", {"trace_id": cx_trace, "thumbs": "up"}, viewer)
     assert r.status_code == 403 and error(r)["code"] == "wrong_team"
+
+
+def test_a_team_scoped_role_key_knows_another_teams_trace_as_a_missing_one(
+        keel: Keel) -> None:
+    cx = keel.create_key(team="cx", feature="support")
+    cx_trace, _ = ask(keel, cx)
+    keel.flush()
+    viewer = keel.create_key(team="growth", role="viewer")
+    missing = new_trace_id()
+    for path, body in (("/api/feedback", {"thumbs": "up"}),
+                       ("/api/outcomes", {"name": "sale", "feature": "support"})):
+        key = "trace_id" if path == "/api/feedback" else "trace_ids"
+        hidden, absent = (post(keel, path, {**body, key: t if key == "trace_id" else [t]},
+                               viewer) for t in (cx_trace, missing))
+        assert hidden.status_code == absent.status_code == 404, hidden.text
+        assert error(hidden) == _swap(error(absent), missing, cx_trace)
+    hidden, absent = (get(keel, "/api/feedback", viewer, trace_id=t) for t in (cx_trace, missing))
+    assert hidden.status_code == absent.status_code == 404
+    assert error(hidden) == _swap(error(absent), missing, cx_trace)
+    assert feedback_rollup(keel, "cx") == (0, 0, 0)  # nothing was recorded
 
 
 def _swap(kw: dict[str, Any], old: str, new: str) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """Roles on the admin API: every ``/api`` route declares the role it needs, and a walk over all
 of them on a live keel shows the need enforced (no key: 401; a gateway key or a key of a role
-that does not grant the need: 403 ``role_required``; a granted role: through to the handler).
-Role keys are refused by the gateway; changes are audited as the key that made them."""
+that does not grant the need: 403 ``role_required``; a granted role: through to the handler,
+for a team-scoped key too, except on the few routes that need an org-wide key). A second walk
+shows that no route tells a team-scoped key another team's trace, review or team from ones
+that do not exist. Role keys are refused by the gateway; changes are audited as the key that
+made them."""
 
 from __future__ import annotations
 
@@ -20,12 +23,26 @@ from starlette.routing import BaseRoute, Mount, Route
 from keel.cli.main import main
 from keel.server import app
 from keel.server.auth import ANY_KEY, GRANTS, NARROW_ROLES, PUBLIC, ROLES, required_role
+from keel.types import new_trace_id
 from tests.support.keel import Keel, running_keel
 
 USER = [{"role": "user", "content": "hi"}]
 # The only /api routes that take no key at all; adding one is a decision this list records.
 PUBLIC_ROUTES = {("OPTIONS", "/api/feedback")}
+# The /api routes a team-scoped key of a granted role is refused (403 org_wide_required): their
+# answer, or their effect, spans every team's data. Adding one is a decision too.
+ORG_WIDE_ROUTES = {("POST", "/api/costs/reprice"), ("GET", "/api/costs/events")}
+# Team-scoped keys of team ops (auditor and admin keys are org-wide only)
+SCOPED_ROLES = ("operator", "reviewer", "viewer", "metrics")
 PARAM = re.compile(r"\{[^}]+\}")
+CONFIG: dict[str, Any] = {  # the default's mock models, and answers of 'refunds' held
+    "providers": [{"name": "mock", "kind": "mock", "latency": {"p50_ms": 0}}],
+    "models": [{"name": "mock", "provider": "mock",
+                "price": {"input_per_mtok": 0.15, "output_per_mtok": 0.60}},
+               {"name": "mock-embedding", "provider": "mock", "kind": "embedding"}],
+    "policies": [{"name": "refunds-review", "features": ["refunds"],
+                  "review": {"mode": "async", "timeout_s": 600}}],
+}
 
 
 def _flatten(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[tuple[str, BaseRoute]]:
@@ -95,16 +112,22 @@ def test_every_api_route_declares_the_role_it_needs(item: tuple[str, str, Route]
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Keel, dict[str, str]]]:
-    """A keel on SQLite, and a key of each kind: ``gateway`` (no role) and one per role."""
+    """A keel on SQLite, and a key of each kind, all of team ops: ``gateway`` (no role), one
+    org-wide key per role, and ``scoped <role>`` team-scoped ones."""
     with pytest.MonkeyPatch.context() as mp:  # the per-test isolation comes too late here
         for name in [n for n in os.environ if n.startswith("KEEL_")
                      and not n.startswith("KEEL_TEST_")]:
             mp.delenv(name)
-        with running_keel(tmp_path_factory.mktemp("roles")) as k:
+        # a trace that is not there is looked for this long before the 404
+        with running_keel(tmp_path_factory.mktemp("roles"), CONFIG,
+                          feedback_wait_s=0.3) as k:
             keys = {"gateway": k.create_key(team="ops")}
             for role in ROLES:
                 keys[role] = k.create_key(team="ops", name=f"{role} key", role=role,
                                           org_wide=True)
+            for role in SCOPED_ROLES:
+                keys[f"scoped {role}"] = k.create_key(team="ops", name=f"scoped {role} key",
+                                                      role=role)
             yield k, keys
 
 
@@ -126,15 +149,118 @@ def test_every_api_route_enforces_its_role(
     callers = {"master": k.admin_key, **keys}
     for who, key in callers.items():
         r = call(k, method, url, key, **kw)
-        held = "admin" if who == "master" else None if who == "gateway" else who
+        held = ("admin" if who == "master" else None if who == "gateway"
+                else who.removeprefix("scoped "))
         granted = (need == ANY_KEY and held not in NARROW_ROLES) or (
             held is not None and need in GRANTS[held])
-        if granted:
+        if granted and who.startswith("scoped ") and (method, path) in ORG_WIDE_ROUTES:
+            assert r.status_code == 403, f"{who} on {method} {url}: {r.status_code} {r.text}"
+            assert error(r)["code"] == "org_wide_required", r.text
+        elif granted:
             assert r.status_code not in (401, 403), f"{who} on {method} {url}: {r.text}"
         else:
             assert r.status_code == 403, f"{who} on {method} {url}: {r.status_code} {r.text}"
             assert error(r)["code"] == "role_required", r.text
             assert f"'{need if need != ANY_KEY else held}'" in error(r)["message"]
+
+
+# --- another team's data, to a team-scoped key ------------------------------------------------
+
+OTHER = "cx-7f3a"  # another team than the keys' (ops)
+MARKER = "parcel-quokka-41"  # words of that team's request, and so of the mock's answer
+
+
+@pytest.fixture(scope="module")
+def other_team(live: tuple[Keel, dict[str, str]]) -> dict[str, str]:
+    """Team cx's data, made through the gateway: an answered request with feedback and an
+    outcome, and a held one with its review. Returns what names it: its ids and team."""
+    k, _ = live
+    key = k.create_key(team=OTHER)
+    chat = {"model": "mock", "messages": [{"role": "user", "content": f"where is {MARKER}?"}]}
+    answered = call(k, "POST", "/v1/chat/completions", key, json=chat)
+    held = httpx.post(f"{k.url}/v1/chat/completions", json=chat, headers={
+        "authorization": f"Bearer {key}", "x-keel-feature": "refunds"})
+    assert answered.status_code == 200 and held.status_code == 202, held.text
+    trace = answered.headers["x-keel-trace-id"]
+    k.flush()
+    assert call(k, "POST", "/api/feedback", key, json={"trace_id": trace, "thumbs": "up"}
+                ).status_code == 201
+    assert call(k, "POST", "/api/outcomes", key, json={
+        "name": "refund_closed", "feature": "refunds", "trace_ids": [trace]}).status_code == 201
+    key_id = k.state.keys.authenticate(key).key_id
+    assert key_id is not None
+    return {"trace": trace, "held": held.headers["x-keel-trace-id"],
+            "review": held.json()["id"], "key": key_id, "team": OTHER, "marker": MARKER}
+
+
+def nothing_like(real: dict[str, str]) -> dict[str, str]:
+    """Names of the same shapes that name nothing stored."""
+    return {"trace": new_trace_id(), "held": new_trace_id(), "review": "rv_" + new_trace_id()[:29],
+            "key": "0" * 12, "team": "nobody-7f3a", "marker": "nothing-here-41"}
+
+
+def request_naming(method: str, path: str, names: dict[str, str],
+                   team: bool) -> tuple[str, dict[str, Any]]:
+    """``method path`` as a request about the data ``names`` names: its ids in the path and
+    the query (``team=`` too, if ``team``), and bodies that would act on them."""
+    ids = {"trace_id": names["trace"], "review_id": names["review"], "key_id": names["key"]}
+    url = PARAM.sub(lambda m: ids.get(m.group(0)[1:-1], "dummy"), path)
+    params = {"trace_id": names["trace"], "key_id": names["key"],
+              **({"team": names["team"]} if team else {})}
+    bodies: dict[str, Any] = {
+        "/api/feedback": {"trace_id": names["trace"], "thumbs": "down"},
+        "/api/outcomes": {"name": "refund_closed", "feature": "refunds",
+                          "trace_ids": [names["trace"]]},
+        "/api/reviews/{review_id}/decision": {"decision": "approve", "reason": "walk"}}
+    if method in ("GET", "OPTIONS"):
+        return url, {"params": params}
+    return url, {"params": params, "json": bodies.get(path, {})}
+
+
+@pytest.mark.parametrize("item", API_ROUTES, ids=route_id)
+def test_no_route_tells_a_team_scoped_key_another_teams_data_from_none(
+        live: tuple[Keel, dict[str, str]], other_team: dict[str, str],
+        item: tuple[str, str, Route]) -> None:
+    """To a team-scoped viewer, reviewer or operator of ops, every route answers a request
+    naming cx's trace, review, key and team (or naming none: a list) exactly as it answers
+    one naming ids and a team that do not exist: the same status and the same body, with the
+    names swapped. So no list holds cx's traces, reviews or words, no read or decision
+    reaches them, and a filter on cx is refused like a filter on any other team."""
+    k, keys = live
+    method, path, _ = item
+    fake = nothing_like(other_team)
+    for who in ("scoped viewer", "scoped reviewer", "scoped operator"):
+        for team in (False, True):
+            answers = []
+            for names in (other_team, fake):
+                url, kw = request_naming(method, path, names, team)
+                answers.append(call(k, method, url, keys[who], **kw))
+            real, none = answers
+            seen = real.text
+            for what, value in other_team.items():
+                seen = seen.replace(value, fake[what])
+            assert (real.status_code, seen) == (none.status_code, none.text), (
+                f"{who} on {method} {path} (team filter: {team}): cx's data answers "
+                f"{real.status_code} {real.text[:300]}; none answers "
+                f"{none.status_code} {none.text[:300]}")
+
+
+def test_an_org_wide_key_is_told_another_teams_data_from_none(
+        live: tuple[Keel, dict[str, str]], other_team: dict[str, str]) -> None:
+    """The walk above is not blind: the same requests by an org-wide viewer find cx's data."""
+    k, keys = live
+    fake = nothing_like(other_team)
+    for path in ("/api/traces/{trace_id}", "/api/reviews/{review_id}", "/api/feedback"):
+        (real_url, real_kw), (fake_url, fake_kw) = (
+            request_naming("GET", path, names, False) for names in (other_team, fake))
+        real = call(k, "GET", real_url, keys["viewer"], **real_kw)
+        assert real.status_code == 200, real.text
+        assert call(k, "GET", fake_url, keys["viewer"], **fake_kw).status_code == 404
+    for path in ("/api/traces", "/api/reviews"):
+        listed = call(k, "GET", path, keys["viewer"], params={"team": OTHER})
+        assert other_team["marker"] in listed.text or other_team["review"] in listed.text
+        listed = call(k, "GET", path, keys["scoped viewer"])
+        assert listed.status_code == 200 and other_team["team"] not in listed.text
 
 
 def test_master_key_and_admin_role_hold_every_role() -> None:
@@ -170,7 +296,7 @@ def test_a_role_key_is_refused_by_the_gateway(live: tuple[Keel, dict[str, str]])
         assert call(k, "GET", "/v1/models", key).status_code == 200
 
 
-def test_role_keys_read_every_teams_feedback_and_gateway_keys_their_own(
+def test_org_wide_keys_read_every_teams_feedback_and_other_keys_their_own(
         live: tuple[Keel, dict[str, str]]) -> None:
     k, keys = live
     cx = k.create_key(team="cx", feature="support")
@@ -181,14 +307,16 @@ def test_role_keys_read_every_teams_feedback_and_gateway_keys_their_own(
                 ).status_code == 201
     assert call(k, "POST", "/api/outcomes", cx, json={"name": "ticket_resolved"}
                 ).status_code == 201
-    for who in ("viewer", "auditor", "admin"):  # keys of team "ops"
+    for who in ("viewer", "auditor", "admin"):  # org-wide keys of team "ops"
         r = call(k, "GET", "/api/feedback", keys[who], params={"trace_id": trace_id})
         assert r.status_code == 200 and len(r.json()["data"]) == 1, r.text
         r = call(k, "GET", "/api/outcomes", keys[who], params={"feature": "support"})
         assert [o["team"] for o in r.json()["data"]] == ["cx"], r.text
-    r = call(k, "GET", "/api/feedback", keys["gateway"], params={"trace_id": trace_id})
-    assert r.status_code == 404 and error(r)["param"] == "trace_id"  # as if it did not exist
-    assert call(k, "GET", "/api/outcomes", keys["gateway"]).json()["data"] == []
+    for who in ("gateway", "scoped viewer", "scoped reviewer"):  # as if it did not exist
+        r = call(k, "GET", "/api/feedback", keys[who], params={"trace_id": trace_id})
+        assert r.status_code == 404 and error(r)["param"] == "trace_id", r.text
+        r = call(k, "GET", "/api/outcomes", keys[who], params={"feature": "support"})
+        assert r.json()["data"] == [], r.text
 
 
 # --- creating role keys -----------------------------------------------------------------------

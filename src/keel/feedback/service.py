@@ -13,8 +13,13 @@ again is a no-op (200 with the stored item), sending different content under an 
 used is refused (409, naming the fields that differ). Another team's use of the same id is
 another record, and nothing of it is shown.
 
-Tenancy: a trace of a team the caller may not read is as unknown as a missing one (the same
-404, word for word), so a trace id tells a caller nothing about other teams' traffic.
+Tenancy: which teams a caller reads is ``Principal.visible_team()`` (its own team, or every
+team for the master key, admin keys and org-wide role keys); :func:`may_see` and
+:func:`team_filter` are that rule for one trace and for a filter, and every ``/api`` reader
+uses them. A trace (or review) of a team the caller may not read is as unknown as a missing
+one (the same 404, word for word), so an id tells a caller nothing about other teams'
+traffic; a filter naming another team is a 403 ``wrong_team``, whatever the team (so it
+tells nothing either).
 """
 
 from __future__ import annotations
@@ -236,14 +241,42 @@ def unknown_trace(trace_id: str, waited_s: float | None = None) -> NotFound:
 
 
 def may_see(principal: Principal, team: str | None) -> bool:
-    """Whether the caller may know that a trace of ``team`` exists."""
-    return _reads_every_team(principal) or team == principal.team
+    """Whether the caller may know that a trace (a review, ...) of ``team`` exists."""
+    visible = principal.visible_team()
+    return visible is None or team == visible
+
+
+def team_filter(principal: Principal, team: str | None) -> str | None:
+    """The team a read of a list or an aggregate is limited to: ``team`` (the request's
+    filter, None for all) for a caller that reads every team; the caller's own team
+    otherwise, and another team's name is refused with 403 ``wrong_team`` (never an empty
+    answer that would look like a team without traffic)."""
+    visible = principal.visible_team()
+    if visible is None:
+        return team
+    if team is None or team == visible:
+        return visible
+    raise PermissionDenied(
+        f"this key reads team '{visible}' only, not team '{team}': omit 'team', or use an "
+        f"org-wide key (`keel keys create --team TEAM --role {principal.role or 'viewer'} "
+        "--org-wide`)", code="wrong_team", param="team")
+
+
+def require_org_wide(principal: Principal, what: str) -> None:
+    """Refuse (403 ``org_wide_required``) a caller that reads one team only: ``what`` (an
+    action, or a read) spans every team's data."""
+    visible = principal.visible_team()
+    if visible is not None:
+        raise PermissionDenied(
+            f"{what} spans every team's data, and this key reads team '{visible}' only: use "
+            f"an org-wide key (`keel keys create --team TEAM --role {principal.role or 'viewer'}"
+            " --org-wide`)", code="org_wide_required")
 
 
 def check_trace_access(principal: Principal, trace: JSON, action: str) -> None:
     """Callers write feedback for their own team's traces (the admin key for any). Another
-    team's trace is a 404 for a caller that may not read it, a 403 for one that may (a key
-    with a role reads every team's traces but writes only for its own)."""
+    team's trace is a 404 for a caller that may not read it, a 403 for one that may (an
+    org-wide role key reads every team's traces but writes only for its own)."""
     if principal.is_admin or trace.get("team") == principal.team:
         return
     if not may_see(principal, trace.get("team")):
@@ -326,15 +359,11 @@ def public_feedback(row: JSON) -> JSON:
     }
 
 
-def _reads_every_team(principal: Principal) -> bool:
-    """The admin key and keys with a role on the admin API (which reads every team's traces)
-    read every team's feedback and outcomes; other keys their own team's."""
-    return principal.is_admin or principal.role is not None
-
-
 async def feedback_for_trace(store: Store, principal: Principal, trace: JSON) -> list[JSON]:
-    if not _reads_every_team(principal):
-        check_trace_access(principal, trace, "read feedback on")
+    """The feedback on ``trace``; another team's trace is unknown to a caller that reads its
+    own team only."""
+    if not may_see(principal, trace.get("team")):
+        raise unknown_trace(str(trace["id"]))
     return [public_feedback(r) for r in await q.list_feedback(store, str(trace["id"]))]
 
 
@@ -459,7 +488,7 @@ def public_outcome(row: JSON) -> JSON:
 
 def outcome_scope(principal: Principal, feature: str | None) -> tuple[str | None, str | None]:
     """(feature, team) filters a caller may list outcomes with."""
-    if _reads_every_team(principal):
+    if principal.visible_team() is None:
         return feature, None
     if principal.feature and not principal.feature_override:
         if feature is not None and feature != principal.feature:

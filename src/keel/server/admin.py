@@ -1,5 +1,8 @@
 """The admin API under /api: keys (role ``admin``) and traces (``viewer``). Each route declares
-its role with :func:`keel.server.auth.api_route`, which authorises the caller first."""
+its role with :func:`keel.server.auth.api_route`, which authorises the caller first.
+
+A team-scoped key lists and reads its own team's traces only: another team's trace is the
+same 404 as a missing one, and ``?team=`` naming another team a 403 ``wrong_team``."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, NotFound
+from keel.feedback.service import may_see, team_filter
 from keel.gateway.validate import parse_body
 from keel.keys.service import create_key, public_record, revoke_key
 from keel.server.auth import actor_of, api_route, principal_of
@@ -27,6 +31,7 @@ from keel.server.params import (
 from keel.server.trace_lookup import lookup_trace
 from keel.store import keys as key_queries
 from keel.store.traces import TraceFilter, list_traces
+from keel.types import Principal
 
 MAX_PAGE = 500
 STATUSES = ("ok", "error")
@@ -77,8 +82,9 @@ async def revoke_key_ep(request: Request) -> Response:
     return json_response({"id": key_id, "revoked": True})
 
 
-def trace_filter(q: Mapping[str, str]) -> TraceFilter:
-    return TraceFilter(feature=text_param(q, "feature"), team=text_param(q, "team"),
+def trace_filter(q: Mapping[str, str], principal: Principal) -> TraceFilter:
+    return TraceFilter(feature=text_param(q, "feature"),
+                       team=team_filter(principal, text_param(q, "team")),
                        model=text_param(q, "model"),
                        status=status_param(q, "status", STATUSES),
                        key_id=text_param(q, "key_id"), since=time_param(q, "since"),
@@ -88,7 +94,7 @@ def trace_filter(q: Mapping[str, str]) -> TraceFilter:
 async def list_traces_ep(request: Request) -> Response:
     st = state_of(request)
     q = request.query_params
-    rows, cursor = await list_traces(st.store, trace_filter(q),
+    rows, cursor = await list_traces(st.store, trace_filter(q, principal_of(request)),
                                      limit=limit_param(q, 50, MAX_PAGE),
                                      cursor=cursor_param(q))
     return json_response({"object": "list", "data": rows, "next_cursor": cursor})
@@ -97,7 +103,9 @@ async def list_traces_ep(request: Request) -> Response:
 async def get_trace_ep(request: Request) -> Response:
     st = state_of(request)
     trace_id = path_param(request, "trace_id")
-    row = await lookup_trace(st, trace_id)  # answered a moment ago: from memory
+    principal = principal_of(request)
+    # answered a moment ago: from memory; another team's is as missing
+    row = await lookup_trace(st, trace_id, visible=lambda team: may_see(principal, team))
     if row is None:
         raise NotFound(f"no trace with id '{trace_id}'")
     return json_response(row)

@@ -1,10 +1,13 @@
 """The costs admin API (reads: ``viewer``; repricing: ``operator``):
 
-- ``GET /api/costs/spend?group_by=feature,day&from=&to=&format=json|csv``: spend from the
-  rollups;
+- ``GET /api/costs/spend?group_by=feature,day&from=&to=&team=&format=json|csv``: spend from
+  the rollups (a team-scoped key: its own team's; another ``team`` is a 403 ``wrong_team``);
 - ``POST /api/costs/reprice`` ``{"model", "since", "until"?, "dry_run"?, "actor"?}``:
   recompute stored traces' costs at the current price;
 - ``GET /api/costs/events``: repricing events, newest first.
+
+Repricing rewrites every team's traces of a model, and its events total them, so both need
+an org-wide key (403 ``org_wide_required`` for a team-scoped one).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.costs.reprice import event_json, reprice
-from keel.costs.spend import parse_group_by, spend
+from keel.costs.spend import SpendReport, parse_group_by, spend
 from keel.errors import InvalidRequest
+from keel.feedback.service import require_org_wide, team_filter
 from keel.gateway.validate import parse_body
 from keel.server.auth import api_route, claimed_actor, principal_of
 from keel.server.http import json_response, read_body, state_of
@@ -29,6 +33,7 @@ from keel.server.params import (
     time_field,
     time_param,
 )
+from keel.server.state import AppState
 
 DEFAULT_WINDOW_S = 7 * 86400
 
@@ -42,15 +47,30 @@ async def spend_ep(request: Request) -> Response:
     assert until is not None
     since = time_param(q, "from", until - DEFAULT_WINDOW_S, now=now)
     assert since is not None
-    report = await spend(st.store, since, until, parse_group_by(text_param(q, "group_by")))
+    team = team_filter(principal_of(request), text_param(q, "team"))
+    report = await team_spend(st, since, until, parse_group_by(text_param(q, "group_by")), team)
     if fmt == "csv":
         return Response(report.to_csv(), media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": 'attachment; filename="spend.csv"'})
     return json_response(report.to_json())
 
 
+async def team_spend(st: AppState, since: float, until: float, group_by: tuple[str, ...],
+                     team: str | None) -> SpendReport:
+    """The spend report, of ``team`` alone when it is set: read per team, that team's rows
+    kept (in the same order: the team is one value) and totalled again."""
+    if team is None:
+        return await spend(st.store, since, until, group_by)
+    report = await spend(st.store, since, until, tuple(dict.fromkeys((*group_by, "team"))))
+    rows = [{k: v for k, v in r.items() if k != "team" or "team" in group_by}
+            for r in report.rows if r["team"] == team]
+    total = {c: type(v)(sum(r[c] for r in rows)) for c, v in report.total.items()}
+    return SpendReport(report.since, report.until, report.granularity, group_by, rows, total)
+
+
 async def reprice_ep(request: Request) -> Response:
     st = state_of(request)
+    require_org_wide(principal_of(request), "repricing")
     body = parse_body(await read_body(request, 64 * 1024), 64 * 1024)
     now = time.time()
     model = str_field(body, "model")
@@ -76,6 +96,7 @@ async def events_ep(request: Request) -> Response:
     from keel.store.costs import list_events
 
     st = state_of(request)
+    require_org_wide(principal_of(request), "the repricing events' totals")
     q = request.query_params
     rows = await list_events(st.store, model=text_param(q, "model"),
                              limit=limit_param(q, 100, 1000))

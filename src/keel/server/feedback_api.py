@@ -1,8 +1,9 @@
 """``/api/feedback`` and ``/api/outcomes``: feedback on traces, business outcomes.
 
 Written and read by any key (``ANY_KEY``): a gateway key for its own team's traces (and its
-feature's outcomes, if bound to one); the admin key and keys with a role read every team's.
-To any other key, another team's trace is a 404 like a missing one; client ids are per team.
+feature's outcomes, if bound to one), a team-scoped role key its own team's; the admin key
+and org-wide role keys read every team's (``Principal.visible_team``). To any other key,
+another team's trace is a 404 like a missing one; client ids are per team.
 Feedback is also written by browser-safe feedback keys, which may not read. A feedback key is
 used from web pages, so ``/api/feedback`` speaks CORS: a preflight is answered for any origin
 listed by an active feedback key (a preflight carries no credentials: a ``public_route``), and
@@ -47,9 +48,9 @@ def _visible_to(principal: Principal) -> Visible:
     return lambda team: may_see(principal, team)
 
 
-async def find_trace(st: AppState, trace_id: str) -> JSON:
+async def find_trace(st: AppState, principal: Principal, trace_id: str) -> JSON:
     """For a read: the trace from the writer's memory or the store, else 404 at once."""
-    row = await lookup_trace(st, trace_id)
+    row = await lookup_trace(st, trace_id, visible=_visible_to(principal))
     if row is None:
         raise fb.unknown_trace(trace_id)  # the words another team's trace gets, too
     return row
@@ -150,7 +151,7 @@ async def get_feedback(request: Request) -> Response:
     trace_id = text_param(request.query_params, "trace_id", MAX_ID_CHARS)
     if not trace_id:
         raise InvalidRequest("pass ?trace_id=<the trace's id>", param="trace_id")
-    trace = await find_trace(st, trace_id)
+    trace = await find_trace(st, principal, trace_id)
     data = await fb.feedback_for_trace(st.store, principal, trace)
     return json_response({"object": "list", "data": data})
 

@@ -1,4 +1,7 @@
-"""``GET /api/metrics/summary``: derived measures over a window, from the rollups (``viewer``)."""
+"""``GET /api/metrics/summary``: derived measures over a window, from the rollups (``viewer``).
+
+A team-scoped key reads its own team's measures only: the ``team`` filter is its team, and
+naming another team is a 403 ``wrong_team``."""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from keel.feedback.service import team_filter
 from keel.monitor.measures import Filters, summary
-from keel.server.auth import api_route
+from keel.server.auth import api_route, principal_of
 from keel.server.http import json_response, state_of
 from keel.server.params import text_param, time_param
 
@@ -28,7 +32,8 @@ async def summary_ep(request: Request) -> Response:
     assert since is not None
     group_by = tuple(g.strip() for g in (text_param(qp, "group_by") or "").split(",")
                      if g.strip())
-    filters = Filters(feature=text_param(qp, "feature"), team=text_param(qp, "team"),
+    filters = Filters(feature=text_param(qp, "feature"),
+                      team=team_filter(principal_of(request), text_param(qp, "team")),
                       model=text_param(qp, "model"), prompt=text_param(qp, "prompt"))
     units = {f.name: f.value_unit for f in st.config.features if f.value_unit}
     data = await summary(st.store, since, until, filters=filters, group_by=group_by,

@@ -2,7 +2,7 @@
 
 For reviewers (``/api``, by role):
 
-- ``GET /api/reviews?status=&feature=&limit=&cursor=`` (viewer): newest first;
+- ``GET /api/reviews?status=&feature=&team=&limit=&cursor=`` (viewer): newest first;
   ``next_cursor`` pages on.
 - ``GET /api/reviews/{id}`` (viewer): one review with its request, the held and the
   approved answer, their hashes, why it was held and the decision.
@@ -10,6 +10,10 @@ For reviewers (``/api``, by role):
   "reject", "reason": "...", "content": "..."}``: ``content`` (edit only) replaces the
   answer's text; ``reason`` is required to reject. 409 ``review_closed`` when the review
   was already decided or expired.
+
+A team-scoped key lists, reads and decides its own team's held answers only: another team's
+review is the same 404 as a missing one, and ``?team=`` naming another team a 403
+``wrong_team``.
 
 For the application that made a held request (mode ``async``):
 
@@ -29,6 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.errors import InvalidRequest, NotFound
+from keel.feedback.service import may_see, team_filter
 from keel.gateway.validate import parse_body
 from keel.review import REVIEW_HEADER, Review, ReviewService
 from keel.review.model import STATUSES
@@ -37,6 +42,7 @@ from keel.server.exchange import TRACE_HEADER
 from keel.server.http import api_key, json_response, read_body, state_of
 from keel.server.params import choice_param, cursor_param, limit_param, path_param, text_param
 from keel.server.state import AppState
+from keel.types import Principal
 
 BODY_LIMIT = 256 * 1024
 MAX_PAGE = 500
@@ -52,21 +58,24 @@ async def list_ep(request: Request) -> Response:
     q = request.query_params
     rows, next_cursor = await _reviews(state_of(request)).list_reviews(
         status=choice_param(q, "status", STATUSES), feature=text_param(q, "feature"),
+        team=team_filter(principal_of(request), text_param(q, "team")),
         limit=limit_param(q, 50, MAX_PAGE), cursor=cursor_param(q))
     return json_response({"object": "list", "data": [r.to_json() for r in rows],
                           "next_cursor": next_cursor})
 
 
-async def _find(reviews: ReviewService, review_id: str) -> Review:
+async def _find(reviews: ReviewService, principal: Principal, review_id: str) -> Review:
+    """The review, if the caller may see its team's; else the 404 of a missing one."""
     review = await reviews.get(review_id)
-    if review is None:
+    if review is None or not may_see(principal, review.team):
         raise NotFound(f"no review with id '{review_id}'; see GET /api/reviews",
                        param="review_id")
     return review
 
 
 async def get_ep(request: Request) -> Response:
-    review = await _find(_reviews(state_of(request)), path_param(request, "review_id"))
+    review = await _find(_reviews(state_of(request)), principal_of(request),
+                         path_param(request, "review_id"))
     return json_response(review.to_json(detail=True))
 
 
@@ -78,10 +87,12 @@ async def decision_ep(request: Request) -> Response:
         raise InvalidRequest(f"unknown field(s) {', '.join(repr(k) for k in unknown)}; "
                              f"allowed: {', '.join(DECISION_FIELDS)}", param=unknown[0])
     decision: Any = body.get("decision")  # checked (and named in errors) by decide
+    principal = principal_of(request)
+    # another team's review is not decided, and not told apart from a missing one
+    review_id = (await _find(reviews, principal, path_param(request, "review_id"))).id
     review = await reviews.decide(
-        path_param(request, "review_id"), decision=decision,
-        reviewer=actor_of(principal_of(request)), reason=body.get("reason"),
-        content=body.get("content"))
+        review_id, decision=decision, reviewer=actor_of(principal),
+        reason=body.get("reason"), content=body.get("content"))
     return json_response(review.to_json(detail=True))
 
 

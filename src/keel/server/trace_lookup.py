@@ -11,8 +11,9 @@ may name a trace the store does not have yet. Two kinds of lookup:
   batch is stored; nothing is flushed); one this process never saw (another replica answered
   it) is looked for in the store, at growing intervals, for ``KEEL_FEEDBACK_WAIT_S``.
 
-``visible`` says whether the caller may know of a trace of a given team: a trace it may not
-see is waited for like a missing one, so both are answered alike, and as late.
+``visible`` says whether the caller may know of a trace of a given team
+(``keel.feedback.service.may_see``): a trace it may not see is found like a missing one
+(None) and, by the writes, waited for like one, so both are answered alike, and as late.
 """
 
 from __future__ import annotations
@@ -41,11 +42,18 @@ def feedback_wait_s(st: AppState) -> float:
     return st.settings.feedback_wait_s
 
 
-async def lookup_trace(st: AppState, trace_id: str) -> JSON | None:
-    """The trace from the writer's memory or from the store; None at once if neither has it.
-    Memory is asked first: a trace leaves it only once stored, so no window misses both."""
+async def lookup_trace(st: AppState, trace_id: str, *, visible: Visible) -> JSON | None:
+    """The trace from the writer's memory or from the store; None at once if neither has it
+    or the caller may not see it. Memory is asked first: a trace leaves it only once stored,
+    so no window misses both. A hidden trace found in memory still costs the store read a
+    missing one costs, so it is not told apart by how fast the 404 comes."""
     row = st.writer.unstored_row(trace_id)
-    return row if row is not None else await get_trace(st.store, trace_id)
+    if row is not None and not visible(row.get("team")):
+        await get_trace(st.store, trace_id)
+        return None
+    if row is None:
+        row = await get_trace(st.store, trace_id)
+    return row if row is not None and visible(row.get("team")) else None
 
 
 async def _until(event: asyncio.Event, deadline: float) -> None:
