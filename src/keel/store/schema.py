@@ -63,6 +63,8 @@ traces = sa.Table(
     sa.Index("ix_traces_start_time", "start_time"),
     sa.Index("ix_traces_feature_time", "feature", "start_time"),
     sa.Index("ix_traces_request_id", "request_id"),
+    # 0013: the most expensive traces are read down this index (store.traces.costliest)
+    sa.Index("ix_traces_cost", "cost_usd"),
 )
 
 trace_payloads = sa.Table(

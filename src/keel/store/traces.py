@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.sql.util import ClauseAdapter
 
 from keel.store import rollups
 from keel.store.clean import RowFitter, dumps_json
@@ -163,6 +164,47 @@ async def list_traces(
         rows = [row_dict(r) for r in (await conn.execute(q)).all()]
     next_cursor = rows[limit - 1]["id"] if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+COSTLIEST_COLUMNS = ("id", "start_time", "feature", "team", "model_requested", "model_served",
+                     "status", "input_tokens", "output_tokens", "cost_usd")
+_FILTER_COLUMNS = ("key_id", "request_id")  # what ``_where`` reads besides those
+COSTLIEST_PROBE = 5000
+COSTLIEST_RANGE_BELOW = 25_000
+
+
+async def costliest(store: Store, f: TraceFilter, limit: int = 20, *,
+                    expected: int | None = None,
+                    probe: int = COSTLIEST_PROBE) -> list[dict[str, Any]]:
+    """The ``limit`` most expensive priced traces (``cost_usd > 0``) matching ``f``, most
+    expensive first (``COSTLIEST_COLUMNS`` only), without reading every trace of a window.
+
+    Two plans, each bounded. The ``probe`` most expensive traces of all time, read down the
+    ``cost_usd`` index, are filtered: when ``limit`` of them match, they are the answer (a
+    matching trace outside them costs no more than every one inside). Otherwise, or when
+    the window is ``expected`` to hold at most ``COSTLIEST_RANGE_BELOW`` traces (the rollups
+    tell the caller), the window's traces are read by time and the costliest kept. The
+    probe costs the same whatever the store's size; the window read grows with the window,
+    so it is used when that is small, or when the probe finds too few (a narrow filter, or
+    one whose traces are cheaper than most).
+    """
+    t = traces.c
+    cond = [*_where(f), t.cost_usd > 0]
+    if expected is None or expected > COSTLIEST_RANGE_BELOW:
+        top = (sa.select(*(t[c] for c in (*COSTLIEST_COLUMNS, *_FILTER_COLUMNS)))
+               .where(t.cost_usd > 0).order_by(t.cost_usd.desc()).limit(probe).subquery())
+        adapt = ClauseAdapter(top)
+        q = (sa.select(*(top.c[c] for c in COSTLIEST_COLUMNS))
+             .where(*(adapt.traverse(c) for c in cond))
+             .order_by(top.c.cost_usd.desc(), top.c.id.desc()).limit(limit))
+        async with store.connect() as conn:
+            rows = [row_dict(r) for r in (await conn.execute(q)).all()]
+        if len(rows) == limit:
+            return rows
+    q = (sa.select(*(t[c] for c in COSTLIEST_COLUMNS)).where(*cond)
+         .order_by(t.cost_usd.desc(), t.id.desc()).limit(limit))
+    async with store.connect() as conn:
+        return [row_dict(r) for r in (await conn.execute(q)).all()]
 
 
 async def get_trace(store: Store, trace_id: str) -> dict[str, Any] | None:
