@@ -33,7 +33,14 @@
     el.textContent = "";
     // eslint-disable-next-line no-new
     new uPlot({width: width, height: 240, series: series,
-               axes: [{}, {values: function (u, ticks) { return ticks.map(function (t) { return unit + t; }); }}],
+               axes: [{}, {values: function (u, ticks) { return ticks.map(function (t) { return unit + t; }); },
+                           // wide enough for the longest tick label ("$0.00125"), not clipped
+                           size: function (u, values) {
+                             if (!values) { return 50; }
+                             var longest = 0;
+                             for (var i = 0; i < values.length; i++) { longest = Math.max(longest, String(values[i]).length); }
+                             return Math.ceil(longest * 7 + 18);
+                           }}],
                scales: {x: {time: true}}},
               [spec.x].concat(values), el);
   }
