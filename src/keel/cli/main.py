@@ -378,6 +378,7 @@ def _register() -> None:
     from keel.cli.config_cmd import config_group
     from keel.cli.costs import costs
     from keel.cli.datasets import datasets
+    from keel.cli.demo import demo
     from keel.cli.evals import evals
     from keel.cli.features import features
     from keel.cli.prompts import prompts
@@ -395,6 +396,7 @@ def _register() -> None:
     main.add_command(audit)
     main.add_command(features)
     main.add_command(reviews)
+    main.add_command(demo)
 
 
 _register()

@@ -8,20 +8,23 @@ response cache is bypassed (``no-store``): an eval measures the model, and repea
 independent samples; the eval runner keeps its own result cache.
 
 ``LocalGateway`` is given the flow's collaborators (``FlowParts``) by the composition root,
-and answers the ``keel.gateway.calls.ModelCalls`` protocol the evals depend on.
+and answers the ``keel.gateway.calls.ModelCalls`` protocol the evals depend on. A caller that
+replays traffic (``keel demo``) may give it a clock of its own, and the route's cache.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from keel.errors import KeelError
 from keel.gateway.calls import Reply
 from keel.gateway.flow import ChatFlow, FlowParts, run_embeddings
 from keel.gateway.validate import check_chat, check_embeddings
-from keel.types import JSON, Principal, Trace, new_trace_id
+from keel.types import JSON, Principal, Trace, new_trace_id, trace_id_at
 
 _HEADERS = {"x-keel-cache": "no-store"}
+_CACHED: dict[str, str] = {}  # the route's cache policy, as for a request that says nothing
 
 
 class _Exchange:
@@ -29,23 +32,35 @@ class _Exchange:
 
     __slots__ = ("headers_in", "principal", "trace")
 
-    def __init__(self, principal: Principal, trace: Trace) -> None:
+    def __init__(self, principal: Principal, trace: Trace, headers: dict[str, str]) -> None:
         self.principal: Principal | None = principal
         self.trace = trace
-        self.headers_in = _HEADERS
+        self.headers_in = headers
 
 
 class LocalGateway:
-    """The gateway of this process, called directly, as team ``team`` / feature ``feature``."""
+    """The gateway of this process, called directly, as team ``team`` / feature ``feature``.
 
-    def __init__(self, parts: FlowParts, *, team: str = "eval", feature: str = "eval") -> None:
+    ``clock`` (epoch seconds): when each call's trace starts, instead of the system's time;
+    the trace id then sorts by that time too. It is read once per call, when the call starts,
+    and only in this process (no client can set it). ``cache``: read and write the route's
+    response cache like a client request that sends no cache header (default: bypassed)."""
+
+    def __init__(self, parts: FlowParts, *, team: str = "eval", feature: str = "eval",
+                 clock: Callable[[], float] | None = None, cache: bool = False) -> None:
         self.parts = parts
         self.principal = Principal(key_id=None, team=team, feature=feature, models=None,
                                    feature_override=True)
+        self.clock = clock
+        self.headers = _CACHED if cache else _HEADERS
 
     def _trace(self, endpoint: str, body: JSON, tags: dict[str, str] | None,
                prompt: tuple[str, int] | None) -> Trace:
-        trace = Trace(id=new_trace_id(), start_time=time.time(), endpoint=endpoint)
+        if self.clock is None:
+            trace = Trace(id=new_trace_id(), start_time=time.time(), endpoint=endpoint)
+        else:
+            now = self.clock()
+            trace = Trace(id=trace_id_at(now), start_time=now, endpoint=endpoint)
         model = body.get("model")
         trace.model_requested = model if isinstance(model, str) else None
         if prompt is not None:
@@ -53,7 +68,7 @@ class LocalGateway:
         return trace
 
     def _open(self, trace: Trace, body: JSON, tags: dict[str, str] | None) -> None:
-        self.parts.gateway.attribute(trace, self.principal, _HEADERS, body)
+        self.parts.gateway.attribute(trace, self.principal, self.headers, body)
         if tags:
             trace.tags = {**trace.tags, **tags}
         trace.request_body = body
@@ -66,7 +81,8 @@ class LocalGateway:
         try:
             self._open(trace, body, tags)  # first: a refused request is attributed too
             check_chat(body)
-            out = await ChatFlow(self.parts, _Exchange(self.principal, trace), body).run()
+            ex = _Exchange(self.principal, trace, self.headers)
+            out = await ChatFlow(self.parts, ex, body).run()
             assert isinstance(out, dict)
         except KeelError as exc:
             return self._failed(trace, exc)
@@ -77,7 +93,8 @@ class LocalGateway:
         try:
             self._open(trace, body, tags)
             check_embeddings(body)
-            out = await run_embeddings(self.parts, _Exchange(self.principal, trace), body)
+            out = await run_embeddings(self.parts, _Exchange(self.principal, trace, self.headers),
+                                       body)
         except KeelError as exc:
             return self._failed(trace, exc)
         return _reply(trace, out)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from keel import feedback as fb
@@ -59,13 +60,16 @@ _KEEL = Principal(key_id=None, team="keel", feature=None, models=None, feature_o
 class ReviewService:
     """Held answers in ``store``; decisions, expiries and integrity failures go to
     ``audit``. ``poll_s``: how often ``wait`` re-reads the store for decisions made by
-    other processes."""
+    other processes. ``clock`` (epoch seconds): when holds, decisions, releases and expiries
+    happen, and the reviewer feedback is recorded (a simulated clock for ``keel demo``);
+    how long ``wait`` waits is real time, on the system's clock."""
 
     def __init__(self, store: Store, audit: AuditLog | None = None, *,
-                 poll_s: float = 0.5) -> None:
+                 poll_s: float = 0.5, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.audit = audit or AuditLog.from_settings(store)
         self.poll_s = poll_s
+        self.clock = clock
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._integrity_reported: set[str] = set()
         self._poller = Poller("keel-review-sweeper", log,
@@ -82,7 +86,7 @@ class ReviewService:
             raise ValueError(f"review mode must be one of {MODES}, not {mode!r}")
         if not timeout_s > 0:
             raise ValueError(f"review timeout_s must be positive, not {timeout_s!r}")
-        now = time.time()
+        now = self.clock()
         row: JSON = {
             "id": new_review_id(), "trace_id": trace_id, "key_id": key_id, "team": team,
             "feature": feature, "policy": policy, "policy_version": policy_version,
@@ -103,8 +107,8 @@ class ReviewService:
         row = await q.get_review(self.store, review_id)
         if row is None:
             return None
-        if row["status"] == "pending" and time.time() >= row["expires_at"]:
-            await self._expired(await q.expire(self.store, time.time(), review_id))
+        if row["status"] == "pending" and self.clock() >= row["expires_at"]:
+            await self._expired(await q.expire(self.store, self.clock(), review_id))
             row = await q.get_review(self.store, review_id)  # expired here or elsewhere
             assert row is not None
         return Review.from_row(row)
@@ -152,7 +156,7 @@ class ReviewService:
         elif decision == "edit":
             assert text is not None
             approved = edited(review.content, text)
-        now = time.time()
+        now = self.clock()
         values: JSON = {
             "status": "rejected" if decision == "reject" else "approved",
             "approved": dumps(approved) if approved is not None else None,
@@ -222,7 +226,7 @@ class ReviewService:
                 "decision bound, so it is not released; see the audit log "
                 "(review.integrity_failed)", headers={REVIEW_HEADER: review.id})
         if review.released_at is None:
-            await q.mark_released(self.store, review_id, time.time())
+            await q.mark_released(self.store, review_id, self.clock())
         return review.approved
 
     async def _integrity_failed(self, review: Review, column: str, value: Any) -> None:
@@ -245,7 +249,7 @@ class ReviewService:
     async def expire_due(self) -> int:
         """Expire every pending review past its deadline; returns how many this call
         expired (each is expired, and audited, by exactly one caller)."""
-        return await self._expired(await q.expire(self.store, time.time()))
+        return await self._expired(await q.expire(self.store, self.clock()))
 
     async def _expired(self, rows: list[JSON]) -> int:
         for row in rows:
@@ -281,7 +285,7 @@ class ReviewService:
             item = fb.parse_feedback(body)
             # rework is measured against what the model answered, whatever the trace holds
             await fb.record_feedback(self.store, _KEEL, item,
-                                     {**trace, "response": review.content})
+                                     {**trace, "response": review.content}, now=self.clock())
             return True
         except Exception:
             log.exception("could not record the reviewer feedback of review %s on trace %s",
@@ -292,7 +296,7 @@ class ReviewService:
         """Record the feedback of decisions whose trace was not stored when they were made
         (a held request's trace is written after its answer); returns how many."""
         rows = await q.without_feedback(self.store, ("approved", "rejected"),
-                                        time.time() - FEEDBACK_WINDOW_S, FEEDBACK_PREFIX)
+                                        self.clock() - FEEDBACK_WINDOW_S, FEEDBACK_PREFIX)
         done = 0
         for row in rows:
             done += await self._feedback(Review.from_row(row))

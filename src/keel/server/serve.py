@@ -75,9 +75,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def run_server(settings: Settings, config: KeelConfig, *, console: Console,
-               config_source: str | None = None, store_source: str | None = None) -> None:
+               config_source: str | None = None, store_source: str | None = None,
+               admin_key_note: str | None = None) -> None:
     """Serve until stopped. ``config_source`` and ``store_source`` say which config file and
-    store are used and why (keel.locations)."""
+    store are used and why (keel.locations); ``admin_key_note``, when given, is what is said
+    of the admin key instead (``keel demo`` keeps its own and has printed it)."""
     sock = bind(settings.host, settings.port)  # before anything else: a taken port is fatal
     try:
         new_key = asyncio.run(prepare(settings))
@@ -93,7 +95,9 @@ def run_server(settings: Settings, config: KeelConfig, *, console: Console,
     if config_source is not None:
         console.print(f"config: {config_source}", markup=False)
     console.print(f"models: {models}", markup=False)
-    if new_key:
+    if admin_key_note is not None:
+        console.print(admin_key_note, markup=False)
+    elif new_key:
         console.print("admin key (generated now, shown once; only its hash is stored):")
         console.print(f"  [bold]{new_key}[/bold]")
     elif settings.master_key:
