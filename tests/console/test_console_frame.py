@@ -32,6 +32,9 @@ def test_login_overview_filter_and_traces(page: Page, ck: ConsoleKeel) -> None:
     # the requests card counts what the gateway answered (blocked and held included)
     expect(page.locator(".card", has_text="Requests").locator(".value")).to_contain_text(
         str(len(ck.trace_ids) + 2))
+    # the injection the support policy blocked, counted from the rollups
+    expect(page.locator(".card", has_text="Guardrail blocks").locator(".value")).to_contain_text(
+        "1")
 
     page.get_by_label("Feature").select_option("research")
     page.get_by_role("button", name="Apply").click()

@@ -43,6 +43,12 @@ def random_trace(rng: random.Random, i: int, span_s: float = 3 * DAY) -> Trace:
     t.cost_saved_usd = 0.001 if t.cache_hit else 0.0
     if rng.random() < 0.5:
         t.prompt_name, t.prompt_version = "support-reply", rng.randint(1, 3)
+    t.attempts = rng.choice([1, 1, 1, 2, 3])
+    roll = rng.random()
+    if roll < 0.3:  # guardrail findings: a flag, a block, or both kinds in one trace
+        actions = ["flag"] if roll < 0.15 else ["block"] if roll < 0.25 else ["flag", "block"]
+        t.guard = [{"scanner": "injection", "score": 0.9, "triggered": True, "matches": [],
+                    "explanation": "x", "stage": "input", "action": a} for a in actions]
     t.end_time = t.start_time + t.latency_ms / 1000
     return t
 
@@ -64,6 +70,11 @@ def expected_rollups(trace_list: list[Trace]) -> tuple[dict[Any, dict[str, float
             c["output_tokens"] += t.usage.output_tokens
             c["cost_usd"] += t.cost_usd
             c["cache_hits"] += t.cache_hit
+            actions = {h["action"] for h in t.guard or ()}
+            c["guard_flagged"] += "flag" in actions
+            c["guard_blocked"] += "block" in actions
+            if t.status < 400 and t.attempts > 1:
+                c["fallbacks"] += 1
             if t.status >= 400:
                 c["errors"] += 1
                 errors[(*key, t.error_type)] += 1
@@ -80,11 +91,13 @@ async def stored_rollups(store: Store) -> tuple[dict[Any, dict[str, float]], dic
     async with store.connect() as conn:
         rows = (await conn.execute(sa.select(
             *keys, rollups.c.requests, rollups.c.errors, rollups.c.input_tokens,
-            rollups.c.output_tokens, rollups.c.cost_usd, rollups.c.cache_hits))).all()
+            rollups.c.output_tokens, rollups.c.cost_usd, rollups.c.cache_hits,
+            rollups.c.fallbacks, rollups.c.guard_flagged, rollups.c.guard_blocked))).all()
         errs = (await conn.execute(sa.select(rollup_errors))).all()
         sks = (await conn.execute(sa.select(rollup_sketches))).all()
     counters = {tuple(row[:6]): dict(zip(("requests", "errors", "input_tokens",
-                                          "output_tokens", "cost_usd", "cache_hits"),
+                                          "output_tokens", "cost_usd", "cache_hits",
+                                          "fallbacks", "guard_flagged", "guard_blocked"),
                                          row[6:], strict=True)) for row in rows}
     return (counters, {tuple(e[:7]): int(e[7]) for e in errs},
             {tuple(s[:8]): int(s[8]) for s in sks})
@@ -96,7 +109,8 @@ def assert_equal(stored: Any, expected: Any) -> None:
     assert set(s_counters) == set(e_counters)
     for key, exp in e_counters.items():
         got = s_counters[key]
-        for name in ("requests", "errors", "input_tokens", "output_tokens", "cache_hits"):
+        for name in ("requests", "errors", "input_tokens", "output_tokens", "cache_hits",
+                     "fallbacks", "guard_flagged", "guard_blocked"):
             assert got[name] == exp.get(name, 0), (key, name)
         assert got["cost_usd"] == pytest.approx(exp["cost_usd"], rel=1e-9, abs=1e-12)
     assert s_errors == dict(e_errors)

@@ -2,7 +2,8 @@
 
 Per group (overall, or by feature / team / model / prompt) over ``[since, until)``:
 volume, availability (the non-error share), errors by type, latency and time-to-first-token
-percentiles (merged sketches), tokens, cost, cost per request, cache hits and savings;
+percentiles (merged sketches), tokens, cost, cost per request, cache hits and savings,
+answers served after a failed attempt (fallbacks), traces a guardrail flagged or blocked;
 from feedback: acceptance, rework, escalation and critical errors per 1k requests; from
 outcomes: value units (the outcome named as the feature's ``value_unit``) and **cost per
 value unit**; and the trend: unit cost in the second half of the window against the first,
@@ -175,6 +176,8 @@ def measures(g: dict[str, Any], units: list[float] | None) -> dict[str, Any]:
                    "cached": int(t["cached_tokens"]), "reasoning": int(t["reasoning_tokens"])},
         "cost_usd": t["cost_usd"], "cost_per_request_usd": _ratio(t["cost_usd"], requests),
         "cache_hits": int(t["cache_hits"]), "cost_saved_usd": t["cost_saved_usd"],
+        "fallbacks": int(t["fallbacks"]),
+        "guard": {"flagged": int(t["guard_flagged"]), "blocked": int(t["guard_blocked"])},
         "feedback": {
             "count": int(t["feedback"]), "thumbs_up": int(t["thumbs_up"]),
             "thumbs_down": int(t["thumbs_down"]), "accepted": int(t["accepted"]),

@@ -39,7 +39,7 @@ GRANULARITIES: dict[str, int] = {"m": 60, "h": 3600, "d": 86400}
 KEY = ("granularity", "bucket", "feature", "team", "model", "prompt")
 TRACE_COUNTERS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens",
                   "reasoning_tokens", "cost_usd", "cache_hits", "cost_saved_usd",
-                  "latency_ms_sum")
+                  "latency_ms_sum", "fallbacks", "guard_flagged", "guard_blocked")
 FEEDBACK_COUNTERS = ("feedback", "thumbs_up", "thumbs_down", "accepted", "edited", "rejected",
                      "escalated", "rework_sum", "rework_n", "critical_errors")
 COUNTERS = (*TRACE_COUNTERS, *FEEDBACK_COUNTERS)
@@ -52,6 +52,18 @@ Key = tuple[str, float, str, str, str, str]
 def bucket(t: float, granularity: str) -> float:
     size = GRANULARITIES[granularity]
     return float(math.floor(t / size) * size)
+
+
+def guard_actions(guard: Any) -> tuple[int, int]:
+    """Whether a trace's guardrail findings include a ``flag`` and a ``block`` (1 or 0
+    each). ``guard`` is the stored column: the compact JSON keel writes (on the write path)
+    or the list it reads back (a rebuild)."""
+    if isinstance(guard, str):
+        return int('"action":"flag"' in guard), int('"action":"block"' in guard)
+    if isinstance(guard, list):
+        actions = {h.get("action") for h in guard if isinstance(h, dict)}
+        return int("flag" in actions), int("block" in actions)
+    return 0, 0
 
 
 def prompt_label(name: str | None, version: int | None) -> str:
@@ -118,6 +130,11 @@ class Deltas:
         c[6] += get("cost_usd") or 0.0
         c[7] += 1 if get("cache_hit") else 0
         c[8] += get("cost_saved_usd") or 0.0
+        guard = get("guard")
+        if guard:
+            flagged, blocked = guard_actions(guard)
+            c[11] += flagged
+            c[12] += blocked
         if not ok:
             c[1] += 1
             etype = get("error_type") or f"http_{row['status']}"
@@ -125,6 +142,8 @@ class Deltas:
             return
         latency = get("latency_ms") or 0.0
         c[9] += latency
+        if (get("attempts") or 0) > 1:  # served after a failed attempt: a fallback or retry
+            c[10] += 1
         i = sketch.index(latency)
         m.latency[i] = m.latency.get(i, 0) + 1
         ttft = get("ttft_ms")
@@ -286,7 +305,7 @@ async def rebuild(store: Store, since: float, until: float | None = None,
             "id", "start_time", "feature", "team", "model_requested", "prompt_name",
             "prompt_version", "status", "error_type", "input_tokens", "output_tokens",
             "cached_tokens", "reasoning_tokens", "cost_usd", "cache_hit", "cost_saved_usd",
-            "latency_ms", "ttft_ms")]
+            "latency_ms", "ttft_ms", "attempts", "guard")]
         after: tuple[float, str] = (start, "")
         while True:
             q = sa.select(*cols).where(

@@ -66,8 +66,6 @@ def cards(view: View, g: GroupComparison, held: int | None) -> dict[str, list[Ca
     feature = g.name or view.filters.feature
     traces = view.link("/traces", feature=feature)
     errors = view.link("/traces", feature=feature, status="error")
-    blocks_now = cur["errors_by_type"].get("policy_blocked", 0)
-    blocks_before = prev["errors_by_type"].get("policy_blocked", 0)
     out: dict[str, list[Card]] = {
         "Quality": [
             Card("Acceptance", pct(cur["acceptance_rate"]), pct(prev["acceptance_rate"]),
@@ -85,9 +83,14 @@ def cards(view: View, g: GroupComparison, held: int | None) -> dict[str, list[Ca
                  _series_rate(g, "critical_errors", "requests")),
         ],
         "Risk": [
-            Card("Guardrail blocks", f"{blocks_now:,}", f"{blocks_before:,}",
-                 (blocks_before, blocks_now, "none"),
-                 view.link("/traces", feature=feature, status="error")),
+            Card("Guardrail blocks", f"{cur['guard']['blocked']:,}",
+                 f"{prev['guard']['blocked']:,}",
+                 (prev["guard"]["blocked"], cur["guard"]["blocked"], "none"), traces,
+                 list(g.series["guard_blocked"])),
+            Card("Guardrail flags", f"{cur['guard']['flagged']:,}",
+                 f"{prev['guard']['flagged']:,}",
+                 (prev["guard"]["flagged"], cur["guard"]["flagged"], "none"), traces,
+                 list(g.series["guard_flagged"])),
         ],
         "Economics": [
             Card("Spend", money(cur["cost_usd"]), money(prev["cost_usd"]),
@@ -108,6 +111,10 @@ def cards(view: View, g: GroupComparison, held: int | None) -> dict[str, list[Ca
                  (prev["latency_ms"]["p95"], cur["latency_ms"]["p95"], "down"), traces),
             Card("Errors", f"{cur['errors']:,}", f"{prev['errors']:,}",
                  (prev["errors"], cur["errors"], "down"), errors, list(g.series["errors"])),
+            Card("Fallbacks taken", f"{cur['fallbacks']:,}", f"{prev['fallbacks']:,}",
+                 (prev["fallbacks"], cur["fallbacks"], "down"), traces,
+                 list(g.series["fallbacks"]),
+                 detail="answers served after a failed attempt"),
         ],
     }
     checked = view.console.integrity.current()
