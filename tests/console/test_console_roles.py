@@ -114,6 +114,14 @@ def test_metrics_and_gateway_keys_cannot_log_in(ck: ConsoleKeel) -> None:
         assert c.get("/", follow_redirects=False).status_code == 303
 
 
+def background(statement: str) -> bool:
+    """A query keel's own background work issues while a page is drawn, not the page: the
+    version checks of the key, prompt and switch pollers (keel_meta) and the review
+    sweeper's search for decided answers whose feedback is not recorded yet."""
+    text = " ".join(statement.split())
+    return "FROM keel_meta" in text or ("FROM reviews" in text and "FROM feedback" in text)
+
+
 def test_no_page_issues_more_than_a_handful_of_queries(ck: ConsoleKeel) -> None:
     counted: list[str] = []
 
@@ -131,7 +139,7 @@ def test_no_page_issues_more_than_a_handful_of_queries(ck: ConsoleKeel) -> None:
             r = c.get(concrete(path, ck))
             assert r.status_code == 200, f"{path}: {r.status_code}"
             reads = [s for s in counted if not s.lstrip().upper().startswith(
-                ("INSERT", "UPDATE", "DELETE", "PRAGMA"))]
+                ("INSERT", "UPDATE", "DELETE", "PRAGMA")) and not background(s)]
             assert 0 < len(reads) <= MAX_QUERIES, f"{path}: {len(reads)} queries:\n" + \
                 "\n".join(s[:120] for s in reads)
     finally:
