@@ -91,7 +91,9 @@ def test_traffic_spans_the_thirty_days_with_daily_and_weekly_seasonality(
     weekend_days = {int((t - tl.start) // DAY) for t in weekday[True]}
     weekdays = {int((t - tl.start) // DAY) for t in weekday[False]}
     assert len(weekday[True]) / len(weekend_days) < 0.6 * len(weekday[False]) / len(weekdays)
-    assert hours[15] > 4 * max(hours[2], 1)  # the afternoon's peak against the night
+    by_hour = [hours[h] for h in range(24)]
+    assert max(by_hour) > 3 * max(min(by_hour), 1)  # the day's peak against the night
+    assert by_hour.index(max(by_hour)) in range(8, 22)
     # ids sort by the simulated time, as they do by the real one
     assert [t["id"] for t in sorted(rows, key=lambda t: (t["start_time"], t["id"]))] == \
         sorted(t["id"] for t in rows)

@@ -88,7 +88,8 @@ def demo(port: int, data_dir: Path | None, requests: int, seed: int, reset: bool
 
     where = f"http://127.0.0.1:{port}/" if port else "the address printed below"
     console.print(f"open [bold]{where}[/bold] and log in with the admin key; Ctrl-C stops")
-    run_server(home.settings(port), demo_config(), console=console,
+    run_server(home.settings(port), demo_config(int(str(marker.get("requests")))),
+               console=console,
                config_source="keel's demo config", store_source="the demo's directory",
                admin_key_note="admin key: printed above")
 

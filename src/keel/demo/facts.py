@@ -79,6 +79,7 @@ async def story_facts(store: Store, timeline: Timeline,
     overall = outage_day["groups"][0] if outage_day["groups"] else {}
     out["outage"] = {"from": tl.outage[0], "to": tl.outage[1], "requests": len(routed),
                      "fallbacks": sum(t["model_served"] == FALLBACK_MODEL for t in routed),
+                     "cached": sum(bool(t["cache_hit"]) for t in routed),
                      "failed": sum(t["status"] >= 500 for t in routed),
                      "availability": overall.get("availability")}
     # (c) the research assistant's cost per request, two weeks against the two before
@@ -128,6 +129,11 @@ def _usd(x: float | None) -> str:
     return "-" if x is None else f"${x:.4f}"
 
 
+def _change(rs: dict[str, Any]) -> str:
+    before, after = rs["cost_per_request_before"], rs["cost_per_request_after"]
+    return f" ({after / before - 1:+.0%})" if before and after else ""
+
+
 def story_lines(f: dict[str, Any]) -> list[str]:
     """What happened this month, one line each, to look for in the console."""
     rw, out, rs, inj, rv = f["rework"], f["outage"], f["research"], f["injection"], f["reviews"]
@@ -136,11 +142,12 @@ def story_lines(f: dict[str, Any]) -> list[str]:
         f"{_day(rw['changed_at'])}  {name}@{CHANGED_VERSION} went to production for "
         f"{SUPPORT}: rework rate {_pct(rw['before'])} before, {_pct(rw['after'])} since",
         f"{_day(out['from'])}  the primary provider failed {_hm(out['from'])}-{_hm(out['to'])} "
-        f"UTC: {out['fallbacks']} of {out['requests']} requests fell back to {FALLBACK_MODEL}, "
-        f"{out['failed']} failed",
+        f"UTC: of {out['requests']} requests, {out['fallbacks']} fell back to {FALLBACK_MODEL}, "
+        f"{out['cached']} came from the cache, {out['failed']} failed",
         f"last 14 days  {RESEARCH} cost per request {_usd(rs['cost_per_request_before'])} -> "
-        f"{_usd(rs['cost_per_request_after'])} at flat volume ({rs['requests_before']} -> "
-        f"{rs['requests_after']} requests): longer prompts",
+        f"{_usd(rs['cost_per_request_after'])}{_change(rs)} at flat volume "
+        f"({rs['requests_before']} -> {rs['requests_after']} requests a fortnight): longer "
+        "prompts",
         f"{_day(inj['at'])}  a prompt injection in the help widget was blocked "
         f"({inj['blocked']} requests, policy {inj['policy']})",
     ]

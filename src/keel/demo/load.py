@@ -13,6 +13,7 @@ is written by the service that owns it; nothing is inserted behind keel's back.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -56,9 +57,16 @@ class Loaded:
     seconds: float
 
 
-def demo_config() -> KeelConfig:
-    """The demo's config, read by keel's config loader."""
-    return load_config(CONFIG_FILE, required=True)
+def demo_config(requests: int = DEFAULT_REQUESTS) -> KeelConfig:
+    """The demo's config, read by keel's config loader; for a month of more than the
+    default requests, its budgets grow with the traffic (they are sized for the default),
+    so the story's traffic never runs into them."""
+    config = load_config(CONFIG_FILE, required=True)
+    scale = requests / DEFAULT_REQUESTS
+    if scale <= 1:
+        return config
+    return config.model_copy(update={"budgets": [
+        b.model_copy(update={"usd": round(b.usd * scale, 2)}) for b in config.budgets]})
 
 
 async def load(home: DemoHome, *, requests: int = DEFAULT_REQUESTS, seed: int = DEFAULT_SEED,
@@ -69,7 +77,7 @@ async def load(home: DemoHome, *, requests: int = DEFAULT_REQUESTS, seed: int = 
     end = time.time() if now is None else now
     timeline = Timeline.ending(end)
     settings = home.settings()
-    config = demo_config()
+    config = demo_config(requests)
     clock = SimClock(timeline.start)
     st = AppState.build(settings, config)
     st.reviews = st.flow.reviews = ReviewService(st.store, st.audit, clock=clock)
@@ -172,6 +180,7 @@ class EvalRuns:
         self.clock = clock
         self.timeline = timeline
         self.runs = 0
+        self._last: asyncio.Task[Any] | None = None
 
     @classmethod
     async def prepare(cls, st: AppState, clock: SimClock, timeline: Timeline) -> EvalRuns:
@@ -197,6 +206,11 @@ class EvalRuns:
         return sorted(set(out))
 
     async def run(self, at: float) -> None:
+        """One day's tick; after the day before's, so each finds the results the ones before
+        it stored (the runner's result cache), whatever the replay's pace."""
+        before, self._last = self._last, asyncio.current_task()
+        if before is not None:
+            await before
         self.clock.set(at)
 
         def calls_for(feature: str) -> ModelCalls:

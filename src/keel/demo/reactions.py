@@ -97,15 +97,28 @@ class Reactions:
         self.done = Reacted()
         self._queue: asyncio.Queue[Played | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._waiting: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._consume(), name=f"keel-demo-reactions-{i}")
                        for i in range(WRITERS)]
 
     def submit(self, played: Played) -> None:
+        """Queue ``played`` for its reactions once its traces are stored."""
+        waiter = asyncio.create_task(self._when_stored(played))
+        self._waiting.add(waiter)
+        waiter.add_done_callback(self._waiting.discard)
+
+    async def _when_stored(self, played: Played) -> None:
+        for trace_id in played.trace_ids:  # they land with their batch
+            landing = self.st.writer.landing(trace_id)
+            if landing is not None:
+                await landing.wait()
         self._queue.put_nowait(played)
 
     async def finish(self) -> Reacted:
+        while self._waiting:
+            await asyncio.gather(*list(self._waiting))
         for _ in self._tasks:
             self._queue.put_nowait(None)
         await asyncio.gather(*self._tasks)
@@ -115,18 +128,10 @@ class Reactions:
 
     async def _consume(self) -> None:
         while (p := await self._queue.get()) is not None:
-            await self._stored(p.trace_ids)
             if p.review_id is not None:
                 await self._decide(p)
             elif p.session.feature in (SUPPORT, RESEARCH) and not p.blocked and p.last_trace:
                 await self._react(p)
-
-    async def _stored(self, trace_ids: list[str]) -> None:
-        """Wait until the session's traces are in the store (they land with their batch)."""
-        for trace_id in trace_ids:
-            landing = self.st.writer.landing(trace_id)
-            if landing is not None:
-                await landing.wait()
 
     def _rng(self, p: Played, what: str) -> random.Random:
         return random.Random(f"{self.seed}:{p.session.id}:{what}")
