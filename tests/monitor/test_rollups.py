@@ -44,6 +44,10 @@ def random_trace(rng: random.Random, i: int, span_s: float = 3 * DAY) -> Trace:
     if rng.random() < 0.5:
         t.prompt_name, t.prompt_version = "support-reply", rng.randint(1, 3)
     t.attempts = rng.choice([1, 1, 1, 2, 3])
+    skipped = t.attempts == 1 and rng.random() < 0.2  # the first deployment's circuit open
+    t.attempt_log = [{"model": f"m{i}", "deployment": None if i == 0 and skipped else f"d{i}",
+                      "status": 503 if i == 0 and skipped else 200, "error_type": None,
+                      "latency_ms": 1.0} for i in range(t.attempts + skipped)]
     roll = rng.random()
     if roll < 0.3:  # guardrail findings: a flag, a block, or both kinds in one trace
         actions = ["flag"] if roll < 0.15 else ["block"] if roll < 0.25 else ["flag", "block"]
@@ -73,7 +77,7 @@ def expected_rollups(trace_list: list[Trace]) -> tuple[dict[Any, dict[str, float
             actions = {h["action"] for h in t.guard or ()}
             c["guard_flagged"] += "flag" in actions
             c["guard_blocked"] += "block" in actions
-            if t.status < 400 and t.attempts > 1:
+            if t.status < 400 and len(t.attempt_log or ()) > 1:
                 c["fallbacks"] += 1
             if t.status >= 400:
                 c["errors"] += 1

@@ -3,7 +3,7 @@
 Per group (overall, or by feature / team / model / prompt) over ``[since, until)``:
 volume, availability (the non-error share), errors by type, latency and time-to-first-token
 percentiles (merged sketches), tokens, cost, cost per request, cache hits and savings,
-answers served after a failed attempt (fallbacks), traces a guardrail flagged or blocked;
+answers served after a failed or skipped attempt (fallbacks), traces a guardrail flagged or blocked;
 from feedback: acceptance, rework, escalation and critical errors per 1k requests; from
 outcomes: value units (the outcome named as the feature's ``value_unit``) and **cost per
 value unit**; and the trend: unit cost in the second half of the window against the first,

@@ -54,6 +54,17 @@ def bucket(t: float, granularity: str) -> float:
     return float(math.floor(t / size) * size)
 
 
+def tried(attempt_log: Any) -> int:
+    """How many deployments a trace's attempt log names, those skipped by an open circuit
+    included: the stored column as keel writes it (compact JSON, one ``"deployment":`` per
+    attempt) or as read back (a list)."""
+    if isinstance(attempt_log, str):
+        return attempt_log.count('"deployment":')
+    if isinstance(attempt_log, list):
+        return len(attempt_log)
+    return 0
+
+
 def guard_actions(guard: Any) -> tuple[int, int]:
     """Whether a trace's guardrail findings include a ``flag`` and a ``block`` (1 or 0
     each). ``guard`` is the stored column: the compact JSON keel writes (on the write path)
@@ -142,8 +153,8 @@ class Deltas:
             return
         latency = get("latency_ms") or 0.0
         c[9] += latency
-        if (get("attempts") or 0) > 1:  # served after a failed attempt: a fallback or retry
-            c[10] += 1
+        if (get("attempts") or 0) > 1 or tried(get("attempt_log")) > 1:
+            c[10] += 1  # served after a failed attempt or a skipped one (an open circuit)
         i = sketch.index(latency)
         m.latency[i] = m.latency.get(i, 0) + 1
         ttft = get("ttft_ms")
@@ -305,7 +316,7 @@ async def rebuild(store: Store, since: float, until: float | None = None,
             "id", "start_time", "feature", "team", "model_requested", "prompt_name",
             "prompt_version", "status", "error_type", "input_tokens", "output_tokens",
             "cached_tokens", "reasoning_tokens", "cost_usd", "cache_hit", "cost_saved_usd",
-            "latency_ms", "ttft_ms", "attempts", "guard")]
+            "latency_ms", "ttft_ms", "attempts", "attempt_log", "guard")]
         after: tuple[float, str] = (start, "")
         while True:
             q = sa.select(*cols).where(

@@ -308,7 +308,8 @@ rollups = sa.Table(
     sa.Column("cache_hits", sa.Integer, nullable=False, server_default="0"),
     sa.Column("cost_saved_usd", sa.Float, nullable=False, server_default="0"),
     sa.Column("latency_ms_sum", sa.Float, nullable=False, server_default="0"),
-    # 0014: answers served after a failed attempt, traces a guardrail flagged / blocked
+    # 0014: answers served after a failed or skipped attempt; traces a guardrail flagged,
+    # blocked
     sa.Column("fallbacks", sa.Integer, nullable=False, server_default="0"),
     sa.Column("guard_flagged", sa.Integer, nullable=False, server_default="0"),
     sa.Column("guard_blocked", sa.Integer, nullable=False, server_default="0"),

@@ -114,7 +114,7 @@ def cards(view: View, g: GroupComparison, held: int | None) -> dict[str, list[Ca
             Card("Fallbacks taken", f"{cur['fallbacks']:,}", f"{prev['fallbacks']:,}",
                  (prev["fallbacks"], cur["fallbacks"], "down"), traces,
                  list(g.series["fallbacks"]),
-                 detail="answers served after a failed attempt"),
+                 detail="answers served after a failed or skipped attempt"),
         ],
     }
     checked = view.console.integrity.current()

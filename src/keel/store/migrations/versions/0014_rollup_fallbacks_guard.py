@@ -1,4 +1,5 @@
-"""The rollups count the answers served after a failed attempt (``fallbacks``) and the
+"""The rollups count the answers served after a failed or skipped attempt (``fallbacks``:
+a retry, a fallback, a deployment whose circuit was open) and the
 traces a guardrail policy flagged or blocked (``guard_flagged``, ``guard_blocked``), so the
 console and the measures read them without scanning traces. Rows rolled up before this
 count zero for them; ``keel rollups rebuild --since ...`` recomputes a range from the traces.
