@@ -130,6 +130,7 @@ def test_the_outage_was_absorbed_by_the_fallback(month: Month, api: httpx.Client
     assert all(t["status"] == 200 for t in during)
     called = [t for t in during if not t["cache_hit"]]
     assert called and all(t["model_served"] == FALLBACK_MODEL for t in called)
+    assert all(t["attempts"] == 2 for t in called)  # the primary first, then the fallback
     detail = api.get(f"/api/traces/{called[0]['id']}").json()
     first, last = detail["attempt_log"][0], detail["attempt_log"][-1]
     assert first["model"] == MODEL and first["status"] >= 500

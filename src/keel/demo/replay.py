@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 import random
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -48,7 +47,6 @@ from keel.demo.traffic import Session
 from keel.gateway.internal import LocalGateway
 from keel.guard.engine import HeldForReview
 from keel.prompts.registry import PromptVersion
-from keel.routing import BreakerBoard
 from keel.server.state import AppState
 from keel.types import JSON
 
@@ -181,7 +179,6 @@ class Replay:
     async def _outage_ends(self, at: float) -> None:
         assert self._healthy is not None
         self.st.gateway.providers[PRIMARY_PROVIDER].config = self._healthy
-        cooldown_passed(self.st.gateway.breakers)
 
     # --- one session -------------------------------------------------------------------------
 
@@ -272,13 +269,3 @@ def tool_result(s: Session, call: JSON, rng: random.Random) -> str:
         out = {"ticket": f"SUP-{rng.randrange(100000, 999999)}", "queue": "tier-2",
                "expected_wait_minutes": rng.choice((5, 10, 20, 45))}
     return orjson.dumps(out).decode()
-
-
-def cooldown_passed(board: BreakerBoard) -> None:
-    """Close the circuits the outage opened. On the scenario's clock the outage ended hours
-    after they opened, far past their cooldown: the probe a server would then send finds
-    the provider answering again, so each one lets a probe through and records it good."""
-    for breaker in board.breakers.values():
-        if breaker.state != "closed":
-            breaker.allows(math.inf)
-            breaker.record(True)
