@@ -71,6 +71,11 @@ def demo(port: int, data_dir: Path | None, requests: int, seed: int, reset: bool
             click.echo(f"keel demo: {home.path} holds the month loaded with --seed "
                        f"{marker.get('seed')} --requests {marker.get('requests')}; add --reset "
                        "to load it again with these", err=True)
+        else:
+            days = (time.time() - float(str(marker.get("now")))) / 86400
+            if days >= 1:
+                click.echo(f"keel demo: its month ended {days:.0f} day(s) ago; --reset loads "
+                           "one that ends now", err=True)
     except DemoDirRefused as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
