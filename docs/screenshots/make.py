@@ -4,8 +4,8 @@
 
 It loads the demo into a temporary directory (`keel demo --no-serve`), serves it on a free
 port, logs in with the admin key the demo keeps, and saves one PNG per page at 1366x900,
-the page's full height up to 1800 px. Needs Playwright (the dev extra) and Debian's chromium; nothing is
-downloaded.
+the page's full height up to 1800 px. Needs Playwright (the dev extra) and Debian's
+chromium; nothing is downloaded.
 """
 
 from __future__ import annotations
