@@ -10,6 +10,7 @@ file and its cross-checks in root, reading it in loader, error lines in messages
 environment in settings. Import from ``keel.config``; the modules are its layout.
 """
 
+from keel.config.alerts import MEASURES, AlertCondition, AlertRule, AlertsConfig, AlertScope
 from keel.config.evals import EvalsConfig, ScheduledSuite
 from keel.config.features import FeatureConfig, RetentionSpec
 from keel.config.limits import BudgetConfig, LimitConfig, Scope
@@ -44,7 +45,12 @@ __all__ = [
     "BUILTIN_PROVIDER_KINDS",
     "DEFAULT_CONFIG_FILE",
     "FAILURE_CLASSES",
+    "MEASURES",
     "PROVIDER_GROUP",
+    "AlertCondition",
+    "AlertRule",
+    "AlertScope",
+    "AlertsConfig",
     "BreakerSpec",
     "BudgetConfig",
     "CacheSpec",

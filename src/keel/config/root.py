@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, PrivateAttr, model_validator
 
+from keel.config.alerts import AlertsConfig
 from keel.config.base import _KeyProblem, _KeyProblems, _Strict
 from keel.config.evals import EvalsConfig
 from keel.config.features import FeatureConfig
@@ -25,6 +26,7 @@ class KeelConfig(_Strict):
     evals: EvalsConfig = Field(default_factory=EvalsConfig)
     features: list[FeatureConfig] = Field(default_factory=list)
     policies: list[PolicyConfig] = Field(default_factory=list)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     # where relative paths in the config (a policy's schema file) are found: the config
     # file's directory, else the working directory
     _base_dir: Path | None = PrivateAttr(default=None)
