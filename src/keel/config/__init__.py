@@ -1,13 +1,13 @@
 """Settings (environment, ``KEEL_*``) and the YAML config file (providers, models, routes,
-limits, budgets, evals, features, policies).
+limits, budgets, evals, features, policies, receivers).
 
 The YAML file is parsed once into typed models. Any problem raises ``ConfigError``
 with a message naming the file, the key path, what is wrong and how to fix it; keel
 refuses to start rather than run half-configured.
 
-One module per section (providers, routes, limits, evals, features, policies), the whole
-file and its cross-checks in root, reading it in loader, error lines in messages, the
-environment in settings. Import from ``keel.config``; the modules are its layout.
+One module per section (providers, routes, limits, evals, features, policies, notify),
+the whole file and its cross-checks in root, reading it in loader, error lines in
+messages, the environment in settings. Import from ``keel.config``; the modules are its layout.
 """
 
 from keel.config.alerts import MEASURES, AlertCondition, AlertRule, AlertsConfig, AlertScope
@@ -16,6 +16,7 @@ from keel.config.features import FeatureConfig, RetentionSpec
 from keel.config.limits import BudgetConfig, LimitConfig, Scope
 from keel.config.loader import config_warnings, load_config, parse_config
 from keel.config.messages import validation_message, validation_messages
+from keel.config.notify import ReceiverConfig
 from keel.config.policies import PolicyConfig, PolicyReview
 from keel.config.providers import (
     BUILTIN_PROVIDER_KINDS,
@@ -68,6 +69,7 @@ __all__ = [
     "PriceSpec",
     "PriceTierSpec",
     "ProviderConfig",
+    "ReceiverConfig",
     "RetentionSpec",
     "RetrySpec",
     "RouteConfig",

@@ -12,6 +12,7 @@ from keel.config.base import _KeyProblem, _KeyProblems, _Strict
 from keel.config.evals import EvalsConfig
 from keel.config.features import FeatureConfig
 from keel.config.limits import BudgetConfig, LimitConfig
+from keel.config.notify import ReceiverConfig, check_receivers
 from keel.config.policies import PolicyConfig
 from keel.config.providers import LatencySpec, ModelConfig, PriceSpec, ProviderConfig
 from keel.config.routes import RouteConfig
@@ -27,6 +28,7 @@ class KeelConfig(_Strict):
     features: list[FeatureConfig] = Field(default_factory=list)
     policies: list[PolicyConfig] = Field(default_factory=list)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
     # where relative paths in the config (a policy's schema file) are found: the config
     # file's directory, else the working directory
     _base_dir: Path | None = PrivateAttr(default=None)
@@ -37,6 +39,11 @@ class KeelConfig(_Strict):
 
     def feature(self, name: str) -> FeatureConfig | None:
         return next((f for f in self.features if f.name == name), None)
+
+    @model_validator(mode="after")
+    def _receiver_names(self) -> KeelConfig:
+        check_receivers(self.receivers)
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> KeelConfig:
