@@ -8,6 +8,7 @@ any client), adds feedback and an outcome through the API, and creates one key p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -95,3 +96,23 @@ def login(page: Page, url: str, key: str) -> None:
     page.get_by_label("Key").fill(key)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", level=1, name="Overview")).to_be_visible()
+
+
+def session(ck: ConsoleKeel, key: str) -> httpx.Client:
+    """A logged-in console session outside the browser (to check what the server enforces,
+    whatever a page shows): the login form's token and cookie, then the login itself."""
+    c = httpx.Client(base_url=ck.url, timeout=30)
+    token = re.search(r'name="token" value="([^"]+)"', c.get("/login").text)
+    assert token is not None
+    r = c.post("/login", data={"key": key, "token": token.group(1), "next": "/"},
+               headers={"origin": ck.url}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    return c
+
+
+def session_with_csrf(ck: ConsoleKeel, key: str) -> tuple[httpx.Client, str]:
+    """:func:`session` and the CSRF token its forms carry."""
+    c = session(ck, key)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/").text)
+    assert csrf is not None
+    return c, csrf.group(1)

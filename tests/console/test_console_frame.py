@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 from keel.store.datasets import latest_version
 from tests.console.conftest import axe_violations
 from tests.console.support import ConsoleKeel, console_keel, login
+from tests.console.support import session as _session
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +77,6 @@ def test_viewer_sees_no_operator_action(page: Page, ck: ConsoleKeel) -> None:
     page.goto(ck.url + f"/traces/{ck.trace_ids[0]}")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Trace")
     expect(page.get_by_role("button", name="Add this trace")).to_have_count(0)
-
-
-def _session(ck: ConsoleKeel, key: str) -> httpx.Client:
-    c = httpx.Client(base_url=ck.url, timeout=30)
-    form = c.get("/login")
-    token = re.search(r'name="token" value="([^"]+)"', form.text)
-    assert token is not None
-    r = c.post("/login", data={"key": key, "token": token.group(1), "next": "/"},
-               headers={"origin": ck.url}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return c
 
 
 def test_server_enforces_sessions_csrf_origin_and_roles(ck: ConsoleKeel) -> None:

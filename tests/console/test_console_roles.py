@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from keel.console.routes import console_routes as build_routes
 from keel.keys.roles import GRANTS
-from tests.console.support import ConsoleKeel, console_keel
+from tests.console.support import ConsoleKeel, console_keel, session
 
 ROLES = ("viewer", "reviewer", "operator", "auditor", "admin")
 MAX_QUERIES = 8  # "a handful": what any console page may issue to draw itself
@@ -48,16 +48,6 @@ def concrete(path: str, ck: ConsoleKeel) -> str:
     nothing (an allowed role then gets a 404, never a 403)."""
     path = path.replace("{trace_id}", ck.trace_ids[0])
     return re.sub(r"\{[^}]+\}", "nothing-here", path)
-
-
-def session(ck: ConsoleKeel, key: str) -> httpx.Client:
-    c = httpx.Client(base_url=ck.url, timeout=30)
-    token = re.search(r'name="token" value="([^"]+)"', c.get("/login").text)
-    assert token is not None
-    r = c.post("/login", data={"key": key, "token": token.group(1), "next": "/"},
-               headers={"origin": ck.url}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return c
 
 
 def key_of(ck: ConsoleKeel, role: str) -> str:

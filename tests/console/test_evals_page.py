@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from playwright.sync_api import Page, expect
@@ -21,6 +20,7 @@ from keel.evals.suite import parse_suite
 from keel.gateway.internal import LocalGateway
 from tests.console.conftest import axe_violations
 from tests.console.support import ConsoleKeel, console_keel, login
+from tests.console.support import session as _session
 from tests.console.test_prompts_page import databases
 
 # v1 puts "refunds" in every question, so the mock's answer (which names the question's
@@ -31,17 +31,6 @@ PROMPT_V2 = {**PROMPT_V1, "author": "ben",
              "messages": [{"role": "user", "content": "Question: {{question}}"}]}
 REFUND_CASES = [f"r{i}" for i in range(4)]  # pass in both runs
 PARCEL_CASES = [f"p{i}" for i in range(6)]  # pass with v1, fail with v2
-
-
-def _session(ck: ConsoleKeel, key: str) -> httpx.Client:
-    """A logged-in console session outside the browser (for what the server enforces)."""
-    c = httpx.Client(base_url=ck.url, timeout=30)
-    token = re.search(r'name="token" value="([^"]+)"', c.get("/login").text)
-    assert token is not None
-    r = c.post("/login", data={"key": key, "token": token.group(1), "next": "/"},
-               headers={"origin": ck.url}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return c
 
 
 def run_suite(ck: ConsoleKeel, tmp_path: Path, target: str) -> dict[str, Any]:

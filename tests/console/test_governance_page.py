@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
@@ -18,25 +17,13 @@ from keel.audit import verify_bundle
 from keel.store.schema import audit_entries
 from tests.console.conftest import axe_violations
 from tests.console.support import ConsoleKeel, console_keel, login
+from tests.console.support import session_with_csrf as _session
 
 
 @pytest.fixture(scope="module")
 def ck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleKeel]:
     with console_keel(tmp_path_factory.mktemp("governance"), requests=4) as ck:
         yield ck
-
-
-def _session(ck: ConsoleKeel, key: str) -> tuple[httpx.Client, str]:
-    """A logged-in client and its CSRF token."""
-    c = httpx.Client(base_url=ck.url, timeout=30)
-    token = re.search(r'name="token" value="([^"]+)"', c.get("/login").text)
-    assert token is not None
-    r = c.post("/login", data={"key": key, "token": token.group(1), "next": "/"},
-               headers={"origin": ck.url}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/").text)
-    assert csrf is not None
-    return c, csrf.group(1)
 
 
 def _switch_row(page: Page, feature: str) -> Locator:

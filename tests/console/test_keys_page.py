@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 
 from tests.console.conftest import axe_violations
 from tests.console.support import CONFIG, ConsoleKeel, console_keel, login
+from tests.console.support import session_with_csrf as _session
 from tests.support.keel import running_keel
 
 
@@ -23,19 +24,6 @@ from tests.support.keel import running_keel
 def ck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleKeel]:
     with console_keel(tmp_path_factory.mktemp("keys"), requests=2) as ck:
         yield ck
-
-
-def _session(ck: ConsoleKeel, key: str) -> tuple[httpx.Client, str]:
-    """A logged-in client and its CSRF token."""
-    c = httpx.Client(base_url=ck.url, timeout=30)
-    token = re.search(r'name="token" value="([^"]+)"', c.get("/login").text)
-    assert token is not None
-    r = c.post("/login", data={"key": key, "token": token.group(1), "next": "/"},
-               headers={"origin": ck.url}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/").text)
-    assert csrf is not None
-    return c, csrf.group(1)
 
 
 def _chat(ck: ConsoleKeel, key: str) -> httpx.Response:

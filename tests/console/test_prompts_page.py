@@ -22,6 +22,7 @@ from keel.console.pages.prompts import side_by_side
 from tests.conftest import PG_URL, REQUIRE_SERVICES
 from tests.console.conftest import axe_violations
 from tests.console.support import ConsoleKeel, console_keel, login
+from tests.console.support import session as _session
 
 SYSTEM = "You answer support questions politely."
 V1: dict[str, Any] = {
@@ -77,17 +78,6 @@ def databases(dialect: str, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield from databases(request.param, tmp_path)
-
-
-def _session(ck: ConsoleKeel, key: str) -> httpx.Client:
-    """A logged-in console session outside the browser (for what the server enforces)."""
-    c = httpx.Client(base_url=ck.url, timeout=30)
-    token = re.search(r'name="token" value="([^"]+)"', c.get("/login").text)
-    assert token is not None
-    r = c.post("/login", data={"key": key, "token": token.group(1), "next": "/"},
-               headers={"origin": ck.url}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return c
 
 
 def push(ck: ConsoleKeel, body: dict[str, Any]) -> int:

@@ -6,7 +6,6 @@ reviewer seeing and deciding its own team's reviews only."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +14,7 @@ from playwright.sync_api import Page, expect
 
 from tests.console.conftest import axe_violations
 from tests.console.support import ConsoleKeel, console_keel, login
+from tests.console.support import session_with_csrf as _session
 
 
 @pytest.fixture(scope="module")
@@ -44,19 +44,6 @@ def _status(ck: ConsoleKeel, review_id: str) -> str:
 
 def _key_id(ck: ConsoleKeel, key: str) -> str:
     return str(ck.keel.state.keys.authenticate(key).key_id)
-
-
-def _session(ck: ConsoleKeel, key: str) -> tuple[httpx.Client, str]:
-    """A logged-in client and its CSRF token."""
-    c = httpx.Client(base_url=ck.url, timeout=30)
-    token = re.search(r'name="token" value="([^"]+)"', c.get("/login").text)
-    assert token is not None
-    r = c.post("/login", data={"key": key, "token": token.group(1), "next": "/"},
-               headers={"origin": ck.url}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/").text)
-    assert csrf is not None
-    return c, csrf.group(1)
 
 
 def test_reviewer_approves_a_held_answer_and_sees_it_decided_with_its_audit_entry(
