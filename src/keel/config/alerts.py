@@ -191,7 +191,7 @@ class AlertRule(_Strict):
 class AlertsConfig(_Strict):
     builtins: bool = Field(
         True, description="Apply keel's built-in early-warning rules (keel.monitor.alerts."
-                          "builtins) next to these.")
+                          "builtin_rules) next to these.")
     interval_s: float = Field(60.0, gt=0, description="How often rules are evaluated.")
     rules: list[AlertRule] = Field(default_factory=list)
 
