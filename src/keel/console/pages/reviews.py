@@ -22,12 +22,13 @@ import sqlalchemy as sa
 from starlette.responses import Response
 
 from keel.audit import public_entry
+from keel.console.content import messages
 from keel.console.web import Action, Page, View, action, page
 from keel.errors import InvalidRequest, NotFound
 from keel.review import Review
 from keel.store.db import row_dict
 from keel.store.schema import audit_entries, reviews
-from keel.text import answer_text, content_text
+from keel.text import answer_text
 
 __all__ = ["ACTIONS", "PAGES"]
 
@@ -152,21 +153,6 @@ def reason_text(reason: Any) -> str:
     explanation = reason.get("explanation")
     out = f"{rule}" + (f" ({stage})" if stage else "")
     return out + (f": {explanation}" if explanation else "")
-
-
-def messages(request: Any) -> list[dict[str, str]]:
-    """The held request's messages as (role, text)."""
-    if not isinstance(request, dict):
-        return []
-    out: list[dict[str, str]] = []
-    system = request.get("system")  # Anthropic's top-level system prompt
-    if isinstance(system, str) and system:
-        out.append({"role": "system", "text": system})
-    for m in request.get("messages") or request.get("input") or []:
-        if isinstance(m, dict):
-            out.append({"role": str(m.get("role", "?")),
-                        "text": content_text(m.get("content"), "\n", placeholders=True)})
-    return out
 
 
 def _context(view: View, base: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 from starlette.responses import Response
 
 from keel.console import queries
+from keel.console.content import choices, messages
 from keel.console.web import Action, Page, View, action, page
 from keel.errors import InvalidRequest, NotFound
 from keel.evals.datasets import Datasets
@@ -78,55 +79,6 @@ async def trace_list(view: View) -> Response:
                        limit=limit, sizes=PAGE_SIZES)
 
 
-def _messages(request: Any) -> list[dict[str, Any]]:
-    """The request's messages as (role, text) for display; content parts flattened."""
-    if not isinstance(request, dict):
-        return []
-    out: list[dict[str, Any]] = []
-    system = request.get("system")  # Anthropic's top-level system prompt
-    if isinstance(system, str) and system:
-        out.append({"role": "system", "text": system})
-    for m in request.get("messages") or request.get("input") or []:
-        if not isinstance(m, dict):
-            continue
-        out.append({"role": str(m.get("role", "?")), "text": _text_of(m.get("content")),
-                    "tool_calls": m.get("tool_calls"), "name": m.get("name")})
-    return out
-
-
-def _text_of(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for p in content:
-            if isinstance(p, dict):
-                if isinstance(p.get("text"), str):
-                    parts.append(p["text"])
-                elif p.get("type"):
-                    parts.append(f"[{p['type']}]")
-            elif isinstance(p, str):
-                parts.append(p)
-        return "\n".join(parts)
-    return str(content)
-
-
-def _output(response: Any) -> list[dict[str, Any]]:
-    if not isinstance(response, dict):
-        return []
-    out: list[dict[str, Any]] = []
-    for choice in response.get("choices") or []:
-        msg = (choice or {}).get("message") or {}
-        out.append({"text": _text_of(msg.get("content")), "tool_calls": msg.get("tool_calls"),
-                    "finish_reason": (choice or {}).get("finish_reason")})
-    if not out and isinstance(response.get("content"), list):  # Anthropic's shape
-        out.append({"text": _text_of(response["content"]), "tool_calls": None,
-                    "finish_reason": response.get("stop_reason")})
-    return out
-
-
 async def _trace(view: View, trace_id: str) -> dict[str, Any]:
     if not (trace_id.isascii() and trace_id.isalnum() and len(trace_id) <= 32):
         raise NotFound(f"no trace with id '{trace_id[:40]}'")
@@ -145,8 +97,8 @@ async def trace_page(view: View) -> Response:
     feedback = await list_feedback(view.state.store, trace_id)
     reviews = await queries.reviews_of(view.state.store, trace_id)
     return view.render("trace.html", title=f"Trace {trace_id}", t=row,
-                       messages=_messages(row.get("request")),
-                       output=_output(row.get("response")), feedback=feedback,
+                       messages=messages(row.get("request")),
+                       output=choices(row.get("response")), feedback=feedback,
                        reviews=reviews, attempts=row.get("attempt_log") or [],
                        findings=row.get("guard") or [], filterbar=False)
 
