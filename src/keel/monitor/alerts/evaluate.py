@@ -136,7 +136,7 @@ def _no_data(rule: AlertRule, series: dict[str, str], span: tuple[float, float],
 def _thin(rule: AlertRule, value: float | None, n: int, where: str) -> str | None:
     """Why a window's value cannot be judged, or None when it can."""
     m = rule.measure
-    if n == 0 and value is None:
+    if n == 0 and (value is None or rule.min_sample > 0):
         return f"no {sample_words(m, 0).removeprefix('0 ')} {where}"
     if n < rule.min_sample:
         return f"only {sample_words(m, n)} {where}, fewer than min_sample {rule.min_sample}"
