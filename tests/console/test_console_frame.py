@@ -178,3 +178,17 @@ def test_a_team_scoped_viewer_sees_its_team_only(ck: ConsoleKeel) -> None:
     org = _session(ck, ck.keys["viewer"])
     assert set(re.findall(r"<td>(alpha|beta)</td>",
                           org.get("/traces", params={"limit": "200"}).text)) == {"alpha", "beta"}
+
+
+def test_the_trace_list_pages_oldest_first_too(ck: ConsoleKeel) -> None:
+    c = _session(ck, ck.keys["viewer"])
+    seen: list[str] = []
+    url: str | None = "/traces?order=oldest&limit=25"
+    while url:
+        r = c.get(url)
+        assert r.status_code == 200
+        seen += re.findall(r'<a class="mono" href="/traces/([0-9a-f]+)">', r.text)
+        more = re.search(r'<a href="([^"]+)" rel="next">Newer</a>', r.text)
+        url = more.group(1).replace("&amp;", "&") if more else None
+    assert seen == sorted(seen) and set(ck.trace_ids) <= set(seen)
+    assert c.get("/traces?order=sideways").status_code == 400

@@ -86,6 +86,16 @@ async def test_filters_and_cursor_pagination(store: Store) -> None:
     assert seen == sorted((t.id for t in traces), reverse=True)
     recent, _ = await list_traces(store, TraceFilter(since=traces[9].start_time), limit=100)
     assert len(recent) == 3
+    for probe in (5000, 3):  # the probe plan, and the sorted plan when the probe is short
+        oldest: list[str] = []
+        cursor = None
+        while True:
+            page, cursor = await list_traces(store, TraceFilter(feature="support"), limit=2,
+                                             cursor=cursor, oldest_first=True, probe=probe)
+            oldest += [r["id"] for r in page]
+            if cursor is None:
+                break
+        assert oldest == sorted(t.id for t in traces if t.feature == "support")
 
 
 def test_database_urls_map_to_async_drivers() -> None:

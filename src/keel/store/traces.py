@@ -167,21 +167,28 @@ def _id_at(t: float) -> str:
 
 async def list_traces(
     store: Store, f: TraceFilter, *, limit: int = 50, cursor: str | None = None,
-    probe: int = LIST_PROBE,
+    probe: int = LIST_PROBE, oldest_first: bool = False,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first. ``cursor`` is the last id of the previous page (ids sort by time).
+    """Newest first (``oldest_first``: oldest first). ``cursor`` is the last id of the
+    previous page (ids sort by time).
 
     Two plans, each bounded, as ``costliest`` does. The ``probe`` newest traces of the
     window, read down the id index (ids from the window's start time to its end), are
     filtered: when a page and one more of them match, they are the page (every match
-    outside them is older). Otherwise (a narrow filter) the matches are read by the
+    outside them is older; oldest first, the same from the window's start). Otherwise (a narrow filter) the matches are read by the
     filter's index and sorted. Sorting a whole window by id instead takes seconds at
     millions of traces.
     """
     t = traces.c
     cond = _where(f)
+    def after(col: Any) -> Any:  # beyond the cursor, in the page's direction
+        return col > cursor if oldest_first else col < cursor
+
+    def order(col: Any) -> Any:
+        return col.asc() if oldest_first else col.desc()
+
     if cursor:
-        cond.append(t.id < cursor)
+        cond.append(after(t.id))
     async with store.connect() as conn:
         recent = sa.select(*(t[c] for c in _LIST_PROBE_COLUMNS))
         if f.since is not None:
@@ -189,15 +196,15 @@ async def list_traces(
         if f.until is not None:
             recent = recent.where(t.id < _id_at(f.until + ID_SLACK_S))
         if cursor:
-            recent = recent.where(t.id < cursor)
-        top = recent.order_by(t.id.desc()).limit(probe).subquery()
+            recent = recent.where(after(t.id))
+        top = recent.order_by(order(t.id)).limit(probe).subquery()
         adapt = ClauseAdapter(top)
         ids = [str(r[0]) for r in (await conn.execute(
             sa.select(top.c.id).where(*(adapt.traverse(c) for c in cond))
-            .order_by(top.c.id.desc()).limit(limit + 1))).all()]
+            .order_by(order(top.c.id)).limit(limit + 1))).all()]
         if len(ids) == limit + 1:
             cond = [t.id.in_(ids)]
-        q = sa.select(traces).where(*cond).order_by(t.id.desc()).limit(limit + 1)
+        q = sa.select(traces).where(*cond).order_by(order(t.id)).limit(limit + 1)
         rows = [row_dict(r) for r in (await conn.execute(q)).all()]
     next_cursor = rows[limit - 1]["id"] if len(rows) > limit else None
     return rows[:limit], next_cursor

@@ -1,4 +1,5 @@
-"""Traces: the filtered, cursor-paged list (newest first, by the time-ordered id), and one
+"""Traces: the filtered, cursor-paged list (newest or oldest first, by the time-ordered id:
+a keyset page, read from a bounded probe of the window), and one
 trace's page: its messages and output, the attempt and fallback timeline, tokens and cost,
 prompt and route, policy verdicts with their findings, the review, feedback and scores;
 and "add to dataset"."""
@@ -22,6 +23,7 @@ ACTIONS: list[Action] = []
 
 PAGE_SIZES = (25, 50, 100, 200)
 STATUSES = ("ok", "error")
+ORDERS = ("newest", "oldest")  # by the time-ordered id, so a cursor pages either way
 MAX_TEXT = 128
 
 
@@ -68,15 +70,24 @@ async def trace_list(view: View) -> Response:
                       request_id=_text(view, "request_id"), since=since, until=until)
     limit = _size(view)
     cursor = _cursor(view)
-    rows, next_cursor = await list_traces(view.state.store, flt, limit=limit, cursor=cursor)
-    extra = [(k, v) for k, v in (("status", status), ("limit", None if limit == 50 else
-                                                        str(limit))) if v]
-    older = (view.link("/traces", status=status, cursor=next_cursor,
-                       limit=None if limit == 50 else str(limit)) if next_cursor else None)
-    first = view.link("/traces", status=status) if cursor else None
+    order = _order(view)
+    rows, next_cursor = await list_traces(view.state.store, flt, limit=limit, cursor=cursor,
+                                          oldest_first=order == "oldest")
+    kept = {"status": status, "limit": None if limit == 50 else str(limit),
+            "order": None if order == ORDERS[0] else order}
+    extra = [(k, v) for k, v in kept.items() if v]
+    more = view.link("/traces", cursor=next_cursor, **kept) if next_cursor else None
+    first = view.link("/traces", **kept) if cursor else None
     return view.render("traces.html", title="Traces", rows=rows, status_filter=status,
-                       older=older, first=first, extra_query=extra, statuses=STATUSES,
-                       limit=limit, sizes=PAGE_SIZES)
+                       more=more, first=first, extra_query=extra, statuses=STATUSES,
+                       limit=limit, sizes=PAGE_SIZES, order=order, orders=ORDERS)
+
+
+def _order(view: View) -> str:
+    raw = (view.request.query_params.get("order") or ORDERS[0]).strip()
+    if raw not in ORDERS:
+        raise InvalidRequest(f"'order' is {' or '.join(ORDERS)}", param="order")
+    return raw
 
 
 async def _trace(view: View, trace_id: str) -> dict[str, Any]:
