@@ -137,6 +137,8 @@ class Dispatcher:
         if self._closed:
             log.warning("notify: dispatcher closed; notification %s not sent", notification.id)
             return 0
+        if isinstance(receivers, str):  # one name, not its letters
+            receivers = [receivers]
         names = list(self._lanes) if receivers is None else list(receivers)
         queued = 0
         now = self._clock()
@@ -164,7 +166,7 @@ class Dispatcher:
         """Stop taking notifications, give those queued up to ``grace_s`` seconds to go,
         then stop the workers (what is left is logged) and close connections."""
         self._closed = True
-        if self._started:
+        if any(lane.worker is not None for lane in self._lanes.values()):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.drain(), grace_s)
         for lane in self._lanes.values():

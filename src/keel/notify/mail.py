@@ -51,8 +51,10 @@ def plain_text(n: Notification) -> str:
 
 def html_text(n: Notification) -> str:
     e = html.escape
-    color = "#b3261e" if n.severity == "critical" and n.status == "firing" else "#1b6e3a" \
-        if n.status == "resolved" else "#b26a00"
+    if n.status == "resolved":
+        color = "#1b6e3a"
+    else:
+        color = "#b3261e" if n.severity == "critical" else "#b26a00"
     parts = ["<!doctype html><html><body style=\"font-family:sans-serif\">",
              f"<h2 style=\"color:{color}\">{e(n.title())}</h2>"]
     for alert in n.alerts:
