@@ -73,3 +73,29 @@ def test_the_same_seed_gives_the_same_answer() -> None:
 def test_buckets_must_be_a_power_of_two() -> None:
     with pytest.raises(ValueError, match="power of two"):
         classify_windows(texts(1, 60), texts(2, 60), buckets=1000)
+
+
+def test_without_numpy_the_pure_python_path_is_used() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['numpy'] = None\n"
+        "from keel.monitor.drift import classifier as c\n"
+        "from tests.monitor.drift._traffic import texts\n"
+        "assert c._np is None\n"
+        "r = c.classify_windows(texts(1, 80), texts(2, 80, topic_share=0.5), permutations=9)\n"
+        "print(r.auc, r.drifted)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    auc, drifted = out.stdout.split()
+    expected = classify_windows(texts(1, 80), texts(2, 80, topic_share=0.5), permutations=9,
+                                backend="python")
+    assert float(auc) == expected.auc and drifted == str(expected.drifted)
+    refused = subprocess.run([sys.executable, "-c", "import sys; sys.modules['numpy'] = None\n"
+                              "from keel.monitor.drift import classifier as c\n"
+                              "c.classify_windows([('a', 'x')] * 60, [('b', 'y')] * 60, "
+                              "backend='numpy')"], capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert "ValueError: the numpy backend needs numpy" in refused.stderr

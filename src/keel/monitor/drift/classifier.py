@@ -203,22 +203,27 @@ class _NumpyNB:
         ent_fold = fold_arr[self.ent_doc]
         self.fold_docs = [np.flatnonzero(fold_arr == i) for i in range(k)]
         self.fold_ents = [np.flatnonzero(ent_fold == i) for i in range(k)]
+        # what does not depend on the labels, counted once for every shuffle
+        self.t_all = np.bincount(self.ent_feat, minlength=self.size).astype(np.float64)
+        self.fold_feats = [self.ent_feat[e] for e in self.fold_ents]
+        self.fold_ent_docs = [self.ent_doc[e] for e in self.fold_ents]
+        self.f_all = [np.bincount(fe, minlength=self.size).astype(np.float64)
+                      for fe in self.fold_feats]
 
     def cv_scores(self, y: Sequence[int]) -> list[float]:
         np = _np
         ya = np.asarray(y, dtype=np.float64)
         ent_y = ya[self.ent_doc]
-        t_all = np.bincount(self.ent_feat, minlength=self.size).astype(np.float64)
         t1 = np.bincount(self.ent_feat, weights=ent_y, minlength=self.size)
-        t0 = t_all - t1
+        t0 = self.t_all - t1
         tot1, tot0 = float(t1.sum()), float(t0.sum())
         d1_all = float(ya.sum())
         d0_all = self.n_docs - d1_all
         scores = np.zeros(self.n_docs)
-        for members, ents in zip(self.fold_docs, self.fold_ents, strict=True):
-            fe = self.ent_feat[ents]
+        for members, ents, fe, fd, f_all in zip(self.fold_docs, self.fold_ents,
+                                                self.fold_feats, self.fold_ent_docs,
+                                                self.f_all, strict=True):
             fy = ent_y[ents]
-            f_all = np.bincount(fe, minlength=self.size).astype(np.float64)
             f1 = np.bincount(fe, weights=fy, minlength=self.size)
             f0 = f_all - f1
             c1, c0 = t1 - f1, t0 - f0
@@ -228,7 +233,7 @@ class _NumpyNB:
             prior = math.log(max(c1_docs, 1) / max(c0_docs, 1))
             per_term = (math.log(tot0 - float(f0.sum()) + _SMOOTHING * self.size)
                         - math.log(tot1 - float(f1.sum()) + _SMOOTHING * self.size))
-            summed = np.bincount(self.ent_doc[ents], weights=w[fe], minlength=self.n_docs)
+            summed = np.bincount(fd, weights=w[fe], minlength=self.n_docs)
             scores[members] = summed[members] + self.lengths[members] * per_term + prior
         return [float(v) for v in np.round(scores, 9)]
 
