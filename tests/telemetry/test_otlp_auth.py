@@ -59,7 +59,8 @@ def error(r: httpx.Response) -> dict[str, Any]:
 
 def test_role_keys_are_refused_like_the_gateway_refuses_them(keel: Keel) -> None:
     for role in ROLES:
-        key = keel.create_key(team="cx", role=role)
+        # org-wide: an auditor key can only be (the audit log spans every team)
+        key = keel.create_key(team="cx", role=role, org_wide=True)
         r = ingest(keel, key, json_request(spend_span(f"{ROLES.index(role) + 1:016x}")))
         assert r.status_code == 403, (role, r.text)
         err = error(r)
