@@ -192,7 +192,6 @@ class AlertsConfig(_Strict):
     builtins: bool = Field(
         True, description="Apply keel's built-in early-warning rules (keel.monitor.alerts."
                           "builtin_rules) next to these.")
-    interval_s: float = Field(60.0, gt=0, description="How often rules are evaluated.")
     rules: list[AlertRule] = Field(default_factory=list)
 
     @model_validator(mode="after")

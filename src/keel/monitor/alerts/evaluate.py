@@ -195,10 +195,9 @@ def _judge(rule: AlertRule, windows: _Windows, name: str | None, series: dict[st
             return _no_data(rule, series, span, value, n, "no value for the whole scope")
         by = rule.scope.by or "feature"
         verdict = judge.divergence(rule, value, pv, f"across all {_PEERS[by]}")
-    state, words = verdict.state, verdict.words
+    state, held = verdict.state, []
     if state.breaching and rule.when:
         before = windows[_condition_index(rule)].get(name, _BLANK)
-        held = []
         for c in rule.when:
             ok, said = judge.condition_holds(c, value_of(c.measure, before),
                                              value_of(c.measure, current))
@@ -206,9 +205,11 @@ def _judge(rule: AlertRule, windows: _Windows, name: str | None, series: dict[st
                 held.append(said)
         if held:
             state = State.OK
-            words += f", but {'; '.join(held)}: outside the rule's when: conditions"
+    reason = f"{verdict.words}, on {sample_words(m, n)}"
+    if held:
+        reason += f"; held back by the rule's when: conditions: {'; '.join(held)}"
     return Evaluation(rule.name, series, state, value, verdict.compared_with, n,
-                      f"{words}, on {sample_words(m, n)}", *span, score=verdict.score,
+                      reason, *span, score=verdict.score,
                       level=verdict.level, details=details)
 
 
