@@ -207,3 +207,25 @@ def test_query_parameters_named_like_secrets_are_redacted_from_base_urls() -> No
     assert r.redact(f"upstream said: bad sig {sig}, pwd {pwd}") == \
         f"upstream said: bad sig {REDACTED}, pwd {REDACTED}"
     assert r.redact("sp=r sv=2024-01-01") == "sp=r sv=2024-01-01"  # not secrets
+
+
+def test_notification_receivers_credentials_are_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK_SECRET", "whsec-9f8e7d6c5b4a39281706")
+    monkeypatch.setenv("SMTP_PASSWORD", "mail-pass-7q2w9e4r")
+    slack = "https://hooks.slack.com/services/T0AAA1111/B0BBB2222/abcdEFGHijklMNOPqrst"
+    cfg = parse_config({"receivers": [
+        {"name": "chat", "kind": "webhook", "format": "slack", "url": slack},
+        {"name": "pager", "kind": "webhook", "url": "https://hooks.example.com/keel",
+         "secret": "env:HOOK_SECRET", "headers": {"Authorization": "Bearer pager-token-55aa66bb"}},
+        {"name": "mail", "kind": "email", "host": "smtp.example.com", "username": "keel",
+         "password": "env:SMTP_PASSWORD", "from": "keel@example.com",
+         "to": ["oncall@example.com"]},
+    ]}, "t.yaml")
+    r = SecretRedactor.from_settings(Settings(), cfg)
+    text = ("posting to " + slack + " with whsec-9f8e7d6c5b4a39281706 and "
+            "pager-token-55aa66bb; login mail-pass-7q2w9e4r")
+    out = r.redact(text)
+    for secret in ("T0AAA1111/B0BBB2222/abcdEFGHijklMNOPqrst", "whsec-9f8e7d6c5b4a39281706",
+                   "pager-token-55aa66bb", "mail-pass-7q2w9e4r"):
+        assert secret not in out
+    assert "hooks.slack.com" in out  # the host is no secret

@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 
 if TYPE_CHECKING:
-    from keel.config import KeelConfig, ProviderConfig, Settings
+    from keel.config import KeelConfig, ProviderConfig, ReceiverConfig, Settings
 
 __all__ = ["AUTH_SCHEMES", "REDACTED", "SECRET_NAME_WORDS", "RedactingFilter", "SecretRedactor",
            "install_log_redaction", "is_identifier_name", "is_password_name", "is_secret_header",
@@ -192,6 +192,8 @@ class SecretRedactor:
         found = _Collected()
         for provider in config.providers:
             _provider_secrets(provider, found)
+        for receiver in config.receivers:
+            _receiver_secrets(receiver, found)
         found.add(settings.master_key)
         found.add(settings.audit_key)
         for url in (settings.database_url, settings.redis_url, settings.otlp_endpoint):
@@ -306,6 +308,25 @@ def _provider_secrets(provider: ProviderConfig, found: _Collected) -> None:
     for name, value in provider.headers.items():
         found.header(name, value, provider.secret_headers)
     found.url(provider.base_url)
+
+
+def _receiver_secrets(receiver: ReceiverConfig, found: _Collected) -> None:
+    """A notification receiver's signing secret, SMTP password, secret-named headers, and its
+    webhook URL's path and query: a webhook URL is a credential (Slack's carries its token in
+    the path)."""
+    found.add(receiver.secret)
+    found.add(receiver.password)
+    for name, value in receiver.headers.items():
+        found.header(name, value)
+    found.url(receiver.url)
+    if receiver.url:
+        try:
+            parts = urlsplit(receiver.url)
+        except ValueError:
+            return
+        tail = parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
+        if len(tail) >= LONG_SECRET:
+            found.add(tail)
 
 
 class RedactingFilter(logging.Filter):
