@@ -33,6 +33,9 @@ def test_login_overview_filter_and_traces(page: Page, ck: ConsoleKeel) -> None:
     # the requests card counts what the gateway answered (blocked and held included)
     expect(page.locator(".card", has_text="Requests").locator(".value")).to_contain_text(
         str(len(ck.trace_ids) + 2))
+    # the contract summary held for review, counted (not listed) from the store
+    expect(page.locator(".card", has_text="Held for review").locator(".value")).to_have_text(
+        str(len(ck.review_ids)))
     # the injection the support policy blocked, counted from the rollups
     expect(page.locator(".card", has_text="Guardrail blocks").locator(".value")).to_contain_text(
         "1")

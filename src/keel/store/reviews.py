@@ -40,9 +40,7 @@ class ReviewFilter:
     team: str | None = None
 
 
-async def list_reviews(store: Store, f: ReviewFilter, *, limit: int = 50,
-                       cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first. ``cursor``: the ``next_cursor`` of the previous page (its last id)."""
+def _filtered(f: ReviewFilter) -> list[Any]:
     c = reviews.c
     cond: list[Any] = []
     if f.status is not None:
@@ -51,6 +49,28 @@ async def list_reviews(store: Store, f: ReviewFilter, *, limit: int = 50,
         cond.append(c.feature == f.feature)
     if f.team is not None:
         cond.append(c.team == f.team)
+    return cond
+
+
+async def count_reviews(store: Store, f: ReviewFilter, *, cap: int = 1000,
+                        now: float | None = None) -> int:
+    """How many reviews match, counted up to ``cap`` (a backlog count never reads the
+    whole table); with ``now``, pending ones past their deadline are left out (they are
+    about to expire)."""
+    cond = _filtered(f)
+    if now is not None:
+        cond.append(sa.or_(reviews.c.status != PENDING, reviews.c.expires_at > now))
+    inner = sa.select(reviews.c.id).where(*cond).limit(cap).subquery()
+    async with store.connect() as conn:
+        return int((await conn.execute(sa.select(sa.func.count()).select_from(inner)))
+                   .scalar_one())
+
+
+async def list_reviews(store: Store, f: ReviewFilter, *, limit: int = 50,
+                       cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first. ``cursor``: the ``next_cursor`` of the previous page (its last id)."""
+    c = reviews.c
+    cond = _filtered(f)
     if cursor:  # after the cursor's review in (created_at, id) order
         at = sa.select(c.created_at).where(c.id == cursor).scalar_subquery()
         cond.append(sa.or_(c.created_at < at, sa.and_(c.created_at == at, c.id < cursor)))

@@ -18,6 +18,7 @@ from keel.console.queries import evaluated_features
 from keel.console.web import Page, View, page
 from keel.monitor.compare import GroupComparison, compare
 from keel.monitor.measures import Filters as MeasureFilters
+from keel.store.reviews import ReviewFilter, count_reviews
 
 PAGES: list[Page] = []
 
@@ -203,9 +204,9 @@ async def overview(view: View) -> Response:
                            group_by="feature", value_units=units)
     held: int | None = None
     if view.may("reviewer") or view.may("auditor"):
-        pending, _ = await view.state.reviews.list_reviews(status="pending", team=f.team,
-                                                           feature=f.feature, limit=100)
-        held = len(pending)
+        held = await count_reviews(view.state.store,
+                                   ReviewFilter(status="pending", team=f.team, feature=f.feature),
+                                   cap=100, now=view.state.reviews.clock())
     overall = result.groups[0]
     features = result.groups[1:]
     notes = moves(overall, f.feature or "Overall")
