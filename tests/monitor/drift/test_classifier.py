@@ -1,5 +1,7 @@
 """The domain classifier: AUC, thresholds, terms, examples; both backends agree."""
 
+import math
+
 import pytest
 
 from keel.monitor.drift import classifier as cls
@@ -40,8 +42,12 @@ def test_stable_windows_are_not_flagged() -> None:
 
 def test_large_windows_use_the_fixed_threshold() -> None:
     r = classify_windows(texts(5, 120), texts(6, 120), large_n=100, permutations=5)
-    assert r.threshold == 0.55 and r.p_value is None and r.drifted is False
-    assert "AUC > 0.55" in r.detail
+    # 0.5 + 6 standard errors of a Mann-Whitney AUC at 120 a side: above 0.55
+    floor = 0.5 + 6 * math.sqrt(241 / (12 * 120 * 120))
+    assert r.threshold == pytest.approx(floor, abs=1e-6) and r.p_value is None
+    assert r.drifted is False and "AUC > 0.724" in r.detail
+    wide = classify_windows(texts(5, 3000, words=4), texts(6, 3000, words=4), large_n=100)
+    assert wide.threshold == 0.55
 
 
 def test_too_few_texts_give_no_verdict() -> None:

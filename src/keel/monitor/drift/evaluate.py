@@ -6,8 +6,8 @@ goes to the classifier (its shuffled-label threshold: 199 permutations), half is
 among the descriptors' tests with a p-value (Bonferroni: each KS or chi-square test
 rejects at ``alpha / 2 / m``, m the number of descriptors compared). The distance methods
 used from ``large_n`` rows a side (Wasserstein, Jensen-Shannon, AUC > 0.55) have fixed
-thresholds; their false-alarm rate on stable samples of that size is measured in
-bench/drift_calibration.py rather than bounded.
+thresholds with a noise floor for the sample size; their false-alarm rate on stable
+samples is measured in bench/drift_calibration.py rather than bounded.
 
 ``oov_share`` is added here: the vocabulary is built from the even-numbered reference
 texts, the odd-numbered ones are the reference sample for it (a window's own vocabulary
