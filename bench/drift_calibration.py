@@ -2,7 +2,7 @@
 and the time of one evaluation. The traffic is synthetic (generated below), not real.
 
     .venv/bin/python bench/drift_calibration.py            # a few minutes; prints the figures
-    .venv/bin/python bench/drift_calibration.py --write    # also appends them to RESULTS.md
+    .venv/bin/python bench/drift_calibration.py --write    # also writes its RESULTS.md section
     .venv/bin/python bench/drift_calibration.py --stable 10,5 --shifted 2  # a quick check
 
 Traffic: each trace's request is a sequence of words drawn Zipf-like from a 4,000-word
@@ -54,6 +54,7 @@ DE = _words("der die das und ist nicht ich sie mit ein eine zu den wie was")
 FR = _words("le la les et est une un des pas je vous que qui dans pour avec")
 TOOLS = ["search", "lookup_order", "get_weather", "send_email"]
 REFUSAL = "I'm sorry, but I can't help with that."
+START, END = "<!-- drift:start -->", "<!-- drift:end -->"
 
 
 def _zipf_word(rng: random.Random, words: list[str]) -> str:
@@ -235,12 +236,16 @@ def main() -> None:
         "Time of one evaluation (12 descriptors + the classifier; describing the traces not "
         "included; the rows are already sampled):", "", *sp, "",
     ]
-    text = "\n".join(section)
+    text = "\n".join([START, *section[1:], END, ""])
     print(text)
     if args.write:
+        # replace this section between its markers, or append it
         path = Path(args.output)
-        current = path.read_text()
-        path.write_text(current.rstrip("\n") + "\n" + text)
+        current = path.read_text() if path.exists() else ""
+        start, end = current.find(START), current.find(END)
+        if 0 <= start < end:
+            current = current[:start] + current[end + len(END):].lstrip("\n")
+        path.write_text(current.rstrip("\n") + "\n\n" + text)
 
 
 if __name__ == "__main__":
