@@ -578,8 +578,9 @@ SUMMARY_START, SUMMARY_END = "<!-- summary:start -->", "<!-- summary:end -->"
 GUARD_START, GUARD_END = "<!-- guard:start -->", "<!-- guard:end -->"  # bench/guard/run.py
 STREAMS_START, STREAMS_END = "<!-- streams:start -->", "<!-- streams:end -->"  # streams.py
 SCHEMA_START, SCHEMA_END = "<!-- json-schema:start -->", "<!-- json-schema:end -->"
+DRIFT_START, DRIFT_END = "<!-- drift:start -->", "<!-- drift:end -->"
 KEPT = ((EVALS_START, EVALS_END), (SUMMARY_START, SUMMARY_END), (GUARD_START, GUARD_END),
-        (STREAMS_START, STREAMS_END), (SCHEMA_START, SCHEMA_END))
+        (STREAMS_START, STREAMS_END), (SCHEMA_START, SCHEMA_END), (DRIFT_START, DRIFT_END))
 
 
 def kept_sections(path: Path) -> str:
