@@ -150,3 +150,27 @@ def test_server_refuses_what_a_role_may_not_do(ck: ConsoleKeel) -> None:
                          headers={"origin": ck.url})
     assert unknown.status_code == 404
     assert admin.get("/keys/nothing-here/revoke").status_code == 404
+
+
+def test_a_feedback_only_key_posts_feedback_from_its_origin_only(page: Page,
+                                                                 ck: ConsoleKeel) -> None:
+    login(page, ck.url, ck.keel.admin_key)
+    page.goto(ck.url + "/keys")
+    page.get_by_label("Team", exact=True).fill("alpha")
+    page.get_by_label("Name", exact=True).fill("help-widget")
+    page.get_by_label(re.compile("feedback only")).check()
+    page.get_by_label("Browser origins").fill("https://app.example.com")
+    page.get_by_role("button", name="Create key").click()
+    key = page.get_by_label("The new key").input_value()
+    trace = ck.trace_ids[1]  # team alpha's
+    sent = httpx.post(ck.url + "/api/feedback", timeout=30,
+                      headers={"authorization": f"Bearer {key}",
+                               "origin": "https://app.example.com"},
+                      json={"trace_id": trace, "thumbs": 1})
+    assert sent.status_code in (200, 201), sent.text
+    elsewhere = httpx.post(ck.url + "/api/feedback", timeout=30,
+                           headers={"authorization": f"Bearer {key}",
+                                    "origin": "https://evil.example"},
+                           json={"trace_id": trace, "thumbs": -1})
+    assert elsewhere.status_code == 403
+    assert _chat(ck, key).status_code == 403  # it calls no model

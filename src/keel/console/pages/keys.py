@@ -20,7 +20,7 @@ from keel.audit import content_hash
 from keel.config import KeelConfig
 from keel.console.web import Action, Page, View, action, page
 from keel.errors import InvalidRequest, NotFound
-from keel.keys.service import create_key, public_record, revoke_key
+from keel.keys.service import FEEDBACK_SCOPE, create_key, public_record, revoke_key
 from keel.secrets import REDACTED, SecretRedactor, is_secret_header, is_secret_name
 from keel.store import keys as key_queries
 from keel.types import ROLES
@@ -116,10 +116,21 @@ async def create(view: View) -> Response:
             name=_field(form, "name"), feature_override=form.get("feature_override") == "yes",
             role=None if role == GATEWAY else role,
             org_wide=True if form.get("org_wide") == "yes" else None,
-            actor=view.who, audit=view.state.audit, ring=view.state.keys)
+            scope=FEEDBACK_SCOPE if form.get("feedback_only") == "yes" else None,
+            origins=_origins(form), actor=view.who, audit=view.state.audit,
+            ring=view.state.keys)
     except InvalidRequest as exc:  # the form again, as filled in, with what went wrong
         return await _keys_page(view, error=exc.message)
     return await _keys_page(view, created={**record, "key": key})
+
+
+def _origins(form: dict[str, str]) -> list[str] | None:
+    """The browser origins of a feedback key, comma- or space-separated (None: none)."""
+    raw = form.get("origins") or ""
+    if len(raw) > 2000:
+        raise InvalidRequest("'origins' must be at most 2000 characters", param="origins")
+    found = [o for o in raw.replace(",", " ").split() if o]
+    return found or None
 
 
 def _key_id(view: View) -> str:
