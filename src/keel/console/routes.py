@@ -3,6 +3,8 @@ modules listed in ``keel.console.pages`` declare."""
 
 from __future__ import annotations
 
+import secrets
+from importlib.resources import files
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -53,8 +55,6 @@ def build_console(state: ConsoleState) -> tuple[list[BaseRoute], Console]:
 
     async def login_form(request: Request, error: str | None = None,
                          status: int = 200) -> Response:
-        import secrets
-
         token = secrets.token_urlsafe(24)
         reason = request.query_params.get("reason")
         response = console.render(
@@ -113,8 +113,6 @@ def build_console(state: ConsoleState) -> tuple[list[BaseRoute], Console]:
         return response
 
     async def favicon(_request: Request) -> Response:
-        from importlib.resources import files
-
         icon = files("keel.console") / "static" / "favicon.svg"
         return FileResponse(str(icon), media_type="image/svg+xml",
                             headers={"cache-control": "public, max-age=86400"})

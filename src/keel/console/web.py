@@ -11,7 +11,7 @@ the navigation shows the pages the caller's role may open and whose capability i
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -27,6 +27,7 @@ from keel.console.session import COOKIE, Session, SessionSigner
 from keel.console.state import ConsoleState
 from keel.errors import InvalidRequest, KeelError, NotFound
 from keel.keys.roles import holds
+from keel.keys.service import ADMIN
 from keel.types import Principal
 
 __all__ = ["CSP", "Action", "Console", "Page", "View", "action", "page", "security_headers"]
@@ -235,8 +236,6 @@ def principal_for(console: Console, session: Session) -> Principal | None:
         current = keys.master_fingerprint()
         if current is None or current != session.admin_print:
             return None
-        from keel.keys.service import ADMIN
-
         return ADMIN
     record = keys.record(session.key_id)
     return record.principal if record is not None and record.role is not None else None
@@ -305,6 +304,3 @@ def endpoint(console: Console, role: str, handler: Handler, *, change: bool,
 def _filter_fields(form: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in form.items() if k in ("feature", "team", "model", "range")}
 
-
-def pages_for(console: Console) -> Iterable[Page]:
-    return (p for p in console.pages if console.shown(p))
