@@ -384,12 +384,14 @@ def _register() -> None:
     from keel.cli.prompts import prompts
     from keel.cli.reviews import reviews
     from keel.cli.alerts import alerts_group
+    from keel.cli.drift import drift_group
     from keel.cli.stats import purge_cmd, rollups_group, stats
 
     main.add_command(config_group)
     main.add_command(prompts)
     main.add_command(stats)
     main.add_command(alerts_group)
+    main.add_command(drift_group)
     main.add_command(rollups_group)
     main.add_command(purge_cmd)
     main.add_command(costs)
