@@ -5,9 +5,7 @@ keel; the migration that scopes the ids is run over a populated database of each
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,19 +13,17 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from alembic import command
 
 from keel.server import app
 from keel.store import Store
 from keel.store import feedback as q
-from keel.store.db import _alembic_config
 from keel.store.rollups import rebuild
 from keel.store.schema import feedback, outcomes, rollup_outcomes, rollups
 from keel.types import new_trace_id
-from tests.conftest import RUN_ID
 from tests.feedback.test_feedback import APP, ask, error, get, post
 from tests.server.test_roles import _flatten
 from tests.support.keel import Keel, running_keel
+from tests.support.migrations import empty_database_url, migrate  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -244,45 +240,12 @@ def _swap(kw: dict[str, Any], old: str, new: str) -> dict[str, Any]:
 # --- the migration ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def empty_database_url(dialect: str, tmp_path: Path,
-                       request: pytest.FixtureRequest) -> Iterator[str]:
-    """A database with no tables at all, of the parametrized dialect."""
-    if dialect == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    import asyncpg
-
-    base: str = request.getfixturevalue("postgres_url")
-    name = f"keel_test_{RUN_ID}_{uuid.uuid4().hex[:6]}"
-    server = base.rsplit("/", 1)[0]
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(f"{server}/postgres", timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield f"{server}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def _migrate(store: Store, revision: str) -> None:
-    def run(connection: Any) -> None:
-        cfg = _alembic_config()
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
-
-    async with store.engine.begin() as conn:
-        await conn.run_sync(run)
-
-
-async def test_the_migration_scopes_stored_ids_per_team(empty_database_url: str) -> None:
+async def test_the_migration_scopes_stored_ids_per_team(empty_database_url: str) -> None:  # noqa: F811
     store = Store(empty_database_url)
     try:
-        await _migrate(store, "0009")
+        await migrate(store, "0009")
         async with store.begin() as conn:
             await conn.execute(sa.text(
                 "INSERT INTO feedback (id, trace_id, at, trace_time, source, critical_error, "

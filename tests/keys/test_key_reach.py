@@ -4,23 +4,17 @@ org-wide, auditor keys only org-wide, gateway keys none), carried to the caller'
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 
 from keel.errors import InvalidRequest
 from keel.keys.service import KeyRing, create_key, public_record
 from keel.store import Store
 from keel.store import keys as q
-from keel.store.db import _alembic_config
 from keel.types import Principal
-from tests.conftest import RUN_ID
+from tests.support.migrations import empty_database_url, migrate  # noqa: F401 (a fixture)
 
 MASTER = "sk-keel-a-master-key-that-is-long-enough-for-tests"
 
@@ -77,45 +71,13 @@ def test_a_principal_built_without_a_reach_reads_its_own_team() -> None:
 # --- the migration ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def empty_database_url(dialect: str, tmp_path: Path,
-                       request: pytest.FixtureRequest) -> Iterator[str]:
-    """A database with no tables at all, of the parametrized dialect."""
-    if dialect == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    import asyncpg
-
-    base: str = request.getfixturevalue("postgres_url")
-    name = f"keel_test_{RUN_ID}_{uuid.uuid4().hex[:6]}"
-    server = base.rsplit("/", 1)[0]
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(f"{server}/postgres", timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield f"{server}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def _migrate(store: Store, revision: str) -> None:
-    def run(connection: Any) -> None:
-        cfg = _alembic_config()
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
-
-    async with store.engine.begin() as conn:
-        await conn.run_sync(run)
-
-
-async def test_the_migration_keeps_stored_role_keys_org_wide(empty_database_url: str) -> None:
+async def test_the_migration_keeps_stored_role_keys_org_wide(
+        empty_database_url: str) -> None:  # noqa: F811
     store = Store(empty_database_url)
     try:
-        await _migrate(store, "0011")
+        await migrate(store, "0011")
         async with store.begin() as conn:  # keys as keel stored them before 0012
             await conn.execute(sa.text(
                 "INSERT INTO api_keys (id, name, team, feature_override, salt, secret_hash, "
