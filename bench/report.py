@@ -579,8 +579,10 @@ GUARD_START, GUARD_END = "<!-- guard:start -->", "<!-- guard:end -->"  # bench/g
 STREAMS_START, STREAMS_END = "<!-- streams:start -->", "<!-- streams:end -->"  # streams.py
 SCHEMA_START, SCHEMA_END = "<!-- json-schema:start -->", "<!-- json-schema:end -->"
 DRIFT_START, DRIFT_END = "<!-- drift:start -->", "<!-- drift:end -->"
+CONSOLE_START, CONSOLE_END = "<!-- console:start -->", "<!-- console:end -->"
 KEPT = ((EVALS_START, EVALS_END), (SUMMARY_START, SUMMARY_END), (GUARD_START, GUARD_END),
-        (STREAMS_START, STREAMS_END), (SCHEMA_START, SCHEMA_END), (DRIFT_START, DRIFT_END))
+        (STREAMS_START, STREAMS_END), (SCHEMA_START, SCHEMA_END), (DRIFT_START, DRIFT_END),
+        (CONSOLE_START, CONSOLE_END))
 
 
 def kept_sections(path: Path) -> str:
