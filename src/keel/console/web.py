@@ -182,6 +182,25 @@ class View:
         return RedirectResponse(target, status_code=303, headers=security_headers())
 
 
+def choice_param(view: View, name: str, choices: tuple[str, ...]) -> str:
+    """Query parameter ``name``: one of ``choices`` (the first when absent), else a 400."""
+    raw = (view.request.query_params.get(name) or choices[0]).strip()
+    if raw not in choices:
+        raise InvalidRequest(f"'{name}' is {' or '.join(choices)}", param=name)
+    return raw
+
+
+def cursor_param(view: View) -> str | None:
+    """The ``cursor`` of a keyset-paged list: an id the previous page's link carried."""
+    raw = (view.request.query_params.get("cursor") or "").strip()
+    if not raw:
+        return None
+    if not (len(raw) <= 32 and raw.isascii() and raw.replace("_", "").isalnum()):
+        raise InvalidRequest("'cursor' is the value the previous page's link carried",
+                             param="cursor")
+    return raw
+
+
 def visible_team(principal: Principal) -> str | None:
     """The one team ``principal`` may see; None: every team (``Principal.visible_team``)."""
     return principal.visible_team()

@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from keel.audit import public_entry
 from keel.console.content import messages
-from keel.console.web import Action, Page, View, action, page
+from keel.console.web import Action, Page, View, action, choice_param, cursor_param, page
 from keel.errors import InvalidRequest, NotFound
 from keel.review import Review
 from keel.store.db import row_dict
@@ -45,21 +45,7 @@ AUDITOR_BASE = "/governance/reviews"
 
 # --- reading -------------------------------------------------------------------------------
 
-def _cursor(view: View) -> str | None:
-    raw = (view.request.query_params.get("cursor") or "").strip()
-    if not raw:
-        return None
-    if not (len(raw) <= 32 and raw.isascii() and raw.replace("_", "").isalnum()):
-        raise InvalidRequest("'cursor' is the value the previous page's 'More' link carried",
-                             param="cursor")
-    return raw
 
-
-def _order(view: View) -> str:
-    raw = (view.request.query_params.get("order") or ORDERS[0]).strip()
-    if raw not in ORDERS:
-        raise InvalidRequest(f"'order' is {' or '.join(ORDERS)}", param="order")
-    return raw
 
 
 async def _page_of(view: View, statuses: Sequence[str], *, oldest_first: bool,
@@ -164,8 +150,8 @@ def _context(view: View, base: str) -> dict[str, Any]:
 
 @page(PAGES, "/reviews", "Reviews", "reviewer")
 async def queue(view: View) -> Response:
-    order = _order(view)
-    cursor = _cursor(view)
+    order = choice_param(view, "order", ORDERS)
+    cursor = cursor_param(view)
     await view.state.reviews.expire_due()  # what is listed can still be decided
     rows, more = await _page_of(view, ("pending",), oldest_first=order == "oldest",
                                 cursor=cursor)
@@ -177,7 +163,7 @@ async def queue(view: View) -> Response:
 
 
 async def _decided(view: View, base: str) -> Response:
-    cursor = _cursor(view)
+    cursor = cursor_param(view)
     rows, more = await _page_of(view, DECIDED, oldest_first=False, cursor=cursor,
                                 window=view.filters.window())
     audit = await audit_of(view, [r.id for r in rows])

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from keel.console import queries
 from keel.console.content import choices, messages
-from keel.console.web import Action, Page, View, action, page
+from keel.console.web import Action, Page, View, action, choice_param, cursor_param, page
 from keel.errors import InvalidRequest, NotFound
 from keel.evals.datasets import Datasets
 from keel.store.feedback import list_feedback
@@ -45,14 +45,6 @@ def _text(view: View, name: str) -> str | None:
     return raw or None
 
 
-def _cursor(view: View) -> str | None:
-    raw = _text(view, "cursor")
-    if raw is not None and not (raw.isascii() and raw.isalnum() and len(raw) <= 32):
-        raise InvalidRequest("'cursor' is the value the previous page's 'Older' link carried",
-                             param="cursor")
-    return raw
-
-
 def _size(view: View) -> int:
     raw = view.request.query_params.get("limit") or "50"
     if not (raw.isascii() and raw.isdigit()) or int(raw) not in PAGE_SIZES:
@@ -69,8 +61,8 @@ async def trace_list(view: View) -> Response:
     flt = TraceFilter(feature=f.feature, team=f.team, model=f.model, status=status,
                       request_id=_text(view, "request_id"), since=since, until=until)
     limit = _size(view)
-    cursor = _cursor(view)
-    order = _order(view)
+    cursor = cursor_param(view)
+    order = choice_param(view, "order", ORDERS)
     rows, next_cursor = await list_traces(view.state.store, flt, limit=limit, cursor=cursor,
                                           oldest_first=order == "oldest")
     kept = {"status": status, "limit": None if limit == 50 else str(limit),
@@ -82,12 +74,6 @@ async def trace_list(view: View) -> Response:
                        more=more, first=first, extra_query=extra, statuses=STATUSES,
                        limit=limit, sizes=PAGE_SIZES, order=order, orders=ORDERS)
 
-
-def _order(view: View) -> str:
-    raw = (view.request.query_params.get("order") or ORDERS[0]).strip()
-    if raw not in ORDERS:
-        raise InvalidRequest(f"'order' is {' or '.join(ORDERS)}", param="order")
-    return raw
 
 
 async def _trace(view: View, trace_id: str) -> dict[str, Any]:
