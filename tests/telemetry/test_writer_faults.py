@@ -188,7 +188,7 @@ async def test_writer_loop_failure_is_logged_counted_and_restarted(
     await w.start()
     for i in range(5):
         w.submit(make_trace(i))
-    for _ in range(1000):  # the idle pass runs within a few flush intervals (a busy CI: 10 s)
+    for _ in range(3000):  # the idle pass runs within a few flush intervals (a busy CI: 30 s)
         await asyncio.sleep(0.01)
         if w.restarts:
             break
