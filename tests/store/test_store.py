@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -104,3 +105,24 @@ def test_database_urls_map_to_async_drivers() -> None:
     assert async_url("postgres://u@h/d") == "postgresql+asyncpg://u@h/d"
     with pytest.raises(ConfigError, match=r"unsupported URL 'mysql://\.\.\.'"):
         async_url("mysql://u@h/d")
+
+
+async def test_the_migrated_schema_is_the_declared_one(store: Store) -> None:
+    """What the migrations build is what keel.store.schema declares: no table, column or
+    index one has and the other lacks."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from keel.store.schema import metadata
+
+    await store.upgrade()
+
+    def diff(conn: Any) -> list[Any]:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": False})
+        return [d for d in compare_metadata(ctx, metadata)
+                if not (isinstance(d, tuple) and d[0] == "remove_table"
+                        and d[1].name == "alembic_version")]
+
+    async with store.engine.connect() as conn:
+        found = await conn.run_sync(diff)
+    assert found == []

@@ -457,6 +457,77 @@ reviews = sa.Table(
     sa.Index("ix_reviews_trace", "trace_id"),
 )
 
+# 0015: alert state. Per rule and series its track (phase and streaks) and its latest
+# evaluation; every transition (pending, firing, escalated, deescalated, resolved); the
+# silences; the notification groups (for re-notifying and resolving); and one claim per
+# evaluation tick, so that one replica evaluates each tick.
+alert_tracks = sa.Table(
+    "alert_tracks",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True),  # keel.monitor.alerts.series_key
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("series", sa.JSON, nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("track", sa.JSON, nullable=False),
+    sa.Column("evaluation", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_alert_tracks_rule", "rule"),
+)
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(512), nullable=False),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # pending | firing | ... | resolved
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("evaluation", sa.JSON, nullable=False),
+    sa.Index("ix_alert_events_at", "at"),
+    sa.Index("ix_alert_events_key_at", "key", "at"),
+)
+
+alert_silences = sa.Table(
+    "alert_silences",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("matchers", sa.JSON, nullable=False),  # {"rule": ..., "feature": ...}: all must hold
+    sa.Column("creator", sa.String(256), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("starts_at", sa.Float, nullable=False),
+    sa.Column("ends_at", sa.Float, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("lifted_at", sa.Float),  # ended early, by hand
+    sa.Column("lifted_by", sa.String(256)),
+    sa.Index("ix_alert_silences_ends", "ends_at"),
+)
+
+alert_groups = sa.Table(
+    "alert_groups",
+    metadata,
+    sa.Column("group_key", sa.String(512), primary_key=True),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # firing | resolved
+    sa.Column("alerts", sa.JSON, nullable=False),  # the series keys last notified
+    sa.Column("first_at", sa.Float, nullable=False),
+    sa.Column("notified_at", sa.Float, nullable=False),
+    sa.Column("resolved_at", sa.Float),
+)
+
+alert_ticks = sa.Table(
+    "alert_ticks",
+    metadata,
+    sa.Column("tick", sa.Float, primary_key=True),  # the tick's start, epoch seconds
+    sa.Column("claimed_by", sa.String(128), nullable=False),
+    sa.Column("claimed_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("series", sa.Integer),
+    sa.Column("error", sa.Text),
+)
+
+
 meta = sa.Table(
     "keel_meta",
     metadata,
