@@ -374,17 +374,17 @@ def budgets_cmd(config_path: str | None, as_json: bool) -> None:
 
 
 def _register() -> None:
+    from keel.cli.alerts import alerts_group
     from keel.cli.audit import audit
     from keel.cli.config_cmd import config_group
     from keel.cli.costs import costs
     from keel.cli.datasets import datasets
     from keel.cli.demo import demo
+    from keel.cli.drift import drift_group
     from keel.cli.evals import evals
     from keel.cli.features import features
     from keel.cli.prompts import prompts
     from keel.cli.reviews import reviews
-    from keel.cli.alerts import alerts_group
-    from keel.cli.drift import drift_group
     from keel.cli.stats import purge_cmd, rollups_group, stats
 
     main.add_command(config_group)

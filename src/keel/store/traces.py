@@ -176,8 +176,8 @@ async def list_traces(
     window, read down the id index (ids from the window's start time to its end), are
     filtered: when a page and one more of them match, they are the page (every match
     outside them is older; oldest first, the same from the window's start). Otherwise (a
-    narrow filter) the matches are read by the filter's index and sorted. Sorting a whole window by id instead takes seconds at
-    millions of traces.
+    narrow filter) the matches are read by the filter's index and sorted. Sorting a whole
+    window by id instead takes seconds at millions of traces.
     """
     t = traces.c
     cond = _where(f)
