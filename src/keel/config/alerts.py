@@ -188,11 +188,90 @@ class AlertRule(_Strict):
         return self
 
 
+_DURATION = re.compile(r"([1-9][0-9]*)([smhd])", re.ASCII)
+_DURATION_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int | None:
+    """``30s``, ``5m``, ``4h``, ``2d`` in seconds; None when it is not one."""
+    m = _DURATION.fullmatch(text)
+    return None if m is None else int(m[1]) * _DURATION_S[m[2]]
+
+
+class AlertMatch(_Strict):
+    """Which alerts an inhibition's source or target is: every key given must hold (a list
+    is any of its values); an empty match is every alert."""
+
+    rule: list[str] = Field(default_factory=list)
+    measure: list[str] = Field(default_factory=list)
+    severity: list[Literal["warning", "critical"]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _measures(self) -> AlertMatch:
+        problems = [_unknown_measure(f"measure[{i}]", m) for i, m in enumerate(self.measure)
+                    if m not in MEASURES]
+        if problems:
+            raise _KeyProblems(problems)
+        return self
+
+
+class Inhibition(_Strict):
+    """While an alert matching ``source`` fires, alerts matching ``target`` that have the
+    same values for every label in ``equal`` are not notified (they stay visible, marked
+    inhibited). A source without one of the ``equal`` labels (a rule over all features)
+    inhibits every target."""
+
+    source: AlertMatch
+    target: AlertMatch
+    equal: list[Literal["feature", "team", "model"]] = Field(
+        default_factory=lambda: ["feature"])
+
+
 class AlertsConfig(_Strict):
     builtins: bool = Field(
         True, description="Apply keel's built-in early-warning rules (keel.monitor.alerts."
                           "builtin_rules) next to these.")
     rules: list[AlertRule] = Field(default_factory=list)
+    evaluate: bool = Field(
+        True, description="keel serve evaluates the rules every interval (one replica per "
+                          "tick) and notifies the receivers.")
+    interval: str = Field("1m", description="How often keel serve evaluates: 30s, 1m, 5m.")
+    receivers: list[str] | None = Field(
+        None, description="The receivers notified (names in receivers:); default: all.")
+    group_by: list[Literal["rule", "feature", "team", "model"]] = Field(
+        default_factory=lambda: ["feature"],
+        description="Alerts with the same values of these labels go out as one notification.")
+    repeat_interval: str = Field(
+        "4h", description="A group still firing is notified again after this long.")
+    inhibit: list[Inhibition] = Field(default_factory=list)
+    builtin_inhibitions: bool = Field(
+        True, description="While availability or the error rate is in alert for a feature "
+                          "(a provider outage), its quality, cost and latency alerts are "
+                          "inhibited: they are the outage's effects, not news.")
+
+    @property
+    def interval_s(self) -> int:
+        return duration_seconds(self.interval) or 60
+
+    @property
+    def repeat_interval_s(self) -> int:
+        return duration_seconds(self.repeat_interval) or 4 * 3600
+
+    @model_validator(mode="after")
+    def _durations(self) -> AlertsConfig:
+        problems: list[_KeyProblem] = []
+        for key, text, least in (("interval", self.interval, 10),
+                                 ("repeat_interval", self.repeat_interval, 60)):
+            seconds = duration_seconds(text)
+            if seconds is None:
+                problems.append(_KeyProblem(key, f"'{text}' is not a duration",
+                                            "write a whole number and a unit: 30s, 5m, 4h, 1d"))
+            elif seconds < least:
+                problems.append(_KeyProblem(key, f"'{text}' is shorter than {least}s",
+                                            f"use at least {least}s"))
+        if problems:
+            raise _KeyProblems(problems)
+        return self
 
     @model_validator(mode="after")
     def _names(self) -> AlertsConfig:

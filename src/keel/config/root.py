@@ -43,6 +43,14 @@ class KeelConfig(_Strict):
     @model_validator(mode="after")
     def _receiver_names(self) -> KeelConfig:
         check_receivers(self.receivers)
+        names = {r.name for r in self.receivers}
+        problems = [
+            _KeyProblem(f"alerts.receivers[{i}]", f"no receiver named '{name}'",
+                        f"declare it under receivers: (declared: {', '.join(sorted(names))})"
+                        if names else "declare it under receivers:")
+            for i, name in enumerate(self.alerts.receivers or []) if name not in names]
+        if problems:
+            raise _KeyProblems(problems)
         return self
 
     @model_validator(mode="after")

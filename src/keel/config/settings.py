@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         None, description="Signs the console's session cookies. Unset: a random secret kept "
                           "in KEEL_DATA_DIR/console-secret; replicas that do not share a data "
                           "directory need the same value here.")
+    public_url: str | None = Field(
+        None, description="The address people reach keel at (https://keel.example.com); "
+                          "alert notifications link to its console pages. Unset: no links.")
     console_session_hours: float = Field(
         12.0, gt=0, description="How long a console login lasts (a revoked key ends it at "
                                 "once).")
