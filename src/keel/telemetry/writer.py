@@ -59,41 +59,28 @@ from keel.backoff import Backoff
 from keel.store import Store
 from keel.store.clean import clean_str, unstorable
 from keel.store.rollups import Deltas
-from keel.store.traces import (
-    TRACE_COLUMNS,
-    fit_values,
-    insert_rows,
-    payload_values,
-    trace_values,
-)
-from keel.telemetry.journal import Journal, Segment
+from keel.store.traces import TRACE_COLUMNS, fit_values, insert_rows
+from keel.telemetry.journal import Journal
 from keel.telemetry.offload import CpuWorker, let_go, outcome, slices
-from keel.types import Trace, Usage
+from keel.telemetry.rows import (
+    JOURNAL_HEADER,
+    JSON_COLUMNS,
+    Entry,
+    Row,
+    bare_row,
+    row_of,
+    stored_form,
+    trace_of,
+)
+from keel.types import Trace
 
 log = logging.getLogger("keel.telemetry")
 
-Row = tuple[tuple[Any, ...], tuple[Any, ...] | None]  # (trace values, payload values)
-
-JOURNAL_HEADER = orjson.dumps({"keel_journal": 1, "columns": TRACE_COLUMNS}) + b"\n"
 _SOURCE = TRACE_COLUMNS.index("source")
-_JSON_COLUMNS = frozenset(TRACE_COLUMNS.index(c) for c in ("tags", "attempt_log", "guard"))
 ORPHAN_SCAN_S = 10.0
 MAX_BACKOFF_S = 5.0
 # waits after consecutive failures (of the store, or of the loop itself): 0.05 s doubling
 RETRY = Backoff(base=0.05, cap=MAX_BACKOFF_S)
-
-
-class Entry:
-    """One trace on its way to the store: its row, and where else it lives meanwhile."""
-
-    __slots__ = ("payload", "segment", "trace", "values")
-
-    def __init__(self, values: tuple[Any, ...], payload: tuple[Any, ...] | None,
-                 trace: Trace | None, segment: Segment | None) -> None:
-        self.values = values
-        self.payload = payload
-        self.trace = trace
-        self.segment = segment
 
 
 class TraceWriter:
@@ -151,11 +138,11 @@ class TraceWriter:
     def submit(self, trace: Trace) -> None:
         self.submitted += 1
         try:
-            values, payload = _row(trace)
+            values, payload = row_of(trace)
         except Exception:  # a bug in building the row: keep the numbers, drop the content
             log.exception("building the row of trace %s failed; storing it without content",
                           trace.id)
-            values, payload = _bare_row(trace), None
+            values, payload = bare_row(trace), None
         seg = None
         if self.journal.owner:
             try:
@@ -192,7 +179,7 @@ class TraceWriter:
         while it is in memory on its way there; None if it is not (stored already, never
         submitted here, or waiting in the journal only). O(1), no I/O."""
         entry = self._unstored.get(trace_id)
-        return None if entry is None else _stored_form(entry)
+        return None if entry is None else stored_form(entry)
 
     def landing(self, trace_id: str) -> asyncio.Event | None:
         """An event set once trace ``trace_id`` leaves memory (stored, or set aside as
@@ -468,7 +455,7 @@ class TraceWriter:
                     tid, _describe(exc))
         reason = f"the store refused this content ({type(exc).__name__})"
         values = tuple(
-            None if i in _JSON_COLUMNS else
+            None if i in JSON_COLUMNS else
             clean_str(v.encode("ascii", "backslashreplace").decode(), 256)
             if isinstance(v, str) and i else v for i, v in enumerate(entry.values))
         payload = None
@@ -598,20 +585,6 @@ class TraceWriter:
         return True
 
 
-def _stored_form(entry: Entry) -> dict[str, Any]:
-    """An entry's row as the store reads it back (``get_trace``): JSON columns and the
-    request and response parsed."""
-    row = dict(zip(TRACE_COLUMNS, entry.values, strict=True))
-    for i in _JSON_COLUMNS:
-        name = TRACE_COLUMNS[i]
-        if isinstance(row[name], str):
-            row[name] = orjson.loads(row[name])
-    payload = entry.payload
-    row["request"] = orjson.loads(payload[1]) if payload and payload[1] else None
-    row["response"] = orjson.loads(payload[2]) if payload and payload[2] else None
-    return row
-
-
 def _queued(q: asyncio.Queue[Entry]) -> list[Entry]:
     return list(q._queue)  # type: ignore[attr-defined]
 
@@ -682,7 +655,7 @@ def _deltas_of(rows: Sequence[tuple[Any, ...]]) -> Deltas:
 
 def _traces_of(rows: Sequence[Row]) -> list[Trace]:
     """Traces rebuilt from their rows, to hand on. (In the worker.)"""
-    return [_trace(*row) for part in slices(rows) for row in part]
+    return [trace_of(*row) for part in slices(rows) for row in part]
 
 
 def _is_data_error(exc: BaseException) -> bool:
@@ -700,35 +673,3 @@ def _is_data_error(exc: BaseException) -> bool:
 def _describe(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text[:300]}"
-
-
-def _row(trace: Trace) -> Row:
-    return trace_values(trace), payload_values(trace)
-
-
-def _bare_row(trace: Trace) -> tuple[Any, ...]:
-    """The numeric row of a trace whose full row could not be built."""
-    blank = Trace(id=trace.id, start_time=trace.start_time, endpoint=str(trace.endpoint),
-                  status=trace.status if isinstance(trace.status, int) else 500,
-                  error_type="unstorable_trace")
-    return trace_values(blank)
-
-
-def _trace(values: tuple[Any, ...], payload: tuple[Any, ...] | None) -> Trace:
-    """A trace rebuilt from its row (replayed traces have no Trace object left to export)."""
-    row = dict(zip(TRACE_COLUMNS, values, strict=True))
-    usage = Usage(**{k: int(row.get(k) or 0) for k in (
-        "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens",
-        "reasoning_tokens")})
-    fields = {k: v for k, v in row.items() if k in _TRACE_FIELDS and v is not None}
-    for k in ("tags", "attempt_log", "guard"):
-        if isinstance(fields.get(k), str):
-            fields[k] = orjson.loads(fields[k])
-    t = Trace(**fields, usage=usage)
-    if payload:
-        t.request_body = orjson.loads(payload[1]) if payload[1] else None
-        t.response_body = orjson.loads(payload[2]) if payload[2] else None
-    return t
-
-
-_TRACE_FIELDS = frozenset(Trace.__dataclass_fields__) - {"usage", "mono_start"}
