@@ -17,6 +17,7 @@ from keel.audit.digest import TraceDigest, batch_digest
 from keel.audit.log import AuditLog
 from keel.store import Store, rollups
 from keel.store.traces import TRACE_COLUMNS, count_traces, insert_rows, trace_values
+from keel.telemetry import storing
 from keel.telemetry import writer as writer_module
 from keel.telemetry.journal import SEGMENT_BYTES, Journal
 from keel.telemetry.offload import CpuWorker, outcome, slices
@@ -118,7 +119,7 @@ async def test_a_replay_asks_for_the_deltas_of_the_rows_it_inserts_only(
 
     async def deltas_of(inserted: list[tuple[Any, ...]]) -> rollups.Deltas:
         asked.append([r[0] for r in inserted])
-        return writer_module._deltas_of(inserted)
+        return storing._deltas_of(inserted)
 
     skipped = await insert_rows(store, rows, [], replay=True, deltas=deltas_of)
     assert skipped == {r[0] for r in rows[:10]}
