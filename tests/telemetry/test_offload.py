@@ -17,8 +17,8 @@ from keel.audit.digest import TraceDigest, batch_digest
 from keel.audit.log import AuditLog
 from keel.store import Store, rollups
 from keel.store.traces import TRACE_COLUMNS, count_traces, insert_rows, trace_values
+from keel.telemetry import replay as replay_module
 from keel.telemetry import storing
-from keel.telemetry import writer as writer_module
 from keel.telemetry.journal import SEGMENT_BYTES, Journal
 from keel.telemetry.offload import CpuWorker, outcome, slices
 from keel.telemetry.writer import TraceWriter
@@ -131,7 +131,7 @@ async def test_the_writer_computes_deltas_and_parses_replays_off_the_loop_thread
         store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     loop_thread = threading.current_thread().name
     threads: dict[str, set[str]] = {"deltas": set(), "replay": set()}
-    add_trace, entry_of = rollups.Deltas.add_trace, writer_module._entry_of
+    add_trace, entry_of = rollups.Deltas.add_trace, replay_module._entry_of
 
     def spy_add(self: rollups.Deltas, row: dict[str, Any]) -> None:
         threads["deltas"].add(threading.current_thread().name)
@@ -142,7 +142,7 @@ async def test_the_writer_computes_deltas_and_parses_replays_off_the_loop_thread
         return entry_of(item, columns)
 
     monkeypatch.setattr(rollups.Deltas, "add_trace", spy_add)
-    monkeypatch.setattr(writer_module, "_entry_of", spy_entry)
+    monkeypatch.setattr(replay_module, "_entry_of", spy_entry)
     w = TraceWriter(store, spill_dir=tmp_path / "spill", max_queue=20, batch_size=16,
                     flush_interval_s=0.01)
     await w.start()

@@ -48,7 +48,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,9 @@ import orjson
 
 from keel.backoff import Backoff
 from keel.store import Store
-from keel.store.traces import TRACE_COLUMNS, fit_values
 from keel.telemetry.journal import Journal
-from keel.telemetry.offload import CpuWorker, let_go, slices
+from keel.telemetry.offload import CpuWorker, let_go
+from keel.telemetry.replay import Replayer
 from keel.telemetry.rows import (
     JOURNAL_HEADER,
     Entry,
@@ -115,6 +115,8 @@ class TraceWriter:
         self._last_orphan_scan = 0.0
         self._inserter = BatchInserter(store, spill_dir=self.spill_dir, journal=self.journal,
                                        cpu=self._cpu, landed=self._landed)
+        self._replayer = Replayer(self.journal, spill_dir=self.spill_dir, cpu=self._cpu,
+                                  inserter=self._inserter, batch_size=batch_size)
         self.submitted = 0
         self.spilled = 0  # traces that found the queue full and waited on disk only
         self.lost = 0  # traces neither journaled nor held (memory bound reached)
@@ -245,8 +247,8 @@ class TraceWriter:
         except OSError as exc:  # a read-only data directory: run on memory alone
             log.error("cannot open the trace journal in %s (%s); traces are not crash-safe "
                       "until it is writable", self.spill_dir, exc)
-        await self._replay_legacy_spills()
-        await self._replay_orphans()
+        await self._replayer.replay_legacy_spills()
+        await self._replayer.replay_orphans()
         self._task = asyncio.create_task(self._supervise(), name="keel-trace-writer")
 
     async def close(self) -> None:
@@ -307,7 +309,7 @@ class TraceWriter:
         async with self._busy:
             await self._drain()
             self.journal.rotate_if_dirty()
-            await self._replay_own()
+            await self._replayer.replay_own()
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -392,7 +394,7 @@ class TraceWriter:
             await self._catch_up()
         else:
             self.journal.rotate_if_dirty()
-            await self._replay_own()
+            await self._replayer.replay_own()
         self.journal.settle()
         self.journal.truncate_if_settled()
 
@@ -400,8 +402,8 @@ class TraceWriter:
         """Replay this process's segments that wait on disk, and dead processes' journals."""
         self._last_orphan_scan = time.monotonic()
         self.journal.rotate_if_dirty()
-        await self._replay_own()
-        await self._replay_orphans()
+        await self._replayer.replay_own()
+        await self._replayer.replay_orphans()
 
     async def _drain(self) -> None:
         """Write the queue out; stop at the first store outage (what is left stays queued,
@@ -436,111 +438,10 @@ class TraceWriter:
                 self._retry.append(self._held.popleft())
         return True
 
-    # --- replay ------------------------------------------------------------------------------
-
-    async def _replay_own(self) -> None:
-        for seg in self.journal.to_replay():
-            if await self._replay_file(seg.path):
-                self.journal.replayed(seg)
-            else:
-                return
-
-    async def _replay_orphans(self) -> None:
-        """Replay the journals of processes that are gone (this directory may be shared)."""
-        if not self.spill_dir.exists():
-            return
-        for lock_path, paths in self.journal.orphans():
-            remaining = list(paths)
-            for path in paths:
-                if not await self._replay_file(path):
-                    break
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                remaining.remove(path)
-            self.journal.release_orphan(lock_path, remaining)
-            if remaining:
-                return  # the store is down: try again later
-
-    async def _replay_legacy_spills(self) -> None:
-        """Spill files of keel versions before the journal (replayed once, at start)."""
-        for path in sorted(self.spill_dir.glob("traces-spill-*.jsonl")):
-            replaying = path.with_suffix(".replaying")
-            try:
-                path.rename(replaying)
-            except FileNotFoundError:
-                continue
-        for path in sorted(self.spill_dir.glob("traces-spill-*.replaying")):
-            if await self._replay_file(path):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-
-    async def _replay_file(self, path: Path) -> bool:
-        """Insert every trace of a journal (or legacy spill) file; False when the store
-        is unavailable (the file stays). The file is read and parsed in the worker, a batch
-        at a time."""
-        lines = await self._cpu.run(_lines_of, path)
-        columns: tuple[str, ...] = TRACE_COLUMNS
-        for start in range(0, len(lines), self.batch_size):
-            batch, columns = await self._cpu.run(
-                _entries_of, path, lines[start:start + self.batch_size], columns)
-            if batch and await self._inserter.insert(batch, replay=True):
-                return False
-            self._cpu.submit(let_go, batch)
-        return True
-
 
 def _queued(q: asyncio.Queue[Entry]) -> list[Entry]:
     return list(q._queue)  # type: ignore[attr-defined]
 
 
-def _entry_of(item: Any, columns: tuple[str, ...]) -> Entry | None:
-    """A journal line (``[values, payload]`` under the segment's header) or a legacy
-    spill line (``{"row": {...}, "payload": [...]}``) as an entry; None for a header."""
-    if isinstance(item, list) and len(item) == 2 and isinstance(item[0], list):
-        row = dict(zip(columns, item[0], strict=False))
-        payload = item[1]
-    elif isinstance(item, dict) and "row" in item:
-        row, payload = item["row"], item.get("payload")
-    else:
-        return None
-    values = fit_values(tuple(row.get(c) for c in TRACE_COLUMNS))
-    return Entry(values, tuple(payload) if payload else None, None, None)
-
-
 def _nothing() -> None:
     pass
-
-
-def _lines_of(path: Path) -> list[bytes]:
-    """The lines of a journal (or legacy spill) file; none when it is gone. (In the worker.)"""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    # A segment whose process was killed keeps its allocated size: its lines end at
-    # the first NUL (the zeroed tail never written).
-    end = data.find(b"\x00")
-    return (data if end < 0 else data[:end]).splitlines()
-
-
-def _entries_of(path: Path, lines: Sequence[bytes], columns: tuple[str, ...]
-                ) -> tuple[list[Entry], tuple[str, ...]]:
-    """The entries of some lines of ``path`` and the columns in force after them (a
-    header line names the columns of the lines after it). (In the worker.)"""
-    out: list[Entry] = []
-    for part in slices(lines):
-        for line in part:
-            if not line.strip():
-                continue
-            try:
-                item = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                log.warning("skipping a torn line in %s", path)
-                continue
-            entry = _entry_of(item, columns)
-            if entry is None:
-                if isinstance(item, dict) and "columns" in item:
-                    columns = tuple(item["columns"])
-                continue
-            out.append(entry)
-    return out, columns
