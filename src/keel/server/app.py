@@ -21,6 +21,7 @@ from keel.console.routes import build_console
 from keel.errors import AuthenticationFailed, InvalidRequest, KeelError, NotFound
 from keel.server import (
     admin,
+    alerts_api,
     anthropic_api,
     audit_api,
     budgets_api,
@@ -211,6 +212,7 @@ def routes() -> list[Route]:
         *switches_api.routes(),  # /api/features: per-feature kill switches
         *reviews_api.routes(),  # /api/reviews, /v1/reviews: held answers
         *policies_api.routes(),  # /api/policies: guardrail policies and their versions
+        *alerts_api.routes(),  # /api/alerts: alert state, transitions, silences
     ]
 
 

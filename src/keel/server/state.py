@@ -25,6 +25,8 @@ from keel.gateway.service import Gateway
 from keel.guard.policy import config_policies
 from keel.keys.service import KeyRing
 from keel.limits import Limits
+from keel.monitor.alerts.manager import AlertManager
+from keel.notify.dispatch import Dispatcher
 from keel.prompts import PromptRegistry
 from keel.review import ReviewService
 from keel.store import Store
@@ -61,6 +63,9 @@ class AppState:
     otlp: OtlpExporter | None = None  # with KEEL_OTLP_ENDPOINT: stored traces leave as spans
     audit_task: asyncio.Task[None] | None = None
     features: FeatureSwitches | None = None  # kill switches; the gateway checks them
+    # the alert loop (evaluates each tick in keel serve) and the receivers it notifies
+    alerts: AlertManager | None = None
+    dispatcher: Dispatcher | None = None
     shutdown_problems: list[str] = field(default_factory=list)  # filled by aclose()
     # what every request's flow uses (the gateway, reviews; limits and cache once started)
     flow: FlowParts = field(init=False)
@@ -100,12 +105,14 @@ class AppState:
         except ConfigError as exc:  # a plugin provider's constructor failed: name the file
             raise ConfigError(f"{settings.config}: {exc.message}") from exc
         gateway.switches = features = FeatureSwitches(store, audit=audit)
+        dispatcher = Dispatcher(config.receivers) if config.receivers else None
         return cls(
             settings=settings, config=config, store=store,
             keys=KeyRing(store, master_key=settings.master_key), writer=writer, metrics=metrics,
             gateway=gateway, prompts=PromptRegistry(store, audit=audit), audit=audit,
             digest=digest, otlp=otlp, features=features,
-            reviews=ReviewService(store, audit),
+            reviews=ReviewService(store, audit), dispatcher=dispatcher,
+            alerts=AlertManager(store, config, dispatcher, public_url=settings.public_url),
         )
 
     async def start(self, *, migrate: bool = True, schedule: bool = True) -> None:
@@ -160,6 +167,11 @@ class AppState:
             self.scheduler = self.eval_scheduler(self.config.evals,
                                                  Path(self.settings.config).parent)
             self.scheduler.start()
+        if self.dispatcher is not None:
+            await self.dispatcher.start()
+        if schedule and self.alerts is not None and self.alerts.rules \
+                and self.config.alerts.evaluate:  # keel serve: one replica per tick
+            self.alerts.start()
 
     def local_gateway(self, feature: str = "eval") -> LocalGateway:
         """This process's gateway for calls from inside keel, as team ``eval``."""
@@ -208,6 +220,9 @@ class AppState:
         is kept in ``shutdown_problems`` (``keel serve`` then exits non-zero)."""
         steps: list[tuple[str, Any]] = [
             ("eval scheduler", self.scheduler.aclose if self.scheduler is not None else None),
+            ("alerts", self.alerts.aclose if self.alerts is not None else None),
+            # after the alert loop: the notifications it handed over get their grace time
+            ("notifications", self.dispatcher.close if self.dispatcher is not None else None),
             ("reviews", self.reviews.aclose),
             ("retention", self._close_retention),
             ("gateway", self.gateway.aclose),

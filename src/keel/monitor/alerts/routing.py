@@ -112,9 +112,8 @@ def _when(t: float) -> datetime:
 
 
 def _group(labels: Mapping[str, str], group_by: Sequence[str]) -> tuple[str, dict[str, str]]:
-    chosen = {name: labels.get(name, "") for name in group_by}
-    key = ",".join(f"{k}={v}" for k, v in sorted(chosen.items())) or "all"
-    return key, {k: v for k, v in chosen.items() if v}
+    chosen = {name: labels[name] for name in group_by if labels.get(name)}
+    return ",".join(f"{k}={v}" for k, v in sorted(chosen.items())) or "all", chosen
 
 
 def _alert(c: Candidate, public_url: str | None, ended: float | None) -> Alert:
