@@ -47,26 +47,17 @@ import contextlib
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from keel.backoff import Backoff
 from keel.store import Store
+from keel.telemetry.intake import TraceIntake
 from keel.telemetry.journal import Journal
 from keel.telemetry.offload import CpuWorker, let_go
 from keel.telemetry.replay import Replayer
-from keel.telemetry.rows import (
-    JOURNAL_HEADER,
-    Entry,
-    Row,
-    bare_row,
-    row_of,
-    stored_form,
-)
+from keel.telemetry.rows import JOURNAL_HEADER, Entry, Row
 from keel.telemetry.storing import BatchInserter
 from keel.types import Trace
 
@@ -78,7 +69,7 @@ MAX_BACKOFF_S = 5.0
 RETRY = Backoff(base=0.05, cap=MAX_BACKOFF_S)
 
 
-class TraceWriter:
+class TraceWriter(TraceIntake):
     def __init__(
         self,
         store: Store,
@@ -95,31 +86,22 @@ class TraceWriter:
         self.spill_dir = Path(spill_dir)
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
-        self.hold_max = hold_max
         self.use_journal = journal
         self._cpu = CpuWorker("keel-trace-writer")
-        self.journal = Journal(self.spill_dir, header=JOURNAL_HEADER,
-                               fsync_interval_s=journal_fsync_s, offload=self._cpu.submit)
-        self._queue: asyncio.Queue[Entry] = asyncio.Queue(maxsize=max_queue)
-        self._held: deque[Entry] = deque()  # neither queued nor journaled (disk refused)
+        super().__init__(Journal(self.spill_dir, header=JOURNAL_HEADER,
+                                 fsync_interval_s=journal_fsync_s, offload=self._cpu.submit),
+                         max_queue=max_queue, hold_max=hold_max)
         self._retry: list[Entry] = []  # taken from the queue, not stored yet
         self._in_hand: list[Entry] = []
-        # Every trace in memory and not stored yet, by id (queued, in _retry, held).
-        self._unstored: dict[str, Entry] = {}
-        self._landing: dict[str, asyncio.Event] = {}  # set when that trace leaves memory
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._stop = asyncio.Event()
         self._busy = asyncio.Lock()  # held while a batch is taken and written
-        self._wakeup = asyncio.Event()
         self._last_orphan_scan = 0.0
         self._inserter = BatchInserter(store, spill_dir=self.spill_dir, journal=self.journal,
                                        cpu=self._cpu, landed=self._landed)
         self._replayer = Replayer(self.journal, spill_dir=self.spill_dir, cpu=self._cpu,
                                   inserter=self._inserter, batch_size=batch_size)
-        self.submitted = 0
-        self.spilled = 0  # traces that found the queue full and waited on disk only
-        self.lost = 0  # traces neither journaled nor held (memory bound reached)
         self.restarts = 0
         self.undrained = 0  # after close: traces left for the next start (or lost)
 
@@ -165,78 +147,6 @@ class TraceWriter:
     @on_stored_rows.setter
     def on_stored_rows(self, fn: Callable[[list[Row]], None] | None) -> None:
         self._inserter.on_stored_rows = fn
-
-    # --- hot path ----------------------------------------------------------------------------
-
-    def submit(self, trace: Trace) -> None:
-        self.submitted += 1
-        try:
-            values, payload = row_of(trace)
-        except Exception:  # a bug in building the row: keep the numbers, drop the content
-            log.exception("building the row of trace %s failed; storing it without content",
-                          trace.id)
-            values, payload = bare_row(trace), None
-        seg = None
-        if self.journal.owner:
-            try:
-                line = orjson.dumps([values, payload]) + b"\n"
-            except (TypeError, orjson.JSONEncodeError):  # a value no column fitter knew
-                log.exception("journaling trace %s failed; it is kept in memory", trace.id)
-            else:
-                seg = self.journal.append(line)
-        entry = Entry(values, payload, trace, seg)
-        try:
-            self._queue.put_nowait(entry)
-        except asyncio.QueueFull:
-            if seg is not None:
-                seg.overflowed += 1  # on disk only: replayed from the segment
-                self.spilled += 1
-            elif len(self._held) < self.hold_max:
-                self._held.append(entry)
-                self._unstored[values[0]] = entry
-            else:
-                self.lost += 1
-                if self.lost == 1 or self.lost % 1000 == 0:
-                    log.error("trace %s could not be kept (%d so far): the store, the "
-                              "journal and the in-memory hold are all full", trace.id,
-                              self.lost)
-            return
-        self._unstored[values[0]] = entry
-        if not self._wakeup.is_set():
-            self._wakeup.set()
-
-    # --- lookups (never a flush) -------------------------------------------------------------
-
-    def unstored_row(self, trace_id: str) -> dict[str, Any] | None:
-        """The trace ``trace_id`` as ``store.traces.get_trace`` will return it once stored,
-        while it is in memory on its way there; None if it is not (stored already, never
-        submitted here, or waiting in the journal only). O(1), no I/O."""
-        entry = self._unstored.get(trace_id)
-        return None if entry is None else stored_form(entry)
-
-    def landing(self, trace_id: str) -> asyncio.Event | None:
-        """An event set once trace ``trace_id`` leaves memory (stored, or set aside as
-        unstorable), or None when it is not in memory here. Waiting on it costs nothing
-        and asks the writer for nothing: the trace lands with its batch."""
-        if trace_id not in self._unstored:
-            return None
-        event = self._landing.get(trace_id)
-        if event is None:
-            event = self._landing[trace_id] = asyncio.Event()
-        return event
-
-    def _landed(self, trace_id: Any) -> None:
-        self._unstored.pop(trace_id, None)
-        if self._landing:
-            event = self._landing.pop(trace_id, None)
-            if event is not None:
-                event.set()
-
-    @property
-    def accepting(self) -> bool:
-        """False when a new trace could not be kept anywhere (store, journal and memory
-        all refuse): the gateway then refuses requests instead of answering untraced."""
-        return len(self._held) < self.hold_max
 
     # --- lifecycle ---------------------------------------------------------------------------
 
