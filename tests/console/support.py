@@ -58,8 +58,10 @@ class ConsoleKeel:
 
 
 @contextmanager
-def console_keel(tmp_path: Path, *, requests: int = 12, **settings: Any) -> Iterator[ConsoleKeel]:
-    with running_keel(tmp_path, CONFIG, **settings) as k:
+def console_keel(tmp_path: Path, *, requests: int = 12, extra: dict[str, Any] | None = None,
+                 **settings: Any) -> Iterator[ConsoleKeel]:
+    """``extra``: config sections added to (or replacing) ``CONFIG``'s."""
+    with running_keel(tmp_path, {**CONFIG, **(extra or {})}, **settings) as k:
         ck = ConsoleKeel(k, k.url)
         for team in ("alpha", "beta"):
             ck.gateway_keys[team] = k.create_key(team=team, feature_override=True)

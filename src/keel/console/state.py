@@ -11,6 +11,7 @@ from keel.config import KeelConfig, Settings
 from keel.gateway.service import Gateway
 from keel.keys.service import KeyRing
 from keel.limits import Limits
+from keel.monitor.alerts.manager import AlertManager
 from keel.prompts import PromptRegistry
 from keel.review import ReviewService
 from keel.store import Store
@@ -32,3 +33,4 @@ class ConsoleState(Protocol):
     features: FeatureSwitches | None
     writer: TraceWriter  # traces answered a moment ago, not stored yet
     gateway: Gateway  # models, routes and policies as loaded
+    alerts: AlertManager | None  # the alert loop (evaluate now)
