@@ -38,6 +38,23 @@ be looked up by id (``unstored_row``) and waited for (``landing``), so a request
 trace answered a moment ago never needs ``flush`` (a full drain). Traces that overflowed to
 the journal only are not in that index (it would grow without bound); they are in the store
 once their segment is replayed.
+
+``TraceWriter``, here, is the writer's loop and its public face: it takes batches off the
+queue by size and time, retries a store outage with backoff, restarts itself after a bug,
+does the idle work (replay, journal upkeep), drains on ``close`` and reports ``health``.
+The rest is one concern a module, all of them used through it:
+
+- ``keel.telemetry.intake`` (``TraceIntake``, which ``TraceWriter`` extends): ``submit``,
+  the bounded queue, the in-memory hold and ``accepting``; the index of unstored traces
+  (``unstored_row``, ``landing``).
+- ``keel.telemetry.storing`` (``BatchInserter``): one batch in one transaction, the row
+  the store refuses isolated, ``store_error`` while it is unavailable, stored batches
+  counted and handed on (``on_stored``, ``on_stored_rows``).
+- ``keel.telemetry.replay`` (``Replayer``): journal segments, dead processes' journals and
+  old spill files, stored as replays.
+- ``keel.telemetry.rows``: a trace's row and its forms (``Entry``, the journal header, the
+  stored form, the trace rebuilt); ``keel.telemetry.journal`` and
+  ``keel.telemetry.offload`` below them all.
 """
 
 from __future__ import annotations
@@ -70,6 +87,8 @@ RETRY = Backoff(base=0.05, cap=MAX_BACKOFF_S)
 
 
 class TraceWriter(TraceIntake):
+    """Takes traces on the hot path (``submit``), stores them in batches in the background."""
+
     def __init__(
         self,
         store: Store,
