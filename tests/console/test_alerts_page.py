@@ -64,6 +64,7 @@ def test_operator_evaluates_silences_and_lifts(page: Page, ck: ConsoleKeel) -> N
     expect(_row(page, "feature=support")).not_to_contain_text("silenced")
     expect(page.get_by_role("region", name="Silences in force")).to_contain_text(
         "No silence is in force")
+    expect(page.get_by_role("region", name="Receivers")).to_have_count(0)  # none configured
     transitions = page.get_by_role("region", name="Transitions, last 7 days")
     expect(transitions).to_contain_text("firing (alert)")
 

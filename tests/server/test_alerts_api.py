@@ -5,6 +5,7 @@ real write path, at the current time."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
@@ -127,6 +128,15 @@ async def test_evaluate_read_silence_and_lift(tmp_path: Path, http: HttpReceiver
             shown = (await c.get("/api/alerts?rule=errors", headers=auth(ops))).json()["data"]
             assert shown[0]["state"] == "alert"
 
+            for _ in range(100):  # the receiver's answer reaches the dispatcher after it
+                receivers = (await c.get("/api/alerts", headers=auth(ops))).json()["receivers"]
+                if receivers["hook"]["sent"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert receivers["hook"] | {"last_sent_at": None} == {
+                "kind": "webhook", "queued": 0, "sent": 1, "failed": 0, "retrying": 0,
+                "retries": 0, "dropped": 0, "last_error": None, "last_error_at": None,
+                "last_sent_at": None, "ok": True}
             events = (await c.get("/api/alerts/events", headers=auth(ops))).json()["data"]
             assert [(e["key"], e["kind"]) for e in events] == [("errors|team=a", "firing")]
             audit = (await c.get("/api/audit", headers=k.admin_headers())).json()["data"]

@@ -20,6 +20,7 @@ from keel.config import KeelConfig, config_warnings
 from keel.evals.scorers.base import SCORERS
 from keel.guard.scanners.base import SCANNERS
 from keel.guard.scanners.injection.classifiers import CLASSIFIERS
+from keel.monitor.alerts import rules_for
 from keel.plugins import DeclaredNames, PluginError, Registry
 
 
@@ -69,7 +70,16 @@ def _counts(config: KeelConfig, kinds: DeclaredNames) -> list[tuple[str, int, st
         ("policies", len(config.policies), ", ".join(p.name for p in config.policies)),
         ("scheduled suites", len(config.evals.schedule),
          ", ".join(s.suite for s in config.evals.schedule)),
+        ("alert rules", len(rules := rules_for(config.alerts)),
+         _short([r.name for r in rules])),
+        ("receivers", len(config.receivers),
+         ", ".join(f"{r.name} ({r.kind})" for r in config.receivers)),
     ]
+
+
+def _short(names: list[str], most: int = 6) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 @config_group.command("check")

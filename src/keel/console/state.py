@@ -12,6 +12,7 @@ from keel.gateway.service import Gateway
 from keel.keys.service import KeyRing
 from keel.limits import Limits
 from keel.monitor.alerts.manager import AlertManager
+from keel.notify.dispatch import Dispatcher
 from keel.prompts import PromptRegistry
 from keel.review import ReviewService
 from keel.store import Store
@@ -34,3 +35,4 @@ class ConsoleState(Protocol):
     writer: TraceWriter  # traces answered a moment ago, not stored yet
     gateway: Gateway  # models, routes and policies as loaded
     alerts: AlertManager | None  # the alert loop (evaluate now)
+    dispatcher: Dispatcher | None  # the receivers' delivery state

@@ -3,7 +3,8 @@
 - ``GET /api/alerts``: every tracked rule series with its state (``ok``, ``warning``,
   ``alert``, ``no_data``, ``silenced``), phase (``inactive``, ``pending``, ``firing``),
   value, reason, and the silences and inhibition that hold for it; firing first.
-  ``?phase=firing`` (or pending, inactive), ``?rule=NAME``, ``?feature=NAME``.
+  ``?phase=firing`` (or pending, inactive), ``?rule=NAME``, ``?feature=NAME``; and each
+  receiver's deliveries from this process (sent, failed, retrying, the last error).
 - ``GET /api/alerts/events``: transitions (pending, firing, escalated, deescalated,
   resolved), newest first; ``?key=`` one series, ``?since=``, ``?limit=``.
 - ``GET /api/alerts/silences``: silences, latest end first; ``?active=true``: in force now.
@@ -74,7 +75,10 @@ async def list_ep(request: Request) -> Response:
         "evaluation": {
             "interval_s": manager.interval_s if manager else None,
             "rules": len(manager.rules) if manager else 0,
-            "last_tick": ticks[0] if ticks else None}})
+            "last_tick": ticks[0] if ticks else None},
+        # delivery per receiver since this process started: sent, failed, retrying, the
+        # last error (another replica's deliveries are on its own status)
+        "receivers": st.dispatcher.status() if st.dispatcher is not None else {}})
 
 
 async def events_ep(request: Request) -> Response:

@@ -67,7 +67,8 @@ async def _alerts(view: View, *, error: str | None = None) -> Response:
         interval_s=manager.interval_s if manager else None,
         rules=len(manager.rules) if manager else 0, durations=DURATIONS,
         matcher_keys=MATCHER_KEYS, error=error, form=view.form, team=team,
-        filterbar=False)
+        receivers=(view.state.dispatcher.status() if view.state.dispatcher is not None
+                   and team is None else {}), filterbar=False)
 
 
 @page(PAGES, "/alerts", "Alerts", "viewer")
