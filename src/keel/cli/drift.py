@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
-from typing import Any
 
 import click
 import orjson
@@ -13,8 +11,8 @@ from rich.console import Console
 from keel.cli.common import cli_config, config_option, with_store
 from keel.cli.params import TIME
 from keel.cli.tables import Column, print_table, wide_option
-from keel.monitor.drift import DriftConfig, DriftReport, evaluate
-from keel.monitor.drift_windows import sample_window
+from keel.monitor.drift import DriftReport
+from keel.monitor.drift_windows import Windows, check_feature, report_json
 from keel.store import Store
 from keel.timeparse import parse_time
 
@@ -39,15 +37,6 @@ def _span(text: str, name: str) -> float:
 
 def _verdict(drifted: bool | None) -> str:
     return "not enough data" if drifted is None else "DRIFT" if drifted else "-"
-
-
-def report_json(report: DriftReport, windows: dict[str, list[float]]) -> dict[str, Any]:
-    return {"drifted": report.drifted, "drifted_names": report.drifted_names,
-            "windows": windows, "n_reference": report.n_reference,
-            "n_current": report.n_current, "p_threshold": report.p_threshold,
-            "descriptors": [d.as_dict() for d in report.descriptors],
-            "classifier": asdict(report.classifier) if report.classifier else None,
-            "notes": report.notes}
 
 
 @click.group("drift")
@@ -80,15 +69,12 @@ def check(feature: str, current: str, reference: str, sample: int, at: float | N
     cli_config(config_path)
     now = at if at is not None else time.time()
     cur_s, ref_s = _span(current, "--current"), _span(reference, "--reference")
-    windows = {"reference": [now - cur_s - ref_s, now - cur_s], "current": [now - cur_s, now]}
 
-    async def go(store: Store) -> DriftReport:
-        (r0, r1), (c0, c1) = windows["reference"], windows["current"]
-        ref = await sample_window(store, feature, r0, r1, sample, seed=seed)
-        cur = await sample_window(store, feature, c0, c1, sample, seed=seed + 1)
-        return evaluate(ref, cur, DriftConfig(seed=seed))
+    async def go(store: Store) -> tuple[DriftReport, Windows]:
+        return await check_feature(store, feature, now, current_s=cur_s, reference_s=ref_s,
+                                   sample=sample, seed=seed)
 
-    report = with_store(go)
+    report, windows = with_store(go)
     if as_json:
         click.echo(orjson.dumps(report_json(report, windows),
                                 option=orjson.OPT_INDENT_2).decode())

@@ -10,7 +10,14 @@ the whole file and its cross-checks in root, reading it in loader, error lines i
 messages, the environment in settings. Import from ``keel.config``; the modules are its layout.
 """
 
-from keel.config.alerts import MEASURES, AlertCondition, AlertRule, AlertsConfig, AlertScope
+from keel.config.alerts import (
+    MEASURES,
+    AlertCondition,
+    AlertRule,
+    AlertsConfig,
+    AlertScope,
+    DriftSchedule,
+)
 from keel.config.evals import EvalsConfig, ScheduledSuite
 from keel.config.features import FeatureConfig, RetentionSpec
 from keel.config.limits import BudgetConfig, LimitConfig, Scope
@@ -56,6 +63,7 @@ __all__ = [
     "BudgetConfig",
     "CacheSpec",
     "DeploymentConfig",
+    "DriftSchedule",
     "ErrorRates",
     "EvalsConfig",
     "FailureClass",

@@ -52,7 +52,12 @@ MEASURES: dict[str, str] = {
     "guard_blocked": "guardrail blocks",
     "fallbacks": "fallbacks",
     "requests": "requests",
+    # from the latest scheduled drift check of each feature (the drift: section), not the
+    # rollups: 1 when it found drift, 0 when not; the domain classifier's ROC AUC
+    "drift": "drift",
+    "drift_auc": "drift classifier AUC",
 }
+DRIFT_MEASURES = frozenset({"drift", "drift_auc"})
 # measures whose evidence is judged answers (feedback with an outcome), not requests
 QUALITY_MEASURES = frozenset({"acceptance_rate", "rework_rate", "escalation_rate"})
 SERIES = ("feature", "team", "model")
@@ -168,6 +173,14 @@ class AlertRule(_Strict):
                         "give the size of the move, e.g. 0.5 for 50% (3 for z=3 in anomaly); "
                         "direction: says which way"))
         s = self.scope
+        if self.measure in DRIFT_MEASURES:
+            if self.kind != "threshold":
+                problems.append(_KeyProblem(
+                    "kind", f"{self.measure} is read from the latest drift check, which has no "
+                            "history of windows to compare", "use kind: threshold"))
+            if s.team is not None or s.model is not None or s.by not in (None, "feature"):
+                problems.append(_KeyProblem(
+                    "scope", "drift is checked per feature", "scope it by feature only"))
         if s.within is not None and self.kind != "divergence":
             problems.append(_KeyProblem("scope.within", "within: is for kind: divergence",
                                         "remove it, or set kind: divergence"))
@@ -283,6 +296,49 @@ class AlertsConfig(_Strict):
                                             f"rule '{r.name}' is declared twice",
                                             "give each rule a unique name"))
             seen.add(r.name)
+        if problems:
+            raise _KeyProblems(problems)
+        return self
+
+
+class DriftSchedule(_Strict):
+    """The drift: section: ``keel serve`` checks each feature's drift every ``interval``
+    (one replica per tick): the last ``current`` against the ``reference`` just before it,
+    ``sample`` traces sampled from each. Reports are stored; the ``drift`` and
+    ``drift_auc`` measures read the latest one."""
+
+    evaluate: bool = Field(True, description="Check on a schedule in keel serve.")
+    interval: str = Field("1h", description="How often: 30m, 1h, 6h.")
+    features: list[str] | None = Field(
+        None, description="The features checked; default: every feature in features:.")
+    current: str = Field("24h", description="The current window, back from the check.")
+    reference: str = Field("7d", description="The reference window, before the current one.")
+    sample: int = Field(1000, ge=30, le=5000, description="Traces sampled from each window.")
+
+    @property
+    def interval_s(self) -> int:
+        return duration_seconds(self.interval) or 3600
+
+    @property
+    def current_s(self) -> int:
+        return duration_seconds(self.current) or 86400
+
+    @property
+    def reference_s(self) -> int:
+        return duration_seconds(self.reference) or 7 * 86400
+
+    @model_validator(mode="after")
+    def _durations(self) -> DriftSchedule:
+        problems: list[_KeyProblem] = []
+        for key, text, least in (("interval", self.interval, 300), ("current", self.current, 600),
+                                 ("reference", self.reference, 600)):
+            seconds = duration_seconds(text)
+            if seconds is None:
+                problems.append(_KeyProblem(key, f"'{text}' is not a duration",
+                                            "write a whole number and a unit: 30m, 24h, 7d"))
+            elif seconds < least:
+                problems.append(_KeyProblem(key, f"'{text}' is shorter than {least}s",
+                                            f"use at least {least // 60}m"))
         if problems:
             raise _KeyProblems(problems)
         return self

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from keel.config.alerts import AlertsConfig
+from keel.config.alerts import AlertsConfig, DriftSchedule
 from keel.config.base import _KeyProblem, _KeyProblems, _Strict
 from keel.config.evals import EvalsConfig
 from keel.config.features import FeatureConfig
@@ -28,6 +28,7 @@ class KeelConfig(_Strict):
     features: list[FeatureConfig] = Field(default_factory=list)
     policies: list[PolicyConfig] = Field(default_factory=list)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    drift: DriftSchedule = Field(default_factory=DriftSchedule)
     receivers: list[ReceiverConfig] = Field(default_factory=list)
     # where relative paths in the config (a policy's schema file) are found: the config
     # file's directory, else the working directory
@@ -49,6 +50,11 @@ class KeelConfig(_Strict):
                         f"declare it under receivers: (declared: {', '.join(sorted(names))})"
                         if names else "declare it under receivers:")
             for i, name in enumerate(self.alerts.receivers or []) if name not in names]
+        declared = {f.name for f in self.features}
+        problems += [
+            _KeyProblem(f"drift.features[{i}]", f"no feature named '{name}'",
+                        "declare it under features: (drift is checked per declared feature)")
+            for i, name in enumerate(self.drift.features or []) if name not in declared]
         if problems:
             raise _KeyProblems(problems)
         return self

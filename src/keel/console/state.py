@@ -12,6 +12,7 @@ from keel.gateway.service import Gateway
 from keel.keys.service import KeyRing
 from keel.limits import Limits
 from keel.monitor.alerts.manager import AlertManager
+from keel.monitor.drift_schedule import DriftMonitor
 from keel.notify.dispatch import Dispatcher
 from keel.prompts import PromptRegistry
 from keel.review import ReviewService
@@ -36,3 +37,4 @@ class ConsoleState(Protocol):
     gateway: Gateway  # models, routes and policies as loaded
     alerts: AlertManager | None  # the alert loop (evaluate now)
     dispatcher: Dispatcher | None  # the receivers' delivery state
+    drift: DriftMonitor | None  # drift checks (check now)

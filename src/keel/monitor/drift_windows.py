@@ -12,17 +12,18 @@ traces only, in one query.
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
-from keel.monitor.drift import Described, describe
+from keel.monitor.drift import Described, DriftConfig, DriftReport, describe, evaluate
 from keel.store import Store
 from keel.store.db import row_dict
 from keel.store.schema import trace_payloads, traces
 
-__all__ = ["sample_window"]
+__all__ = ["check_feature", "report_json", "sample_window"]
 
 COLUMNS = ("id", "start_time", "feature", "status", "latency_ms", "input_tokens",
            "output_tokens", "policy", "guard")
@@ -61,3 +62,29 @@ async def sample_window(store: Store, feature: str, since: float, until: float, 
             row["guard"] = []  # a policy ran and nothing triggered
         out.append(describe(row))
     return out
+
+
+Windows = dict[str, list[float]]
+
+
+async def check_feature(store: Store, feature: str, now: float, *, current_s: float,
+                        reference_s: float, sample: int,
+                        seed: int = 0) -> tuple[DriftReport, Windows]:
+    """``feature``'s last ``current_s`` against the ``reference_s`` just before it."""
+    windows = {"reference": [now - current_s - reference_s, now - current_s],
+               "current": [now - current_s, now]}
+    (r0, r1), (c0, c1) = windows["reference"], windows["current"]
+    ref = await sample_window(store, feature, r0, r1, sample, seed=seed)
+    cur = await sample_window(store, feature, c0, c1, sample, seed=seed + 1)
+    return evaluate(ref, cur, DriftConfig(seed=seed)), windows
+
+
+def report_json(report: DriftReport, windows: Windows) -> dict[str, Any]:
+    """The whole report as JSON: verdicts, every test with its evidence, the classifier's
+    terms and example traces."""
+    return {"drifted": report.drifted, "drifted_names": report.drifted_names,
+            "windows": windows, "n_reference": report.n_reference,
+            "n_current": report.n_current, "p_threshold": report.p_threshold,
+            "descriptors": [d.as_dict() for d in report.descriptors],
+            "classifier": asdict(report.classifier) if report.classifier else None,
+            "notes": report.notes}

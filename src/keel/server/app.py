@@ -26,6 +26,7 @@ from keel.server import (
     audit_api,
     budgets_api,
     costs_api,
+    drift_api,
     evals_api,
     feedback_api,
     metrics_api,
@@ -213,6 +214,7 @@ def routes() -> list[Route]:
         *reviews_api.routes(),  # /api/reviews, /v1/reviews: held answers
         *policies_api.routes(),  # /api/policies: guardrail policies and their versions
         *alerts_api.routes(),  # /api/alerts: alert state, transitions, silences
+        *drift_api.routes(),  # /api/drift: drift reports per feature, checks on demand
     ]
 
 

@@ -25,7 +25,8 @@ from keel.gateway.service import Gateway
 from keel.guard.policy import config_policies
 from keel.keys.service import KeyRing
 from keel.limits import Limits
-from keel.monitor.alerts.manager import AlertManager
+from keel.monitor.alerts.manager import AlertManager, replica_name
+from keel.monitor.drift_schedule import DriftMonitor
 from keel.notify.dispatch import Dispatcher
 from keel.prompts import PromptRegistry
 from keel.review import ReviewService
@@ -66,6 +67,7 @@ class AppState:
     # the alert loop (evaluates each tick in keel serve) and the receivers it notifies
     alerts: AlertManager | None = None
     dispatcher: Dispatcher | None = None
+    drift: DriftMonitor | None = None  # drift checks per feature (scheduled in keel serve)
     shutdown_problems: list[str] = field(default_factory=list)  # filled by aclose()
     # what every request's flow uses (the gateway, reviews; limits and cache once started)
     flow: FlowParts = field(init=False)
@@ -113,6 +115,7 @@ class AppState:
             digest=digest, otlp=otlp, features=features,
             reviews=ReviewService(store, audit), dispatcher=dispatcher,
             alerts=AlertManager(store, config, dispatcher, public_url=settings.public_url),
+            drift=DriftMonitor(store, config, replica=replica_name()),
         )
 
     async def start(self, *, migrate: bool = True, schedule: bool = True) -> None:
@@ -172,6 +175,8 @@ class AppState:
         if schedule and self.alerts is not None and self.alerts.rules \
                 and self.config.alerts.evaluate:  # keel serve: one replica per tick
             self.alerts.start()
+        if schedule and self.drift is not None and self.config.drift.evaluate:
+            self.drift.start()
 
     def local_gateway(self, feature: str = "eval") -> LocalGateway:
         """This process's gateway for calls from inside keel, as team ``eval``."""
@@ -221,6 +226,7 @@ class AppState:
         steps: list[tuple[str, Any]] = [
             ("eval scheduler", self.scheduler.aclose if self.scheduler is not None else None),
             ("alerts", self.alerts.aclose if self.alerts is not None else None),
+            ("drift checks", self.drift.aclose if self.drift is not None else None),
             # after the alert loop: the notifications it handed over get their grace time
             ("notifications", self.dispatcher.close if self.dispatcher is not None else None),
             ("reviews", self.reviews.aclose),

@@ -17,29 +17,37 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from keel.store.db import Store, row_dict
-from keel.store.schema import alert_events, alert_groups, alert_silences, alert_ticks, alert_tracks
+from keel.store.schema import (
+    alert_events,
+    alert_groups,
+    alert_silences,
+    alert_tracks,
+    schedule_ticks,
+)
 
 TICKS_KEPT_S = 7 * 86400.0
 _CHUNK = 400
 
 
-async def claim_tick(store: Store, tick: float, by: str) -> bool:
-    """Whether this process evaluates ``tick`` (False: another replica claimed it)."""
+async def claim_tick(store: Store, tick: float, by: str, job: str = "alerts") -> bool:
+    """Whether this process runs ``job``'s ``tick`` (False: another replica claimed it)."""
+    t = schedule_ticks.c
     try:
         async with store.begin() as conn:
-            await conn.execute(alert_ticks.insert().values(tick=tick, claimed_by=by,
-                                                           claimed_at=time.time()))
-            await conn.execute(alert_ticks.delete().where(alert_ticks.c.tick
-                                                          < tick - TICKS_KEPT_S))
+            await conn.execute(schedule_ticks.insert().values(job=job, tick=tick, claimed_by=by,
+                                                              claimed_at=time.time()))
+            await conn.execute(schedule_ticks.delete().where(t.job == job,
+                                                             t.tick < tick - TICKS_KEPT_S))
     except IntegrityError:
         return False
     return True
 
 
-async def last_ticks(store: Store, limit: int = 20) -> list[dict[str, Any]]:
+async def last_ticks(store: Store, limit: int = 20, job: str = "alerts") -> list[dict[str, Any]]:
+    t = schedule_ticks.c
     async with store.connect() as conn:
-        rows = (await conn.execute(sa.select(alert_ticks).order_by(alert_ticks.c.tick.desc())
-                                   .limit(limit))).all()
+        rows = (await conn.execute(sa.select(schedule_ticks).where(t.job == job)
+                                   .order_by(t.tick.desc()).limit(limit))).all()
     return [row_dict(r) for r in rows]
 
 
@@ -62,7 +70,8 @@ def _chunks(items: list[Any]) -> Iterable[list[Any]]:
 
 async def save_tick(store: Store, tick: float, *, tracks: list[dict[str, Any]],
                     dropped: Iterable[str], events: list[dict[str, Any]],
-                    groups: list[dict[str, Any]], series: int, error: str | None = None) -> None:
+                    groups: list[dict[str, Any]], series: int, error: str | None = None,
+                    job: str = "alerts") -> None:
     """Write one evaluation's results in one transaction: ``tracks`` (alert_tracks rows)
     replace the rows of their keys, ``dropped`` keys are deleted (rules no longer
     configured), ``events`` appended, ``groups`` replace theirs, the tick marked finished."""
@@ -80,8 +89,14 @@ async def save_tick(store: Store, tick: float, *, tracks: list[dict[str, Any]],
             await conn.execute(alert_groups.delete().where(alert_groups.c.group_key.in_(chunk)))
         for chunk in _chunks(groups):
             await conn.execute(alert_groups.insert(), chunk)
-        await conn.execute(alert_ticks.update().where(alert_ticks.c.tick == tick).values(
-            finished_at=time.time(), series=series, error=error))
+        await finish_tick(conn, job, tick, series=series, error=error)
+
+
+async def finish_tick(conn: Any, job: str, tick: float, *, series: int,
+                      error: str | None) -> None:
+    t = schedule_ticks.c
+    await conn.execute(schedule_ticks.update().where(t.job == job, t.tick == tick).values(
+        finished_at=time.time(), series=series, error=error))
 
 
 async def list_events(store: Store, *, key: str | None = None, since: float | None = None,

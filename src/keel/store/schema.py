@@ -344,6 +344,20 @@ rollup_sketches = sa.Table(
     sa.Index("ix_rollup_sketches_window", "granularity", "bucket"),
 )
 
+# 0016: the same sketches added up over teams and models (hour and day buckets), for the
+# views that filter and group by feature and prompt only (keel.store.rollups)
+rollup_prompt_sketches = sa.Table(
+    "rollup_prompt_sketches",
+    metadata,
+    sa.Column("granularity", sa.String(1), primary_key=True),
+    sa.Column("bucket", sa.Float, primary_key=True),
+    sa.Column("feature", sa.String(128), primary_key=True),
+    sa.Column("prompt", sa.String(160), primary_key=True),
+    sa.Column("metric", sa.String(8), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False, server_default="0"),
+)
+
 rollup_outcomes = sa.Table(  # business outcomes by name; a feature's value unit is one name
     "rollup_outcomes",
     metadata,
@@ -457,10 +471,10 @@ reviews = sa.Table(
     sa.Index("ix_reviews_trace", "trace_id"),
 )
 
-# 0015: alert state. Per rule and series its track (phase and streaks) and its latest
-# evaluation; every transition (pending, firing, escalated, deescalated, resolved); the
-# silences; the notification groups (for re-notifying and resolving); and one claim per
-# evaluation tick, so that one replica evaluates each tick.
+# 0015: alert and drift state. Per rule and series its track (phase and streaks) and its
+# latest evaluation; every transition (pending, firing, escalated, deescalated, resolved);
+# the silences; the notification groups (for re-notifying and resolving); one claim per job
+# and tick, so that one replica runs each tick; and the drift reports of scheduled checks.
 alert_tracks = sa.Table(
     "alert_tracks",
     metadata,
@@ -516,15 +530,36 @@ alert_groups = sa.Table(
     sa.Column("resolved_at", sa.Float),
 )
 
-alert_ticks = sa.Table(
-    "alert_ticks",
+schedule_ticks = sa.Table(  # one row per job and tick: the replica that claimed it
+    "schedule_ticks",
     metadata,
+    sa.Column("job", sa.String(32), primary_key=True),  # alerts | drift
     sa.Column("tick", sa.Float, primary_key=True),  # the tick's start, epoch seconds
     sa.Column("claimed_by", sa.String(128), nullable=False),
     sa.Column("claimed_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float),
     sa.Column("series", sa.Integer),
     sa.Column("error", sa.Text),
+)
+
+
+drift_reports = sa.Table(
+    "drift_reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("feature", sa.String(128), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),  # when the check ran (its windows end here)
+    sa.Column("reference_since", sa.Float, nullable=False),
+    sa.Column("reference_until", sa.Float, nullable=False),
+    sa.Column("current_since", sa.Float, nullable=False),
+    sa.Column("current_until", sa.Float, nullable=False),
+    sa.Column("n_reference", sa.Integer, nullable=False),
+    sa.Column("n_current", sa.Integer, nullable=False),
+    sa.Column("drifted", sa.Boolean),  # None: not enough data for a verdict
+    sa.Column("auc", sa.Float),  # the domain classifier's ROC AUC, when it ran
+    sa.Column("report", sa.JSON, nullable=False),
+    sa.Index("ix_drift_reports_feature_at", "feature", "at"),
+    sa.Index("ix_drift_reports_at", "at"),
 )
 
 

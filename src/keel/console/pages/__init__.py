@@ -10,8 +10,8 @@ from keel.console.web import Action, Page
 
 __all__ = ["MODULES", "collect"]
 
-MODULES = ("overview", "traces", "costs", "prompts", "evals", "reviews", "alerts", "governance",
-           "keys")
+MODULES = ("overview", "traces", "costs", "prompts", "evals", "reviews", "alerts", "drift",
+           "governance", "keys")
 
 
 def collect() -> tuple[list[Page], list[Action]]:

@@ -2,8 +2,9 @@
 ``alerts: {builtins: true}`` (the default). A rule of the config with a built-in's name
 replaces it (to tune its levels or window); ``builtins: false`` drops them all.
 
-Each evaluates per feature over the last 24 hours against the 24 hours before, and says
-``ok`` when there is too little to judge (``no_data: ok``), so a quiet feature stays quiet.
+Each evaluates per feature over the last 24 hours against the 24 hours before (``keel.drift``:
+the feature's latest drift check), and says ``ok`` when there is too little to judge
+(``no_data: ok``), so a quiet feature stays quiet.
 
 Not here, and why: repeat incidents need incidents, which keel does not record yet;
 escalation "from key users" needs per-user numbers, and the rollups keep none (feature, team,
@@ -68,8 +69,17 @@ TEAM_QUALITY_DIVERGENCE = AlertRule.model_validate({
 feature's over all its teams, in the same 24 hours: the same feature working worse for one
 team (its data, its language, its use of it)."""
 
+DRIFT = AlertRule.model_validate({
+    "name": "keel.drift", "measure": "drift", "scope": _PER_FEATURE, "window": "1h",
+    "critical": 0.5, "no_data": "ok",
+    "description": "A feature's traffic no longer looks like its traffic before."})
+"""Catches: the latest scheduled drift check of a feature (the drift: section: by default
+the last 24 hours against the 7 days before) found its requests' texts or descriptors
+changed: a new topic, longer prompts, another language, more refusals. It resolves when a
+later check finds none. Features without checks have no series."""
+
 BUILTINS: tuple[AlertRule, ...] = (REWORK_SURGE, UNIT_COST_CREEP, VALUE_UNIT_COST_CREEP,
-                                   ESCALATION_RISING, TEAM_QUALITY_DIVERGENCE)
+                                   ESCALATION_RISING, TEAM_QUALITY_DIVERGENCE, DRIFT)
 
 
 def rules_for(config: AlertsConfig) -> list[AlertRule]:

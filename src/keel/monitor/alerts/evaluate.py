@@ -19,13 +19,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from keel.config.alerts import AlertRule
+from keel.config.alerts import DRIFT_MEASURES, AlertRule
 from keel.monitor.alerts import judge
 from keel.monitor.alerts.model import Evaluation, State
 from keel.monitor.alerts.values import label, sample_of, sample_words, value_of
 from keel.monitor.compare import compare, granularity_for
 from keel.monitor.measures import Filters, measures, summary
 from keel.store import Store
+from keel.store.drift import latest_reports
 from keel.store.rollups import GRANULARITIES
 
 __all__ = ["evaluate", "window_end"]
@@ -34,6 +35,7 @@ NONE_LABEL = "(none)"  # the series of traffic without a feature, team or model
 _NO_DATA_STATE = {"ok": State.OK, "no_data": State.NO_DATA, "alert": State.ALERT}
 _BEFORE = {3600: "the hour before", 86400: "the day before", 7 * 86400: "the week before"}
 _PEERS = {"feature": "features", "team": "teams", "model": "models"}
+DRIFT_STALE_S = 2 * 86400.0  # a drift report older than this is no data
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,8 @@ async def evaluate(store: Store, rules: Iterable[AlertRule], now: float, *,
     """Every rule's state per series at ``now``. ``value_units`` maps a feature to its
     value unit's outcome name (for ``cost_per_value_unit_usd``)."""
     rules = list(rules)
+    drift_rules = [r for r in rules if r.measure in DRIFT_MEASURES]
+    rules = [r for r in rules if r.measure not in DRIFT_MEASURES]
     wanted: dict[_ReadKey, set[int]] = defaultdict(set)
     for rule in rules:
         if not (rule.kind == "divergence" and rule.scope.within):
@@ -124,7 +128,36 @@ async def evaluate(store: Store, rules: Iterable[AlertRule], now: float, *,
         names = {n for per in windows.values() for n in per if n is not None}
         for name in sorted(names):
             out.append(_judge(rule, windows, name, {rule.scope.by: name or NONE_LABEL}, span))
+    if drift_rules:
+        reports = await latest_reports(store, since=now - DRIFT_STALE_S, until=now)
+        for rule in drift_rules:
+            out += [_drift(rule, report) for feature, report in sorted(reports.items())
+                    if rule.scope.feature in (None, feature)]
     return out
+
+
+def _drift(rule: AlertRule, report: dict[str, Any]) -> Evaluation:
+    """A drift rule's state for one feature, from the feature's latest drift report."""
+    series = {"feature": report["feature"]}
+    span = (report["current_since"], report["current_until"])
+    n = min(int(report["n_reference"]), int(report["n_current"]))
+    value = (report["auc"] if rule.measure == "drift_auc"
+             else None if report["drifted"] is None else float(report["drifted"]))
+    evidence = (f"{report['n_reference']} reference and {report['n_current']} current "
+                "sampled traces")
+    if value is None:
+        return _no_data(rule, series, span, None, n,
+                        f"the latest drift check had too little data for a verdict "
+                        f"({evidence})")
+    verdict = judge.threshold(rule, value)
+    names = (report.get("report") or {}).get("drifted_names") or []
+    found = f"drift in {', '.join(names)}" if report["drifted"] else "no drift found"
+    said = [verdict.words] if rule.measure == "drift_auc" else (
+        [] if report["auc"] is None else [f"classifier AUC {report['auc']:.3f}"])
+    reason = f"{found}{f' ({said[0]})' if said else ''}, on {evidence}"
+    return Evaluation(rule.name, series, verdict.state, value, verdict.compared_with, n,
+                      reason, *span, score=verdict.score, level=verdict.level,
+                      details={"drift_report": report["id"]})
 
 
 def _no_data(rule: AlertRule, series: dict[str, str], span: tuple[float, float],

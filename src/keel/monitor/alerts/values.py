@@ -65,7 +65,7 @@ def fmt(measure: str, v: float | None) -> str:
         return f"${v:,.2f}" if abs(v) >= 1 else f"${v:.2g}"
     if measure == "latency_p95_ms":
         return f"{v:,.0f} ms"
-    if measure == "critical_errors_per_1k":
+    if measure in ("critical_errors_per_1k", "drift_auc"):
         return f"{v:.3g}"
     return f"{v:,.0f}"
 

@@ -1,6 +1,6 @@
-"""Alert state: each rule's series with its track and latest evaluation, the transitions,
-silences, notification groups, and one claim per evaluation tick (so that of N replicas
-one evaluates each tick).
+"""Alert and drift state: each rule's series with its track and latest evaluation, the
+transitions, silences, notification groups, one claim per job and tick (so that of N
+replicas one runs each tick), and the reports of scheduled drift checks.
 
 Revision ID: 0015
 Revises: 0014
@@ -67,7 +67,8 @@ def upgrade() -> None:
         sa.Column("resolved_at", sa.Float),
     )
     op.create_table(
-        "alert_ticks",
+        "schedule_ticks",
+        sa.Column("job", sa.String(32), primary_key=True),
         sa.Column("tick", sa.Float, primary_key=True),
         sa.Column("claimed_by", sa.String(128), nullable=False),
         sa.Column("claimed_at", sa.Float, nullable=False),
@@ -75,9 +76,26 @@ def upgrade() -> None:
         sa.Column("series", sa.Integer),
         sa.Column("error", sa.Text),
     )
+    op.create_table(
+        "drift_reports",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("feature", sa.String(128), nullable=False),
+        sa.Column("at", sa.Float, nullable=False),
+        sa.Column("reference_since", sa.Float, nullable=False),
+        sa.Column("reference_until", sa.Float, nullable=False),
+        sa.Column("current_since", sa.Float, nullable=False),
+        sa.Column("current_until", sa.Float, nullable=False),
+        sa.Column("n_reference", sa.Integer, nullable=False),
+        sa.Column("n_current", sa.Integer, nullable=False),
+        sa.Column("drifted", sa.Boolean),
+        sa.Column("auc", sa.Float),
+        sa.Column("report", sa.JSON, nullable=False),
+    )
+    op.create_index("ix_drift_reports_feature_at", "drift_reports", ["feature", "at"])
+    op.create_index("ix_drift_reports_at", "drift_reports", ["at"])
 
 
 def downgrade() -> None:
-    for name in ("alert_ticks", "alert_groups", "alert_silences", "alert_events",
-                 "alert_tracks"):
+    for name in ("drift_reports", "schedule_ticks", "alert_groups", "alert_silences",
+                 "alert_events", "alert_tracks"):
         op.drop_table(name)

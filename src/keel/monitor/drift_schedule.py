@@ -1,0 +1,114 @@
+"""Drift checked on a schedule in ``keel serve`` (the ``drift:`` section), and on demand.
+
+Every ``interval`` one replica claims the tick (``keel.store.alerts.claim_tick`` with job
+``drift``) and checks each feature: its last ``current`` window against the ``reference``
+before it, ``sample`` traces sampled from each (``drift_windows``: bounded lookups, never a
+scan), the report stored (``drift_reports``). The alert measures ``drift`` and
+``drift_auc`` read each feature's latest report, so drift fires, groups, silences and
+notifies like any alert (the built-in rule ``keel.drift``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from keel.config import KeelConfig
+from keel.monitor.drift_windows import check_feature, report_json
+from keel.store import Store
+from keel.store.alerts import claim_tick
+from keel.store.drift import insert_report
+
+__all__ = ["DriftMonitor", "features_of"]
+
+log = logging.getLogger("keel.drift")
+JOB = "drift"
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (an infinite threshold) as None: JSON has none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+class DriftMonitor:
+    def __init__(self, store: Store, config: KeelConfig, *, replica: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.config = config.drift
+        self.features = features_of(config)
+        self.replica = replica
+        self.clock = clock
+        self.interval_s = float(config.drift.interval_s)
+        self._task: asyncio.Task[None] | None = None
+
+    async def check(self, feature: str, now: float | None = None) -> dict[str, Any]:
+        """Check ``feature`` now, store the report; the stored row."""
+        now = self.clock() if now is None else now
+        c = self.config
+        report, windows = await check_feature(self.store, feature, now,
+                                              current_s=c.current_s,
+                                              reference_s=c.reference_s, sample=c.sample)
+        auc = report.classifier.auc if report.classifier is not None else None
+        row = {"feature": feature, "at": now,
+               "reference_since": windows["reference"][0],
+               "reference_until": windows["reference"][1],
+               "current_since": windows["current"][0], "current_until": windows["current"][1],
+               "n_reference": report.n_reference, "n_current": report.n_current,
+               "drifted": report.drifted, "auc": auc,
+               "report": _finite(report_json(report, windows))}
+        row["id"] = await insert_report(self.store, row)
+        return row
+
+    async def tick(self, now: float | None = None) -> list[dict[str, Any]] | None:
+        """Check every feature, if this replica claims the tick (None: another did)."""
+        now = self.clock() if now is None else now
+        tick = math.floor(now / self.interval_s) * self.interval_s
+        if not self.features or not await claim_tick(self.store, tick, self.replica, JOB):
+            return None
+        out = []
+        for feature in self.features:
+            try:
+                out.append(await self.check(feature, now))
+            except Exception:
+                log.exception("drift check of feature %s failed; the next tick tries again",
+                              feature)
+        return out
+
+    def start(self) -> None:
+        if self._task is None and self.features:
+            self._task = asyncio.create_task(self._run(), name="keel-drift")
+
+    async def _run(self) -> None:
+        while True:
+            now = self.clock()
+            wake = math.floor(now / self.interval_s) * self.interval_s + self.interval_s
+            await asyncio.sleep(max(0.0, wake - now) + 1.0)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("drift checks failed; the next tick tries again")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def features_of(config: KeelConfig) -> list[str]:
+    """The features drift is checked for: ``drift.features``, else every declared one."""
+    if config.drift.features is not None:
+        return list(config.drift.features)
+    return [f.name for f in config.features]
