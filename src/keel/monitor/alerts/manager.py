@@ -25,6 +25,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -62,7 +63,9 @@ log = logging.getLogger("keel.alerts")
 
 
 def replica_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process's name in the tick claims: host, pid and a random part (two keels in
+    one process are two replicas)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 @dataclass(slots=True)
