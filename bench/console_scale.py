@@ -400,8 +400,9 @@ async def after(store: Any, settings: Any, world: World, loaded: Loaded,
 
 
 async def facts(store: Any, loaded: Loaded, sqlite_path: Path | None) -> None:
-    tables = ("traces", "trace_payloads", "rollups", "rollup_sketches", "rollup_errors",
-              "feedback", "outcomes", "reviews", "eval_runs", "audit_entries")
+    tables = ("traces", "trace_payloads", "rollups", "rollup_sketches",
+              "rollup_prompt_sketches", "rollup_errors", "feedback", "outcomes", "reviews",
+              "eval_runs", "audit_entries")
     async with store.connect() as conn:
         for t in tables:
             loaded.table_rows[t] = int((await conn.exec_driver_sql(
@@ -1063,8 +1064,8 @@ def section(results: dict[str, dict[str, Any]]) -> str:
         lambda r, lo: f"{lo['setup_s']:,.0f} s / {lo['after_s']:,.0f} s")
     row("before timing", lambda r, lo: lo["prep_note"])
     row("database size", lambda r, lo: f"**{lo['db_bytes'] / 2**30:,.2f} GiB**")
-    for t in ("traces", "rollups", "rollup_sketches", "rollup_errors", "feedback", "outcomes",
-              "reviews", "eval_runs", "audit_entries"):
+    for t in ("traces", "rollups", "rollup_sketches", "rollup_prompt_sketches", "rollup_errors",
+              "feedback", "outcomes", "reviews", "eval_runs", "audit_entries"):
         row(f"`{t}` rows", lambda r, lo, t=t: f"{lo['table_rows'].get(t, 0):,}")
     row("keys / prompt versions / datasets", lambda r, lo:
         f"{lo['keys']} / {lo['prompt_versions']} / {lo['datasets']}")

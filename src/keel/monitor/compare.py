@@ -6,7 +6,9 @@ per group (one per feature, and the overall group ``""``) the measures of the cu
 the previous window (``measures.measures``: the same numbers ``GET /api/metrics/summary``
 gives) and per-bucket series of the counters, from which rates are drawn as sparklines.
 Four queries whatever the window or the number of groups: counters per bucket, sketches per
-side, errors per side, outcomes per bucket.
+side, errors per side, outcomes per bucket. ``sketches`` names the sketches a caller shows
+(``()``: no sketch query, percentiles None); they are read from the coarse level (per
+feature and prompt) when the grouping and the filters allow (``measures.sketch_table``).
 """
 
 from __future__ import annotations
@@ -14,16 +16,26 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
 from keel.errors import InvalidRequest
-from keel.monitor.measures import COUNTERS, GROUPS, Filters, measures
+from keel.monitor.measures import (
+    COUNTERS,
+    GROUPS,
+    SKETCHES,
+    Filters,
+    filter_conditions,
+    measures,
+    sketch_metrics,
+    sketch_table,
+)
 from keel.store import Store
 from keel.store.rollups import GRANULARITIES
-from keel.store.schema import rollup_errors, rollup_outcomes, rollup_sketches, rollups
+from keel.store.schema import rollup_errors, rollup_outcomes, rollups
 
 __all__ = ["Comparison", "GroupComparison", "compare", "granularity_for"]
 
@@ -65,10 +77,12 @@ def _blank() -> dict[str, Any]:
 
 async def compare(store: Store, since: float, until: float | None = None, *,
                   filters: Filters | None = None, group_by: str = "feature",
-                  value_units: dict[str, str] | None = None) -> Comparison:
+                  value_units: dict[str, str] | None = None,
+                  sketches: Iterable[str] = SKETCHES) -> Comparison:
     """``[since, until)`` against the window of the same length before it, per value of
     ``group_by`` and overall. ``value_units`` maps a feature to its value unit's name (cost
-    per value unit is given per feature, and overall when one feature is filtered)."""
+    per value unit is given per feature, and overall when one feature is filtered);
+    ``sketches`` names the sketches whose percentiles are read (the others' are None)."""
     if group_by not in GROUPS:
         raise InvalidRequest(f"cannot group by '{group_by}'; use any of {', '.join(GROUPS)}",
                              param="group_by")
@@ -84,28 +98,28 @@ async def compare(store: Store, since: float, until: float | None = None, *,
     middle = [prev_start + (n_buckets // 2) * size, start + (n_buckets // 2) * size]
     f = filters or Filters()
     units_of = value_units or {}
+    metrics = sketch_metrics(sketches)
 
     def where(table: sa.Table) -> list[Any]:
-        cond = [table.c.granularity == g, table.c.bucket >= prev_start, table.c.bucket < end]
-        for name in GROUPS:
-            v = getattr(f, name)
-            if v is not None and name in table.c:
-                cond.append(table.c[name] == v)
-        return cond
+        return [table.c.granularity == g, table.c.bucket >= prev_start, table.c.bucket < end,
+                *filter_conditions(table, f)]
 
     r = rollups.c
     q_counts = (sa.select(r[group_by], r.bucket, *[sa.func.sum(r[c]).label(c) for c in COUNTERS])
                 .where(*where(rollups)).group_by(r[group_by], r.bucket))
-    sk = rollup_sketches.c
+    sk_table = sketch_table(f, (group_by,), g)
+    sk = sk_table.c
     side_sk = sa.case((sk.bucket < start, 0), else_=1).label("side")
+    metric_cond = [sk.metric == metrics[0]] if len(metrics) == 1 else []
     q_sk = (sa.select(sk[group_by], side_sk, sk.metric, sk.idx, sa.func.sum(sk["count"]))
-            .where(*where(rollup_sketches)).group_by(sk[group_by], side_sk, sk.metric, sk.idx))
+            .where(*where(sk_table), *metric_cond)
+            .group_by(sk[group_by], side_sk, sk.metric, sk.idx))
     er = rollup_errors.c
     side_er = sa.case((er.bucket < start, 0), else_=1).label("side")
     q_err = (sa.select(er[group_by], side_er, er.error_type, sa.func.sum(er["count"]))
              .where(*where(rollup_errors)).group_by(er[group_by], side_er, er.error_type))
     units_wanted = bool(units_of) and f.team is None and f.model is None and f.prompt is None \
-        and (group_by == "feature" or f.feature is not None)
+        and f.prompt_name is None and (group_by == "feature" or f.feature is not None)
     # per group, per side (0 previous, 1 current): what measures() takes
     acc: dict[str, list[dict[str, Any]]] = defaultdict(lambda: [_blank(), _blank()])
     series: dict[str, dict[str, list[float]]] = defaultdict(
@@ -124,8 +138,9 @@ async def compare(store: Store, since: float, until: float | None = None, *,
                 halves[c] += value
                 if side == 1 and 0 <= i < n_buckets:
                     series[name][c][i] += value
-        for name, side, metric, idx, count in (await conn.execute(q_sk)).all():
-            acc[name or ""][int(side)]["sketch"][metric][int(idx)] += int(count)
+        if metrics:
+            for name, side, metric, idx, count in (await conn.execute(q_sk)).all():
+                acc[name or ""][int(side)]["sketch"][metric][int(idx)] += int(count)
         for name, side, etype, count in (await conn.execute(q_err)).all():
             acc[name or ""][int(side)]["errors"][etype] += int(count)
         if units_wanted:

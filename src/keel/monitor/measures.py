@@ -11,6 +11,13 @@ next to the volume change ("is unit cost falling as volume grows?").
 
 The window is aligned to the buckets of one granularity, chosen by its length (minutes up
 to 6 hours, hours up to 8 days, days beyond); the response states the aligned window.
+
+The percentiles are the costly part (a sketch is a row per index): a caller names the
+sketches it shows (``sketches=("latency",)``, or ``()`` for none; the others' percentiles
+are None), and when the filters and groups involve only feature and prompt they are read
+from the coarse sketch level (``rollup_prompt_sketches``: the same counts added up over
+teams and models, written with the full rows, for hour and day buckets;
+keel.store.rollups), else the full one.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +34,25 @@ import sqlalchemy as sa
 from keel import sketch
 from keel.errors import InvalidRequest
 from keel.store import Store
-from keel.store.rollups import FEEDBACK_COUNTERS, GRANULARITIES, TRACE_COUNTERS
-from keel.store.schema import rollup_errors, rollup_outcomes, rollup_sketches, rollups
+from keel.store.rollups import (
+    FEEDBACK_COUNTERS,
+    GRANULARITIES,
+    PROMPT_GRANULARITIES,
+    TRACE_COUNTERS,
+)
+from keel.store.schema import (
+    rollup_errors,
+    rollup_outcomes,
+    rollup_prompt_sketches,
+    rollup_sketches,
+    rollups,
+)
 
 GROUPS = ("feature", "team", "model", "prompt")
 COUNTERS = (*TRACE_COUNTERS, *FEEDBACK_COUNTERS)
 QUANTILES = (0.5, 0.95, 0.99)
+SKETCHES = ("latency", "ttft")
+COARSE = ("feature", "prompt")  # the dimensions of the coarse sketch level
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +82,37 @@ class Filters:
     team: str | None = None
     model: str | None = None
     prompt: str | None = None
+    prompt_name: str | None = None  # every version of the prompt of this name
+
+
+def sketch_table(filters: Filters, group_by: Iterable[str], granularity: str) -> sa.Table:
+    """The sketch level that answers a query with these filters and groups at this
+    granularity: the coarse one (per feature and prompt, hours and days) when neither
+    involves team or model, else the full one."""
+    used = {*group_by, *(n for n in GROUPS if getattr(filters, n) is not None)}
+    coarse = used <= set(COARSE) and granularity in PROMPT_GRANULARITIES
+    return rollup_prompt_sketches if coarse else rollup_sketches
+
+
+def filter_conditions(table: sa.Table, f: Filters) -> list[Any]:
+    """The filters' conditions on a rollup table (those of the columns it has)."""
+    cond = []
+    for name in GROUPS:
+        v = getattr(f, name)
+        if v is not None and name in table.c:
+            cond.append(table.c[name] == v)
+    if f.prompt_name is not None and "prompt" in table.c:
+        cond.append(table.c.prompt.startswith(f.prompt_name + "@", autoescape=True))
+    return cond
+
+
+def sketch_metrics(sketches: Iterable[str]) -> tuple[str, ...]:
+    wanted = tuple(dict.fromkeys(sketches))
+    for m in wanted:
+        if m not in SKETCHES:
+            raise InvalidRequest(f"no sketch '{m}'; use any of {', '.join(SKETCHES)}",
+                                 param="sketches")
+    return wanted
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -75,8 +127,10 @@ def _change(before: float | None, after: float | None) -> float | None:
 
 async def summary(store: Store, since: float, until: float | None = None, *,
                   filters: Filters | None = None, group_by: tuple[str, ...] = (),
-                  value_units: dict[str, str] | None = None) -> dict[str, Any]:
-    """The measures per group. ``value_units`` maps a feature to its value unit's name."""
+                  value_units: dict[str, str] | None = None,
+                  sketches: Iterable[str] = SKETCHES) -> dict[str, Any]:
+    """The measures per group. ``value_units`` maps a feature to its value unit's name;
+    ``sketches`` names the sketches whose percentiles are read (the others' are None)."""
     for name in group_by:
         if name not in GROUPS:
             raise InvalidRequest(f"cannot group by '{name}'; use any of {', '.join(GROUPS)}",
@@ -84,25 +138,23 @@ async def summary(store: Store, since: float, until: float | None = None, *,
     w = Window.aligned(since, until if until is not None else time.time())
     f = filters or Filters()
     value_units = value_units or {}
+    metrics = sketch_metrics(sketches)
 
     def where(table: sa.Table) -> list[Any]:
-        cond = [table.c.granularity == w.granularity, table.c.bucket >= w.since,
-                table.c.bucket < w.until]
-        for name in GROUPS:
-            v = getattr(f, name)
-            if v is not None and name in table.c:
-                cond.append(table.c[name] == v)
-        return cond
+        return [table.c.granularity == w.granularity, table.c.bucket >= w.since,
+                table.c.bucket < w.until, *filter_conditions(table, f)]
 
     gcols = [rollups.c[name] for name in group_by]
     half = sa.case((rollups.c.bucket < w.middle, 0), else_=1).label("half")
     sums = [sa.func.sum(rollups.c[c]).label(c) for c in COUNTERS]
     q_main = sa.select(*gcols, half, *sums).where(*where(rollups)).group_by(*gcols, half)
-    sk = rollup_sketches.c
+    sk_table = sketch_table(f, group_by, w.granularity)
+    sk = sk_table.c
+    metric_cond = [sk.metric == metrics[0]] if len(metrics) == 1 else []
     q_sk = (sa.select(*[sk[name] for name in group_by], sk.metric, sk.idx,
                       sa.func.sum(sk["count"]).label("n"))
-            .where(*where(rollup_sketches)).group_by(*[sk[name] for name in group_by], sk.metric,
-                                                     sk.idx))
+            .where(*where(sk_table), *metric_cond)
+            .group_by(*[sk[name] for name in group_by], sk.metric, sk.idx))
     er = rollup_errors.c
     q_err = (sa.select(*[er[name] for name in group_by], er.error_type,
                        sa.func.sum(er["count"]).label("n"))
@@ -122,13 +174,15 @@ async def summary(store: Store, since: float, until: float | None = None, *,
             halves = group(tuple(row[:n]))["halves"][int(row[n])]
             for c, v in zip(COUNTERS, row[n + 1:], strict=True):
                 halves[c] += float(v or 0)
-        for row in (await conn.execute(q_sk)).all():
-            group(tuple(row[:n]))["sketch"][row[n]].append((int(row[n + 1]), int(row[n + 2])))
+        if metrics:
+            for row in (await conn.execute(q_sk)).all():
+                group(tuple(row[:n]))["sketch"][row[n]].append((int(row[n + 1]),
+                                                                 int(row[n + 2])))
         for row in (await conn.execute(q_err)).all():
             group(tuple(row[:n]))["errors"][row[n]] = int(row[n + 1])
         # value units: per feature (grouped by feature, or filtered to one feature)
         units_mode = bool(value_units) and f.team is None and f.model is None \
-            and f.prompt is None and (group_by == ("feature",)
+            and f.prompt is None and f.prompt_name is None and (group_by == ("feature",)
                                       or (not group_by and f.feature is not None))
         outcome_rows: list[Any] = []
         if units_mode:

@@ -400,11 +400,12 @@ async def costs(view: View) -> Response:
     units = {x.name: x.value_unit for x in cfg.features if x.value_unit}
     mf = MeasureFilters(feature=f.feature, team=f.team, model=f.model)
     store = view.state.store
+    # the page shows no latency: no sketches read
     features = await compare(store, since, until, filters=mf, group_by="feature",
-                             value_units=units)
-    models = await compare(store, since, until, filters=mf, group_by="model")
+                             value_units=units, sketches=())
+    models = await compare(store, since, until, filters=mf, group_by="model", sketches=())
     stacked = features if by == "feature" else models if by == "model" else await compare(
-        store, since, until, filters=mf, group_by="team")
+        store, since, until, filters=mf, group_by="team", sketches=())
     overall = features.groups[0]
     before, after = side_totals(models.groups[0])
     by_model = {g.name: side_totals(g) for g in models.groups[1:]}

@@ -201,7 +201,7 @@ async def overview(view: View) -> Response:
     f = view.filters
     result = await compare(view.state.store, since, until,
                            filters=MeasureFilters(feature=f.feature, team=f.team, model=f.model),
-                           group_by="feature", value_units=units)
+                           group_by="feature", value_units=units, sketches=("latency",))
     held: int | None = None
     if view.may("reviewer") or view.may("auditor"):
         held = await count_reviews(view.state.store,

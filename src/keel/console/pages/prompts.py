@@ -99,16 +99,19 @@ def side_by_side(a: list[str], b: list[str], context: int = DIFF_CONTEXT) -> lis
 
 # --- reading -------------------------------------------------------------------------------
 
-def _measure_filters(view: View) -> MeasureFilters:
+def _measure_filters(view: View, name: str | None = None) -> MeasureFilters:
     f = view.filters
-    return MeasureFilters(feature=f.feature, team=f.team, model=f.model)
+    return MeasureFilters(feature=f.feature, team=f.team, model=f.model, prompt_name=name)
 
 
-async def _by_prompt(view: View) -> dict[str, dict[str, Any]]:
-    """The rollups' measures per ``name@version`` over the filter's window."""
+async def _by_prompt(view: View, name: str | None = None,
+                     sketches: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """The rollups' measures per ``name@version`` (of every prompt, or of the one named)
+    over the filter's window, with the percentiles of ``sketches`` only (the others None)."""
     since, until = view.filters.window()
-    result = await summary(view.state.store, since, until, filters=_measure_filters(view),
-                           group_by=("prompt",))
+    result = await summary(view.state.store, since, until,
+                           filters=_measure_filters(view, name), group_by=("prompt",),
+                           sketches=sketches)
     return {str(g["prompt"]): g for g in result["groups"] if g.get("prompt")}
 
 
@@ -169,7 +172,7 @@ async def prompt_page(view: View) -> Response:
     a = _version_param(view, "a", known, max((n for n in known if n < b), default=b))
     diff = side_by_side(spec_lines(known[a]), spec_lines(known[b])) if a != b else []
     cut = len(diff) > MAX_DIFF_ROWS
-    stats = await _by_prompt(view)
+    stats = await _by_prompt(view, name, sketches=("latency",))  # the versions' p95 latency
     since, until = view.filters.window()
     f = view.filters
     served = await prompt_features(view.state.store, name, since, until, feature=f.feature,
