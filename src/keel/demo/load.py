@@ -38,6 +38,8 @@ from keel.gateway.calls import ModelCalls
 from keel.gateway.internal import LocalGateway
 from keel.keys.service import reset_master_key
 from keel.limits import Limits
+from keel.monitor.alerts.manager import AlertManager
+from keel.monitor.drift_schedule import DriftMonitor
 from keel.prompts.spec import PromptSpec
 from keel.review import ReviewService
 from keel.server.state import AppState
@@ -97,6 +99,7 @@ async def load(home: DemoHome, *, requests: int = DEFAULT_REQUESTS, seed: int = 
         played = await replay.run(sessions)
         reacted = await reactions.finish()
         await st.writer.flush()
+        await evaluate_signals(st, config, timeline)
     finally:
         await st.aclose()
     if st.shutdown_problems:
@@ -105,6 +108,26 @@ async def load(home: DemoHome, *, requests: int = DEFAULT_REQUESTS, seed: int = 
     sent = sum(len(p.trace_ids) for p in played)
     return Loaded(requests=sent, sessions=len(sessions), reactions=reacted, eval_runs=evals.runs,
                   seconds=time.perf_counter() - began)
+
+
+SIGNAL_DAYS = 16  # the alert loop is replayed over the last days of the month ...
+SIGNAL_STEP_S = 2 * HOUR  # ... every two hours
+
+
+async def evaluate_signals(st: AppState, config: KeelConfig, timeline: Timeline) -> None:
+    """What keel serve's loops would have found over the month's last days: each feature's
+    drift checked at the end, and the alert rules evaluated every ``SIGNAL_STEP_S`` up to
+    the end, their tracks and transitions stored as the alert loop stores them (nothing is
+    notified: the demo has no receivers)."""
+    drift = DriftMonitor(st.store, config, replica=AUTHOR)
+    for feature in drift.features:
+        await drift.check(feature, timeline.end)
+    manager = AlertManager(st.store, config, None, replica=AUTHOR)
+    at = timeline.end - SIGNAL_DAYS * DAY
+    while at < timeline.end:
+        await manager.tick(at)
+        at += SIGNAL_STEP_S
+    await manager.tick(timeline.end)
 
 
 async def read_facts(home: DemoHome) -> dict[str, Any]:
