@@ -345,7 +345,8 @@ rollup_sketches = sa.Table(
 )
 
 # 0016: the same sketches added up over teams and models (hour and day buckets), for the
-# views that filter and group by feature and prompt only (keel.store.rollups)
+# views that filter and group by feature and prompt only (keel.store.rollups). On SQLite
+# the rows are stored in key order (WITHOUT ROWID): a window is one contiguous range.
 rollup_prompt_sketches = sa.Table(
     "rollup_prompt_sketches",
     metadata,
@@ -356,6 +357,7 @@ rollup_prompt_sketches = sa.Table(
     sa.Column("metric", sa.String(8), primary_key=True),
     sa.Column("idx", sa.Integer, primary_key=True),
     sa.Column("count", sa.Integer, nullable=False, server_default="0"),
+    sqlite_with_rowid=False,
 )
 
 rollup_outcomes = sa.Table(  # business outcomes by name; a feature's value unit is one name

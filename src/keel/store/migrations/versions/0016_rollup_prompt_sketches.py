@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("metric", sa.String(8), primary_key=True),
         sa.Column("idx", sa.Integer, primary_key=True),
         sa.Column("count", sa.Integer, nullable=False, server_default="0"),
+        sqlite_with_rowid=False,  # SQLite: rows in key order, a window one range
     )
     op.execute(
         "INSERT INTO rollup_prompt_sketches "
