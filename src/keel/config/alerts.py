@@ -24,7 +24,10 @@ change or anomaly back unless other measures moved as stated (volume stable, acc
 up). ``for`` and ``keep_firing_for`` count evaluations: a rule fires after ``for``
 consecutive breaching ones and resolves after ``keep_firing_for`` clear ones.
 
-Not measures yet (they are not in the rollups): the review backlog and the eval pass rate.
+Besides the rollups' measures, some are read as they are at each evaluation (threshold rules
+only): ``review_backlog`` and ``review_age_s`` (the review queue, by feature or team),
+``eval_pass_rate`` (each suite's latest run finished in the window), and ``drift`` /
+``drift_auc`` (each feature's latest drift check).
 """
 
 from __future__ import annotations
@@ -56,8 +59,14 @@ MEASURES: dict[str, str] = {
     # rollups: 1 when it found drift, 0 when not; the domain classifier's ROC AUC
     "drift": "drift",
     "drift_auc": "drift classifier AUC",
+    "review_backlog": "answers waiting for review",
+    "review_age_s": "the oldest held answer's wait",
+    "eval_pass_rate": "eval pass rate",
 }
 DRIFT_MEASURES = frozenset({"drift", "drift_auc"})
+# read as they are at the evaluation, not over the rollups: the review queue now (by feature
+# or team), and each eval suite's latest run finished in the window (one series per suite)
+STATE_MEASURES = frozenset({"review_backlog", "review_age_s", "eval_pass_rate"})
 # measures whose evidence is judged answers (feedback with an outcome), not requests
 QUALITY_MEASURES = frozenset({"acceptance_rate", "rework_rate", "escalation_rate"})
 SERIES = ("feature", "team", "model")
@@ -181,6 +190,19 @@ class AlertRule(_Strict):
             if s.team is not None or s.model is not None or s.by not in (None, "feature"):
                 problems.append(_KeyProblem(
                     "scope", "drift is checked per feature", "scope it by feature only"))
+        if self.measure in STATE_MEASURES:
+            if self.kind != "threshold":
+                problems.append(_KeyProblem(
+                    "kind", f"{self.measure} is read as it is at each evaluation",
+                    "use kind: threshold"))
+            if self.measure == "eval_pass_rate" and (s.feature or s.team or s.model or s.by):
+                problems.append(_KeyProblem(
+                    "scope", "eval_pass_rate has one series per eval suite",
+                    "remove scope: (the window says how recent a run must be)"))
+            elif s.model is not None or s.by == "model":
+                problems.append(_KeyProblem(
+                    "scope", "reviews are kept per feature and team, not per model",
+                    "scope by feature or team"))
         if s.within is not None and self.kind != "divergence":
             problems.append(_KeyProblem("scope.within", "within: is for kind: divergence",
                                         "remove it, or set kind: divergence"))

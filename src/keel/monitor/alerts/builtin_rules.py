@@ -8,8 +8,9 @@ the feature's latest drift check), and says ``ok`` when there is too little to j
 
 Not here, and why: repeat incidents need incidents, which keel does not record yet;
 escalation "from key users" needs per-user numbers, and the rollups keep none (feature, team,
-model and prompt only), so escalation is watched per feature; the review backlog and the
-eval pass rate are not measures yet.
+model and prompt only), so escalation is watched per feature. The review backlog and the
+eval pass rate are measures (``review_backlog``, ``review_age_s``, ``eval_pass_rate``) with
+no built-in rule: their levels depend on each team's reviewers and suites.
 """
 
 from __future__ import annotations

@@ -19,9 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from keel.config.alerts import DRIFT_MEASURES, AlertRule
+from keel.config.alerts import DRIFT_MEASURES, STATE_MEASURES, AlertRule
 from keel.monitor.alerts import judge
 from keel.monitor.alerts.model import Evaluation, State
+from keel.monitor.alerts.state_rules import evaluate_state_rules
 from keel.monitor.alerts.values import label, sample_of, sample_words, value_of
 from keel.monitor.compare import compare, granularity_for
 from keel.monitor.measures import Filters, measures, summary
@@ -106,7 +107,8 @@ async def evaluate(store: Store, rules: Iterable[AlertRule], now: float, *,
     value unit's outcome name (for ``cost_per_value_unit_usd``)."""
     rules = list(rules)
     drift_rules = [r for r in rules if r.measure in DRIFT_MEASURES]
-    rules = [r for r in rules if r.measure not in DRIFT_MEASURES]
+    state_rules = [r for r in rules if r.measure in STATE_MEASURES]
+    rules = [r for r in rules if r.measure not in DRIFT_MEASURES | STATE_MEASURES]
     wanted: dict[_ReadKey, set[int]] = defaultdict(set)
     for rule in rules:
         if not (rule.kind == "divergence" and rule.scope.within):
@@ -128,6 +130,8 @@ async def evaluate(store: Store, rules: Iterable[AlertRule], now: float, *,
         names = {n for per in windows.values() for n in per if n is not None}
         for name in sorted(names):
             out.append(_judge(rule, windows, name, {rule.scope.by: name or NONE_LABEL}, span))
+    if state_rules:
+        out += await evaluate_state_rules(store, state_rules, now)
     if drift_rules:
         reports = await latest_reports(store, since=now - DRIFT_STALE_S, until=now)
         for rule in drift_rules:

@@ -6,7 +6,7 @@ from typing import Any
 
 from keel.config.alerts import MEASURES, QUALITY_MEASURES
 
-_RATES = frozenset({"error_rate", "availability", *QUALITY_MEASURES})
+_RATES = frozenset({"error_rate", "availability", "eval_pass_rate", *QUALITY_MEASURES})
 _USD = frozenset({"spend_usd", "cost_per_request_usd", "cost_per_value_unit_usd"})
 
 
@@ -65,6 +65,8 @@ def fmt(measure: str, v: float | None) -> str:
         return f"${v:,.2f}" if abs(v) >= 1 else f"${v:.2g}"
     if measure == "latency_p95_ms":
         return f"{v:,.0f} ms"
+    if measure == "review_age_s":
+        return f"{v / 3600:.1f} h" if v >= 3600 else f"{v / 60:.0f} min"
     if measure in ("critical_errors_per_1k", "drift_auc"):
         return f"{v:.3g}"
     return f"{v:,.0f}"
