@@ -1,12 +1,16 @@
 """A background task that calls a coroutine every few seconds (refreshing an in-memory
-index from the store). A failed call is logged and the next one tried; the holder keeps
-what it has in memory meanwhile. Imports nothing from keel."""
+index from the store), or at ticks aligned to a clock (``aligned``: every multiple of the
+interval, plus ``after_s``, so that replicas tick together and one claims each tick). A
+failed call is logged and the next one tried; the holder keeps what it has in memory
+meanwhile. Imports nothing from keel."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 
 
@@ -17,12 +21,22 @@ class Poller:
         self.failure = failure  # logged (with the exception) when a call fails
         self._task: asyncio.Task[None] | None = None
 
-    def start(self, tick: Callable[[], Awaitable[None]], interval_s: float) -> None:
-        self._task = asyncio.create_task(self._run(tick, interval_s), name=self.name)
+    def start(self, tick: Callable[[], Awaitable[object]], interval_s: float, *,
+              aligned: bool = False, after_s: float = 0.0,
+              clock: Callable[[], float] = time.time) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(
+                self._run(tick, interval_s, aligned, after_s, clock), name=self.name)
 
-    async def _run(self, tick: Callable[[], Awaitable[None]], interval_s: float) -> None:
+    async def _run(self, tick: Callable[[], Awaitable[object]], interval_s: float,
+                   aligned: bool, after_s: float, clock: Callable[[], float]) -> None:
         while True:
-            await asyncio.sleep(interval_s)
+            if aligned:
+                now = clock()
+                wake = (math.floor(now / interval_s) + 1) * interval_s + after_s
+                await asyncio.sleep(max(0.0, wake - now))
+            else:
+                await asyncio.sleep(interval_s)
             try:
                 await tick()
             except Exception:

@@ -233,6 +233,21 @@ def duration_seconds(text: str) -> int | None:
     return None if m is None else int(m[1]) * _DURATION_S[m[2]]
 
 
+def _check_durations(items: tuple[tuple[str, str, int], ...]) -> None:
+    """Raise every (key, text, least seconds) whose text is not a duration of at least that."""
+    problems: list[_KeyProblem] = []
+    for key, text, least in items:
+        seconds = duration_seconds(text)
+        if seconds is None:
+            problems.append(_KeyProblem(key, f"'{text}' is not a duration",
+                                        "write a whole number and a unit: 30s, 5m, 4h, 1d"))
+        elif seconds < least:
+            problems.append(_KeyProblem(key, f"'{text}' is shorter than {least}s",
+                                        f"use at least {least}s"))
+    if problems:
+        raise _KeyProblems(problems)
+
+
 class AlertMatch(_Strict):
     """Which alerts an inhibition's source or target is: every key given must hold (a list
     is any of its values); an empty match is every alert."""
@@ -294,18 +309,8 @@ class AlertsConfig(_Strict):
 
     @model_validator(mode="after")
     def _durations(self) -> AlertsConfig:
-        problems: list[_KeyProblem] = []
-        for key, text, least in (("interval", self.interval, 10),
-                                 ("repeat_interval", self.repeat_interval, 60)):
-            seconds = duration_seconds(text)
-            if seconds is None:
-                problems.append(_KeyProblem(key, f"'{text}' is not a duration",
-                                            "write a whole number and a unit: 30s, 5m, 4h, 1d"))
-            elif seconds < least:
-                problems.append(_KeyProblem(key, f"'{text}' is shorter than {least}s",
-                                            f"use at least {least}s"))
-        if problems:
-            raise _KeyProblems(problems)
+        _check_durations((("interval", self.interval, 10),
+                          ("repeat_interval", self.repeat_interval, 60)))
         return self
 
     @model_validator(mode="after")
@@ -351,16 +356,6 @@ class DriftSchedule(_Strict):
 
     @model_validator(mode="after")
     def _durations(self) -> DriftSchedule:
-        problems: list[_KeyProblem] = []
-        for key, text, least in (("interval", self.interval, 300), ("current", self.current, 600),
-                                 ("reference", self.reference, 600)):
-            seconds = duration_seconds(text)
-            if seconds is None:
-                problems.append(_KeyProblem(key, f"'{text}' is not a duration",
-                                            "write a whole number and a unit: 30m, 24h, 7d"))
-            elif seconds < least:
-                problems.append(_KeyProblem(key, f"'{text}' is shorter than {least}s",
-                                            f"use at least {least // 60}m"))
-        if problems:
-            raise _KeyProblems(problems)
+        _check_durations((("interval", self.interval, 300), ("current", self.current, 600),
+                          ("reference", self.reference, 600)))
         return self

@@ -10,8 +10,6 @@ notifies like any alert (the built-in rule ``keel.drift``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -20,6 +18,7 @@ from typing import Any
 
 from keel.config import KeelConfig
 from keel.monitor.drift_windows import check_feature, report_json
+from keel.polling import Poller
 from keel.store import Store
 from keel.store.alerts import claim_tick
 from keel.store.drift import insert_report
@@ -50,7 +49,8 @@ class DriftMonitor:
         self.replica = replica
         self.clock = clock
         self.interval_s = float(config.drift.interval_s)
-        self._task: asyncio.Task[None] | None = None
+        self._poller = Poller("keel-drift", log,
+                              "drift checks failed; the next tick tries again")
 
     async def check(self, feature: str, now: float | None = None) -> dict[str, Any]:
         """Check ``feature`` now, store the report; the stored row."""
@@ -86,25 +86,12 @@ class DriftMonitor:
         return out
 
     def start(self) -> None:
-        if self._task is None and self.features:
-            self._task = asyncio.create_task(self._run(), name="keel-drift")
-
-    async def _run(self) -> None:
-        while True:
-            now = self.clock()
-            wake = math.floor(now / self.interval_s) * self.interval_s + self.interval_s
-            await asyncio.sleep(max(0.0, wake - now) + 1.0)
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("drift checks failed; the next tick tries again")
+        if self.features:
+            self._poller.start(self.tick, self.interval_s, aligned=True, after_s=1.0,
+                               clock=self.clock)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._poller.stop()
 
 
 def features_of(config: KeelConfig) -> list[str]:

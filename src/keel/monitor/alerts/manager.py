@@ -20,7 +20,6 @@ severity, and the silences and inhibition that hold for it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -48,6 +47,7 @@ from keel.monitor.alerts.routing import (
 from keel.monitor.alerts.tracking import Phase, Track, Transition, track_all
 from keel.notify.dispatch import Dispatcher
 from keel.notify.model import Notification
+from keel.polling import Poller
 from keel.store import Store
 from keel.store.alerts import (
     claim_tick,
@@ -109,7 +109,8 @@ class AlertManager:
         self.replica = replica or replica_name()
         self.clock = clock
         self.interval_s = float(config.alerts.interval_s)
-        self._task: asyncio.Task[None] | None = None
+        self._poller = Poller("keel-alerts", log,
+                              "alert evaluation failed; the next tick tries again")
         self.last_error: str | None = None
 
     def tick_of(self, now: float) -> float:
@@ -196,25 +197,11 @@ class AlertManager:
     # -- the loop ------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="keel-alerts")
-
-    async def _run(self) -> None:
-        while True:
-            now = self.clock()
-            wake = self.tick_of(now) + self.interval_s
-            await asyncio.sleep(max(0.0, wake - now) + 0.5)
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("alert evaluation failed; the next tick tries again")
+        self._poller.start(self.tick, self.interval_s, aligned=True, after_s=0.5,
+                           clock=self.clock)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._poller.stop()
 
 
 def _shown(ev: Evaluation, phase: str, silences: list[str]) -> str:
