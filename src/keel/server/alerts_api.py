@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keel.config.alerts import duration_seconds
-from keel.errors import InvalidRequest, KeelError, PermissionDenied
+from keel.errors import InvalidRequest, KeelError
 from keel.feedback.service import require_org_wide
 from keel.gateway.validate import parse_body
 from keel.monitor.alerts import silences
@@ -123,10 +123,7 @@ async def silences_ep(request: Request) -> Response:
     row = silences.new_silence(body.get("matchers"), creator=actor_of(principal),
                                reason=body.get("reason"), starts_at=starts, ends_at=ends_at,
                                now=now)
-    team = principal.visible_team()
-    if team is not None and row["matchers"].get("team") != team:
-        raise PermissionDenied(f"a key of team '{team}' may only silence its own team's "
-                               f"alerts: add \"team\": \"{team}\" to the matchers")
+    silences.check_team(row, principal.visible_team())
     return json_response(await silences.create(st.store, st.audit, row), status=201)
 
 
@@ -141,13 +138,8 @@ async def lift_ep(request: Request) -> Response:
     st = state_of(request)
     silence_id = path_param(request, "silence_id")
     principal = principal_of(request)
-    team = principal.visible_team()
-    if team is not None:
-        rows = [r for r in await list_silences(st.store) if r["id"] == silence_id]
-        if rows and rows[0]["matchers"].get("team") != team:
-            raise PermissionDenied(f"silence '{silence_id}' is not one of team '{team}'")
     row = await silences.lift(st.store, st.audit, silence_id, by=actor_of(principal),
-                              now=time.time())
+                              now=time.time(), team=principal.visible_team())
     return json_response(row)
 
 

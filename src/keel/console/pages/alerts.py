@@ -89,9 +89,7 @@ async def silence(view: View) -> Response:
         row = silences.new_silence(matchers, creator=view.who,
                                    reason=view.form.get("reason"), starts_at=now,
                                    ends_at=now + seconds, now=now)
-        if team is not None and row["matchers"].get("team") != team:
-            raise PermissionDenied(f"a login of team '{team}' may only silence its own "
-                                   f"team's alerts: set team to {team}")
+        silences.check_team(row, team)
     except (InvalidRequest, PermissionDenied) as exc:  # the page again, with what was typed
         return await _alerts(view, error=f"not silenced: {exc.message}")
     await silences.create(view.state.store, view.state.audit, row)
@@ -103,13 +101,8 @@ async def silence(view: View) -> Response:
 @action(ACTIONS, "/alerts/lift", "operator")
 async def lift(view: View) -> Response:
     silence_id = (view.form.get("silence") or "").strip()[:64]
-    team = view.team_scope
-    if team is not None:
-        rows = [s for s in await list_silences(view.state.store) if s["id"] == silence_id]
-        if rows and rows[0]["matchers"].get("team") != team:
-            raise PermissionDenied(f"silence '{silence_id}' is not one of team '{team}'")
     await silences.lift(view.state.store, view.state.audit, silence_id, by=view.who,
-                        now=time.time())
+                        now=time.time(), team=view.team_scope)
     return view.back("/alerts", f"silence {silence_id} lifted: its alerts are notified again")
 
 

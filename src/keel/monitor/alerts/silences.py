@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from keel.audit import AuditLog
-from keel.errors import InvalidRequest, NotFound
+from keel.errors import InvalidRequest, NotFound, PermissionDenied
 from keel.store import Store
 from keel.store.alerts import add_silence, get_silence, lift_silence
 
-__all__ = ["MATCHER_KEYS", "MAX_SILENCE_S", "create", "lift", "new_silence"]
+__all__ = ["MATCHER_KEYS", "MAX_SILENCE_S", "check_team", "create", "lift", "new_silence"]
 
 MATCHER_KEYS = ("rule", "feature", "team", "model")
 MAX_SILENCE_S = 90 * 86400.0
@@ -59,6 +59,14 @@ def new_silence(matchers: Any, *, creator: str, reason: Any, starts_at: float,
             "created_at": now, "lifted_at": None, "lifted_by": None}
 
 
+def check_team(row: dict[str, Any], team: str | None) -> None:
+    """A caller who reads one team only (``team``) may only make or lift that team's
+    silences: ones whose matchers name the team."""
+    if team is not None and row["matchers"].get("team") != team:
+        raise PermissionDenied(f"a key of team '{team}' may only silence its own team's "
+                               f"alerts: the matchers must include \"team\": \"{team}\"")
+
+
 async def create(store: Store, audit: AuditLog | None, row: dict[str, Any]) -> dict[str, Any]:
     await add_silence(store, row)
     if audit is not None:
@@ -70,9 +78,11 @@ async def create(store: Store, audit: AuditLog | None, row: dict[str, Any]) -> d
 
 
 async def lift(store: Store, audit: AuditLog | None, silence_id: str, *, by: str,
-               now: float) -> dict[str, Any]:
-    if await get_silence(store, silence_id) is None:
+               now: float, team: str | None = None) -> dict[str, Any]:
+    found = await get_silence(store, silence_id)
+    if found is None:
         raise NotFound(f"no silence '{silence_id[:64]}'; GET /api/alerts/silences lists them")
+    check_team(found, team)
     row = await lift_silence(store, silence_id, by=by, at=now)
     assert row is not None
     if audit is not None and row["lifted_at"] == now:
