@@ -580,9 +580,10 @@ STREAMS_START, STREAMS_END = "<!-- streams:start -->", "<!-- streams:end -->"  #
 SCHEMA_START, SCHEMA_END = "<!-- json-schema:start -->", "<!-- json-schema:end -->"
 DRIFT_START, DRIFT_END = "<!-- drift:start -->", "<!-- drift:end -->"
 CONSOLE_START, CONSOLE_END = "<!-- console:start -->", "<!-- console:end -->"
+SIGNALS_START, SIGNALS_END = "<!-- signals:start -->", "<!-- signals:end -->"
 KEPT = ((EVALS_START, EVALS_END), (SUMMARY_START, SUMMARY_END), (GUARD_START, GUARD_END),
         (STREAMS_START, STREAMS_END), (SCHEMA_START, SCHEMA_END), (DRIFT_START, DRIFT_END),
-        (CONSOLE_START, CONSOLE_END))
+        (CONSOLE_START, CONSOLE_END), (SIGNALS_START, SIGNALS_END))
 
 
 def kept_sections(path: Path) -> str:
