@@ -110,7 +110,7 @@ async def compare(store: Store, since: float, until: float | None = None, *,
     sk_table = sketch_table(f, (group_by,), g)
     sk = sk_table.c
     side_sk = sa.case((sk.bucket < start, 0), else_=1).label("side")
-    metric_cond = [sk.metric == metrics[0]] if len(metrics) == 1 else []
+    metric_cond = [sk.metric.in_(metrics)]  # the coarse key leads with the metric
     q_sk = (sa.select(sk[group_by], side_sk, sk.metric, sk.idx, sa.func.sum(sk["count"]))
             .where(*where(sk_table), *metric_cond)
             .group_by(sk[group_by], side_sk, sk.metric, sk.idx))

@@ -150,7 +150,7 @@ async def summary(store: Store, since: float, until: float | None = None, *,
     q_main = sa.select(*gcols, half, *sums).where(*where(rollups)).group_by(*gcols, half)
     sk_table = sketch_table(f, group_by, w.granularity)
     sk = sk_table.c
-    metric_cond = [sk.metric == metrics[0]] if len(metrics) == 1 else []
+    metric_cond = [sk.metric.in_(metrics)]  # the coarse key leads with the metric
     q_sk = (sa.select(*[sk[name] for name in group_by], sk.metric, sk.idx,
                       sa.func.sum(sk["count"]).label("n"))
             .where(*where(sk_table), *metric_cond)

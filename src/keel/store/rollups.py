@@ -25,10 +25,12 @@ coarse one skips minutes: about 60% more sketch rows written instead of 95%. A l
 feature alone would be smaller again for the overview, but the prompts pages group by
 prompt, and two levels would double that write cost. One blob per key and metric would be
 fewer rows, but a write would then read, merge and write back instead of adding, which
-concurrent writers cannot share without locking. On SQLite the coarse table is WITHOUT
-ROWID: its rows are stored in key order, so a window's rows are one contiguous range read
-without a lookup per row (about 1.6 times faster for a month by day), and an upsert
-updates one b-tree instead of two.
+concurrent writers cannot share without locking. The coarse key leads with (granularity,
+metric, bucket), so the rows of one metric's window are one range of the key's index: on
+PostgreSQL one index scan instead of a scan of the table (a month by day at 1.5M traces:
+155 ms instead of 460), and on SQLite, where the table is WITHOUT ROWID (rows stored in key
+order), one contiguous read without a lookup per row, and an upsert updates one b-tree
+instead of two.
 
 Feedback is rolled up at the time of the trace it is about (so "acceptance of the answers
 given in March" is a window query); outcomes at their own time, per feature and name.

@@ -345,16 +345,17 @@ rollup_sketches = sa.Table(
 )
 
 # 0016: the same sketches added up over teams and models (hour and day buckets), for the
-# views that filter and group by feature and prompt only (keel.store.rollups). On SQLite
-# the rows are stored in key order (WITHOUT ROWID): a window is one contiguous range.
+# views that filter and group by feature and prompt only (keel.store.rollups). The key
+# leads with (granularity, metric, bucket): one metric's window is one range of it, and
+# on SQLite the rows are stored in that order (WITHOUT ROWID).
 rollup_prompt_sketches = sa.Table(
     "rollup_prompt_sketches",
     metadata,
     sa.Column("granularity", sa.String(1), primary_key=True),
+    sa.Column("metric", sa.String(8), primary_key=True),  # latency | ttft
     sa.Column("bucket", sa.Float, primary_key=True),
     sa.Column("feature", sa.String(128), primary_key=True),
     sa.Column("prompt", sa.String(160), primary_key=True),
-    sa.Column("metric", sa.String(8), primary_key=True),
     sa.Column("idx", sa.Integer, primary_key=True),
     sa.Column("count", sa.Integer, nullable=False, server_default="0"),
     sqlite_with_rowid=False,

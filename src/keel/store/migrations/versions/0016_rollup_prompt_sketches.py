@@ -23,11 +23,12 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "rollup_prompt_sketches",
+        # the key leads with (granularity, metric, bucket): one metric's window is one range
         sa.Column("granularity", sa.String(1), primary_key=True),
+        sa.Column("metric", sa.String(8), primary_key=True),
         sa.Column("bucket", sa.Float, primary_key=True),
         sa.Column("feature", sa.String(128), primary_key=True),
         sa.Column("prompt", sa.String(160), primary_key=True),
-        sa.Column("metric", sa.String(8), primary_key=True),
         sa.Column("idx", sa.Integer, primary_key=True),
         sa.Column("count", sa.Integer, nullable=False, server_default="0"),
         sqlite_with_rowid=False,  # SQLite: rows in key order, a window one range
