@@ -65,6 +65,12 @@ def test_operator_evaluates_silences_and_lifts(page: Page, ck: ConsoleKeel) -> N
     expect(page.get_by_role("region", name="Silences in force")).to_contain_text(
         "No silence is in force")
     expect(page.get_by_role("region", name="Receivers")).to_have_count(0)  # none configured
+    rules = page.get_by_role("region", name="Rules")
+    cells = rules.locator("tr", has_text="support-errors").locator("td")
+    expect(cells).to_have_text(["support-errors", "error_rate", "threshold", "30m",
+                                "per feature", "warning 0.1, critical 0.25 (above)", "0",
+                                "–"])
+    expect(rules.locator("tbody tr")).to_have_count(1)  # builtins: false
     transitions = page.get_by_role("region", name="Transitions, last 7 days")
     expect(transitions).to_contain_text("firing (alert)")
 

@@ -137,6 +137,28 @@ async def test_evaluate_read_silence_and_lift(tmp_path: Path, http: HttpReceiver
                 "kind": "webhook", "queued": 0, "sent": 1, "failed": 0, "retrying": 0,
                 "retries": 0, "dropped": 0, "last_error": None, "last_error_at": None,
                 "last_sent_at": None, "ok": True}
+            tested = await c.post("/api/alerts/test", headers=auth(ops), json={
+                "rule": "errors", "since": "1h", "step": "5m"})
+            assert tested.status_code == 200, tested.text
+            by_key = {h["key"]: h for h in tested.json()["series"]}
+            assert tested.json()["steps"] == 12
+            assert by_key["errors|team=a"]["fired"] == 1
+            assert by_key["errors|team=b"]["breaching"] == 0
+            own = await c.post("/api/alerts/test", headers=auth(ops), json={
+                "rule": {"name": "mine", "measure": "error_rate", "window": "30m",
+                         "warning": 0.01}, "since": "30m", "step": "10m"})
+            assert own.status_code == 200 and own.json()["rule"] == "mine"
+            for body, status, param in [
+                    ({"rule": "nope", "since": "1h"}, 404, None),
+                    ({"rule": {"name": "x", "measure": "nope", "warning": 1}, "since": "1h"},
+                     400, "rule"),
+                    ({"rule": "errors"}, 400, "since"),
+                    ({"rule": "errors", "since": "1h", "step": "1s"}, 400, "step"),
+                    ({"rule": "errors", "since": "400d", "step": "5m"}, 400, "step")]:
+                r = await c.post("/api/alerts/test", headers=auth(ops), json=body)
+                assert r.status_code == status, (body, r.text)
+                if param:
+                    assert error(r)["param"] == param, (body, r.text)
             events = (await c.get("/api/alerts/events", headers=auth(ops))).json()["data"]
             assert [(e["key"], e["kind"]) for e in events] == [("errors|team=a", "firing")]
             audit = (await c.get("/api/audit", headers=k.admin_headers())).json()["data"]

@@ -32,7 +32,8 @@ PUBLIC_ROUTES = {("OPTIONS", "/api/feedback")}
 # The /api routes a team-scoped key of a granted role is refused (403 org_wide_required): their
 # answer, or their effect, spans every team's data. Adding one is a decision too.
 ORG_WIDE_ROUTES = {("POST", "/api/costs/reprice"), ("GET", "/api/costs/events"),
-                   ("POST", "/api/alerts/evaluate"), ("GET", "/api/drift"),
+                   ("POST", "/api/alerts/evaluate"), ("POST", "/api/alerts/test"),
+                   ("GET", "/api/drift"),
                    ("GET", "/api/drift/{feature}"), ("POST", "/api/drift/{feature}/check")}
 # Team-scoped keys of team ops (auditor and admin keys are org-wide only)
 SCOPED_ROLES = ("operator", "reviewer", "viewer", "metrics")

@@ -14,6 +14,10 @@
 - ``DELETE /api/alerts/silences/{id}``: lift it now.
 - ``POST /api/alerts/evaluate``: evaluate now, as a tick of the loop does, and say what was
   found and sent (``evaluated: false`` when another replica already took this tick).
+- ``POST /api/alerts/test`` with ``{"rule": "NAME" or a rule as the config writes it,
+  "since": "7d", "until": ..., "step": "1h"}``: the rule evaluated at every step of the
+  period as the loop would have; per series its transitions, breaching and firing counts.
+  Nothing is stored or sent.
 
 A team's key sees the series of its team only, and may silence only with ``team`` set to
 its team.
@@ -24,15 +28,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keel.config.alerts import duration_seconds
-from keel.errors import InvalidRequest, KeelError
+from keel.config.alerts import AlertRule, duration_seconds
+from keel.errors import InvalidRequest, KeelError, NotFound
 from keel.feedback.service import require_org_wide
 from keel.gateway.validate import parse_body
 from keel.monitor.alerts import silences
+from keel.monitor.alerts.backtest import backtest
+from keel.monitor.alerts.builtin_rules import rules_for
 from keel.monitor.alerts.manager import AlertManager, current
 from keel.server.auth import actor_of, api_route, principal_of
 from keel.server.http import json_response, read_body, state_of
@@ -158,6 +165,48 @@ async def evaluate_ep(request: Request) -> Response:
                            "alerts": len(n.alerts)} for n in result.notifications]})
 
 
+async def test_ep(request: Request) -> Response:
+    require_org_wide(principal_of(request), "testing an alert rule")
+    st = state_of(request)
+    body = _body(await read_body(request, _BODY_MAX))
+    spec = body.get("rule")
+    if isinstance(spec, str):
+        rule = next((r for r in rules_for(st.config.alerts) if r.name == spec), None)
+        if rule is None:
+            raise NotFound(f"no alert rule named '{spec[:128]}'; GET /api/alerts lists the "
+                           "evaluated ones, or send the rule itself")
+    elif isinstance(spec, dict):
+        try:
+            rule = AlertRule.model_validate(spec)
+        except ValidationError as exc:
+            raise InvalidRequest("rule: " + "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'rule'}: {e['msg']}"
+                for e in exc.errors(include_url=False))[:2000], param="rule") from None
+    else:
+        raise InvalidRequest("rule is a rule's name or a rule as the config writes it",
+                             param="rule")
+    now = time.time()
+    since = time_field(body, "since", now=now)
+    if since is None:
+        raise InvalidRequest("since is required: a time or a duration back such as 7d",
+                             param="since")
+    until = time_field(body, "until", now=now)
+    step = body.get("step", "1h")
+    step_s = duration_seconds(step) if isinstance(step, str) else None
+    if step_s is None:
+        raise InvalidRequest("step is a whole number and a unit: 5m, 1h, 1d", param="step")
+    units = {f.name: f.value_unit for f in st.config.features if f.value_unit}
+    result = await backtest(st.store, [rule], since, now if until is None else until,
+                            step_s=step_s, value_units=units)
+    return json_response({
+        "rule": rule.name, "since": result.since, "until": result.until,
+        "step_s": result.step_s, "steps": result.steps, "series": [{
+            "key": h.key, "series": h.series, "evaluations": h.evaluations,
+            "breaching": h.breaching, "firing": h.firing, "fired": h.fired,
+            "transitions": [{"kind": t.kind, "at": t.at, "severity": t.severity.value}
+                            for t in h.transitions]} for h in result.series]})
+
+
 def routes() -> list[Route]:
     return [
         api_route("/api/alerts", list_ep, ["GET"], "viewer"),
@@ -166,4 +215,5 @@ def routes() -> list[Route]:
         api_route("/api/alerts/silences", silences_ep, ["POST"], "operator"),
         api_route("/api/alerts/silences/{silence_id}", lift_ep, ["DELETE"], "operator"),
         api_route("/api/alerts/evaluate", evaluate_ep, ["POST"], "operator"),
+        api_route("/api/alerts/test", test_ep, ["POST"], "viewer"),
     ]

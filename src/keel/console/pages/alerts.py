@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from keel.config.alerts import duration_seconds
+from keel.config.alerts import AlertRule, duration_seconds
 from keel.console.web import Action, Page, View, action, page
 from keel.errors import InvalidRequest, KeelError, PermissionDenied
 from keel.monitor.alerts import silences
@@ -45,6 +45,23 @@ def _visible(view: View, series: dict[str, Any]) -> bool:
             and (f.model is None or series.get("model") in (None, f.model)))
 
 
+def _rule_row(rule: AlertRule) -> dict[str, Any]:
+    """A rule as the page lists it: what it reads, over which window, against what."""
+    s = rule.scope
+    scope = ", ".join([f"{k}={v}" for k in ("feature", "team", "model")
+                       if (v := getattr(s, k)) is not None]
+                      + ([f"per {s.by}"] if s.by else [])
+                      + ([f"within its {s.within}"] if s.within else [])) or "all traffic"
+    levels = ", ".join(f"{name} {v:g}" for name, v in (("warning", rule.warning),
+                                                         ("critical", rule.critical))
+                       if v is not None)
+    return {"name": rule.name, "builtin": rule.name.startswith("keel."),
+            "measure": rule.measure, "kind": rule.kind, "window": rule.window,
+            "scope": scope, "levels": f"{levels} ({rule.direction})",
+            "min_sample": rule.min_sample, "for": rule.for_,
+            "description": rule.description}
+
+
 async def _alerts(view: View, *, error: str | None = None) -> Response:
     store = view.state.store
     rule = (view.request.query_params.get("rule") or "").strip()[:128] or None
@@ -60,12 +77,13 @@ async def _alerts(view: View, *, error: str | None = None) -> Response:
               if team is None or s["matchers"].get("team") == team]
     ticks = await last_ticks(store, 1)
     manager = view.state.alerts
+    rules = [_rule_row(r) for r in manager.rules] if manager else []
     counts = {p: sum(1 for r in rows if r["phase"] == p) for p in ("firing", "pending")}
     return view.render(
         "alerts.html", title="Alerts", rows=rows, events=events, silences=active,
         last_tick=ticks[0] if ticks else None, counts=counts, rule=rule, pill=_PILL,
         interval_s=manager.interval_s if manager else None,
-        rules=len(manager.rules) if manager else 0, durations=DURATIONS,
+        rules=rules, durations=DURATIONS,
         matcher_keys=MATCHER_KEYS, error=error, form=view.form, team=team,
         receivers=(view.state.dispatcher.status() if view.state.dispatcher is not None
                    and team is None else {}), filterbar=False)
