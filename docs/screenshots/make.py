@@ -33,6 +33,8 @@ PAGES = (  # file name, path (TRACE: a trace the story points at), what to wait 
     ("prompts.png", "/prompts/support-reply", "support-reply"),
     ("evals.png", "/evals", "Evals"),
     ("reviews.png", "/reviews", "Reviews"),
+    ("alerts.png", "/alerts", "Alerts"),
+    ("drift.png", "/drift/research-assistant", "Drift of research-assistant"),
     ("governance.png", "/governance", "Governance"),
 )
 
