@@ -220,7 +220,9 @@ class Dispatcher:
         except DeliveryFailed as exc:
             return exc
         except TimeoutError:
-            return DeliveryFailed(f"no answer within {timeout:g}s", retry=True)
+            # the same words as a sender's own timeout, which fires at the same moment
+            return DeliveryFailed(f"{lane.config.name} did not answer within {timeout:g}s",
+                                  retry=True)
         except Exception as exc:  # a sender's unexpected failure may pass: try again
             return DeliveryFailed(f"{type(exc).__name__}: {exc}", retry=True)
         return None
