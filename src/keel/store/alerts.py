@@ -1,4 +1,6 @@
 """Alert state queries: tracks, transitions, silences, notification groups, tick claims.
+Transitions and silences that ended are kept ``EVENTS_KEPT_S`` (each tick deletes older
+ones, down their time indexes); tick claims ``TICKS_KEPT_S``.
 
 One replica evaluates each tick (``claim_tick``: the first to insert the tick's row wins,
 the same SQL on SQLite and PostgreSQL), and writes what it found in one transaction
@@ -26,6 +28,7 @@ from keel.store.schema import (
 )
 
 TICKS_KEPT_S = 7 * 86400.0
+EVENTS_KEPT_S = 90 * 86400.0  # transitions and ended silences are kept this long
 _CHUNK = 400
 
 
@@ -84,6 +87,10 @@ async def save_tick(store: Store, tick: float, *, tracks: list[dict[str, Any]],
             await conn.execute(alert_tracks.insert(), chunk)
         for chunk in _chunks(events):
             await conn.execute(alert_events.insert(), chunk)
+        await conn.execute(alert_events.delete().where(alert_events.c.at
+                                                       < tick - EVENTS_KEPT_S))
+        await conn.execute(alert_silences.delete().where(alert_silences.c.ends_at
+                                                         < tick - EVENTS_KEPT_S))
         names = [g["group_key"] for g in groups]
         for chunk in _chunks(names):
             await conn.execute(alert_groups.delete().where(alert_groups.c.group_key.in_(chunk)))

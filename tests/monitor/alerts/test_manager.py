@@ -156,3 +156,18 @@ async def test_an_outage_inhibits_the_quality_and_cost_alerts_of_its_feature(
         assert loud is not None and loud.inhibited == {}
         # grouped by feature now: support's group gains the latency alert
         assert {n.group_key for n in loud.notifications} >= {"feature=support"}
+
+
+async def test_old_transitions_and_ended_silences_are_pruned(store: Store) -> None:
+    from keel.store.alerts import EVENTS_KEPT_S, list_silences
+
+    await write(store, [Slice(*hour(0), 100, errors=30)], random.Random(6))
+    m = AlertManager(store, config("http://127.0.0.1:9", ERRORS), replica="r1")
+    await m.tick(NOW - 30)
+    await add_silence(store, {"id": "old", "matchers": {"feature": "support"},
+                              "creator": "ops", "reason": "long ago", "starts_at": NOW - 60,
+                              "ends_at": NOW, "created_at": NOW - 60})
+    assert len(await list_events(store)) == 1
+    await m.tick(NOW + EVENTS_KEPT_S + 120)
+    assert await list_events(store) == []  # the firing transition, 90 days old, is gone
+    assert await list_silences(store) == []
