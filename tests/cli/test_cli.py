@@ -150,6 +150,7 @@ def test_readme_config_example_is_valid(monkeypatch: pytest.MonkeyPatch) -> None
     assert blocks, "the README has a YAML config example"
     for name in ("OPENAI_API_KEY", "AZURE_OPENAI_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
         monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("KEEL_HOOK_SECRET", "a-webhook-signing-secret-of-32-chars")
     from keel.prompts import PromptSpec
 
     docs = [yaml.safe_load(b) for b in blocks]
