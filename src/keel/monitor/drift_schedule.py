@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from keel.config import KeelConfig
+from keel.monitor.alerts.model import json_safe
 from keel.monitor.drift_windows import check_feature, report_json
 from keel.polling import Poller
 from keel.store import Store
@@ -27,17 +28,6 @@ __all__ = ["DriftMonitor", "features_of"]
 
 log = logging.getLogger("keel.drift")
 JOB = "drift"
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float (an infinite threshold) as None: JSON has none."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 class DriftMonitor:
@@ -66,7 +56,7 @@ class DriftMonitor:
                "current_since": windows["current"][0], "current_until": windows["current"][1],
                "n_reference": report.n_reference, "n_current": report.n_current,
                "drifted": report.drifted, "auc": auc,
-               "report": _finite(report_json(report, windows))}
+               "report": json_safe(report_json(report, windows))}
         row["id"] = await insert_report(self.store, row)
         return row
 

@@ -171,3 +171,21 @@ async def test_old_transitions_and_ended_silences_are_pruned(store: Store) -> No
     await m.tick(NOW + EVENTS_KEPT_S + 120)
     assert await list_events(store) == []  # the firing transition, 90 days old, is gone
     assert await list_silences(store) == []
+
+
+async def test_a_change_from_zero_is_stored_on_both_stores(store: Store) -> None:
+    """A change against a window of zero is infinite; JSON has no infinity (PostgreSQL's
+    JSON type refuses it), so the stored evaluation says None where the score would be."""
+    rule = {"name": "errors-up", "measure": "error_rate", "kind": "change", "window": "1h",
+            "warning": 0.5, "scope": {"by": "feature"}}
+    await write(store, [Slice(*hour(1), 100, errors=0), Slice(*hour(0), 100, errors=20)],
+                random.Random(8))
+    m = AlertManager(store, config("http://127.0.0.1:9", rule), replica="r1")
+    result = await m.tick(NOW - 30)
+    assert result is not None
+    (ev,) = result.evaluations
+    assert ev.state.breaching and ev.score == float("inf")
+    (shown,) = await current(store, NOW)
+    assert shown["phase"] == "firing" and shown["value"] == pytest.approx(0.2)
+    (event,) = await list_events(store)
+    assert event["evaluation"]["score"] is None

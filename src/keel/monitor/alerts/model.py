@@ -6,6 +6,7 @@ so alert state can be stored and shown as it is.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -21,6 +22,18 @@ class State(StrEnum):
     @property
     def breaching(self) -> bool:
         return self in (State.WARNING, State.ALERT)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as None: JSON has no infinity (PostgreSQL's
+    JSON type refuses it), and a change from zero is an infinite one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def series_key(rule: str, series: dict[str, str]) -> str:
@@ -50,7 +63,9 @@ class Evaluation:
         return series_key(self.rule, self.series)
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        """JSON-ready: the state as its value, a non-finite number (an infinite change) as
+        None."""
+        out = json_safe(asdict(self))
         out["state"] = self.state.value
         return out
 
