@@ -22,8 +22,9 @@ untimed call):
   payloads, the descriptors, the tests and the text classifier.
 
 Memory: the peak of Python's allocations during one more call, traced and not timed
-(``tracemalloc``), and the process's peak RSS (``ru_maxrss``). The section between ``<!-- signals:start -->`` and
-``<!-- signals:end -->`` of bench/RESULTS.md is replaced with the figures.
+(``tracemalloc``), and the process's peak RSS (``ru_maxrss``). The section between
+``<!-- signals:start -->`` and ``<!-- signals:end -->`` of bench/RESULTS.md is replaced
+with the figures.
 """
 
 from __future__ import annotations
@@ -181,6 +182,9 @@ def report(results: list[dict[str, Any]], info: dict[str, Any], argv: str) -> st
              f"{info['python']} · keel {info['keel']} · load average before {info['load']}",
              "", "Method: see the script's docstring. Timed in one process through a warm "
              "store, one call at a time, on a machine shared with other work.", "",
+             *[f"**{r['store']}: {r['traces']:,} traces, not 10,000,000** (the stores "
+               "bench/console_scale.py kept)." for r in results if r["traces"] < 10_000_000],
+             "",
              "| store | traces | alert tick: rules / series | p50 | max | peak Python alloc "
              "| drift check (feature, sampled ref / cur) | p50 | max | peak Python alloc "
              "| process peak RSS |",
