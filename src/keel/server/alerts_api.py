@@ -111,7 +111,8 @@ async def silences_ep(request: Request) -> Response:
         if team is not None:
             rows = [r for r in rows if r["matchers"].get("team") == team]
         return json_response({"object": "list", "data": rows})
-    body = _body(await read_body(request, _BODY_MAX))
+    body = _body(await read_body(request, _BODY_MAX),
+                 "matchers, reason and duration or ends_at")
     principal = principal_of(request)
     starts_at = time_field(body, "starts_at", now=now)
     starts = now if starts_at is None else starts_at
@@ -134,9 +135,9 @@ async def silences_ep(request: Request) -> Response:
     return json_response(await silences.create(st.store, st.audit, row), status=201)
 
 
-def _body(raw: bytes) -> dict[str, Any]:
+def _body(raw: bytes, fields: str) -> dict[str, Any]:
     if not raw.strip():
-        raise InvalidRequest("send a JSON object with matchers, reason and duration or ends_at")
+        raise InvalidRequest(f"send a JSON object with {fields}")
     body = parse_body(raw, _BODY_MAX)
     return body
 
@@ -168,7 +169,7 @@ async def evaluate_ep(request: Request) -> Response:
 async def test_ep(request: Request) -> Response:
     require_org_wide(principal_of(request), "testing an alert rule")
     st = state_of(request)
-    body = _body(await read_body(request, _BODY_MAX))
+    body = _body(await read_body(request, _BODY_MAX), "rule, since and step")
     spec = body.get("rule")
     if isinstance(spec, str):
         rule = next((r for r in rules_for(st.config.alerts) if r.name == spec), None)
