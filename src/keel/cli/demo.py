@@ -48,7 +48,7 @@ def demo(port: int, data_dir: Path | None, requests: int, seed: int, reset: bool
     the command lists them.
 
     \b
-    The first run loads the month (about 20 seconds for the default size); later runs
+    The first run loads the month (about 30 seconds for the default size); later runs
     reuse it until --reset. Then it serves like `keel serve` on http://127.0.0.1:PORT/:
     open it and log in with the admin key it prints. The demo reads no KEEL_* setting,
     uses no Redis and exports nothing: its config is keel's demo config, its store its
